@@ -1,0 +1,4 @@
+from supervisor_app.cli import main
+
+if __name__ == "__main__":
+    main()
