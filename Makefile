@@ -1,42 +1,49 @@
-# smc: build, test, demo, bench. Everything runs from a venv keyed on requirements/*.txt.
+# smc: build, test, demo, bench. Two venvs, each keyed on its requirements file: the build venv
+# holds only what goes into the binary (anything else installed there could be swept into it by
+# PyInstaller's import analysis); the test venv holds the test tools.
 SHELL := /bin/bash
 PYTHON ?= python3
 CACHE_DIR ?= $(HOME)/.cache/smc
-REQS_HASH := $(shell cat requirements/*.txt | sha256sum | cut -c1-12)
-VENV ?= $(CACHE_DIR)/venv-$(REQS_HASH)
-PY := $(VENV)/bin/python
+BUILD_VENV ?= $(CACHE_DIR)/build-$(shell sha256sum requirements/build.txt | cut -c1-12)
+TEST_VENV ?= $(CACHE_DIR)/test-$(shell sha256sum requirements/test.txt | cut -c1-12)
+PY := $(TEST_VENV)/bin/python
 SOURCES := $(shell find supervisor_app -name '*.py') spec/smc.spec requirements/build.txt
 
-.PHONY: venv binary test demo bench clean help
+.PHONY: venvs binary test demo bench clean help
 
 help:
-	@echo "make demo    build dist/smc and run the built-in example end to end"
+	@echo "make demo    build dist/smc, train the example model, serve it and invoke it"
 	@echo "make test    build dist/smc and run the test suite against it"
 	@echo "make binary  build the one-file binary dist/smc"
-	@echo "make bench   print start-up and size numbers (bench/)"
+	@echo "make bench   print size and start-up numbers (bench/)"
 
-$(VENV)/.ok: requirements/build.txt requirements/test.txt
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements/build.txt -r requirements/test.txt
+$(BUILD_VENV)/.ok: requirements/build.txt
+	$(PYTHON) -m venv $(BUILD_VENV)
+	$(BUILD_VENV)/bin/pip install -q --disable-pip-version-check -r requirements/build.txt
 	touch $@
 
-venv: $(VENV)/.ok
+$(TEST_VENV)/.ok: requirements/test.txt
+	$(PYTHON) -m venv $(TEST_VENV)
+	$(TEST_VENV)/bin/pip install -q --disable-pip-version-check -r requirements/test.txt
+	touch $@
 
-dist/smc: $(VENV)/.ok $(SOURCES)
+venvs: $(BUILD_VENV)/.ok $(TEST_VENV)/.ok
+
+dist/smc: $(BUILD_VENV)/.ok $(SOURCES)
 	@mkdir -p .pyi-work
-	flock .pyi-work/.lock $(VENV)/bin/pyinstaller --noconfirm --log-level WARN \
-	    --distpath dist --workpath .pyi-work spec/smc.spec
+	flock .pyi-work/.lock $(BUILD_VENV)/bin/pyinstaller --noconfirm --log-level WARN \
+		--distpath dist --workpath .pyi-work spec/smc.spec
 	@ls -l dist/smc
 
 binary: dist/smc
 
-test: dist/smc
+test: dist/smc $(TEST_VENV)/.ok
 	SMC_BINARY=$(CURDIR)/dist/smc $(PY) -m pytest $(PYTEST_ARGS)
 
-demo: dist/smc
+demo: dist/smc $(TEST_VENV)/.ok
 	$(PY) examples/demo.py --smc dist/smc
 
-bench: dist/smc
+bench: dist/smc $(TEST_VENV)/.ok
 	$(PY) bench/startup.py --smc dist/smc
 
 clean:
