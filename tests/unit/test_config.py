@@ -63,3 +63,13 @@ def test_every_setting_is_documented():
         assert setting.doc
         for name in setting.env:
             assert f"`{name}`" in table
+
+
+def test_readme_environment_tables_are_current():
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    result = subprocess.run([sys.executable, "build/envdoc.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
