@@ -1,0 +1,365 @@
+"""`smc train` settings and the frozen TrainConfig: environment + the /opt/ml/input/config files.
+
+Every error names the file, the place in it (line/column for JSON, the key otherwise), what was
+expected, and how to fix it. The decoding of hyperparameters follows sagemaker-training 5.x:
+json.loads on each value, the raw value when that fails.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from supervisor_app.config.core import Config
+from supervisor_app.config.settings import Setting, parse_bool, parse_seconds, parse_str, read_settings
+from supervisor_app.errors import ConfigError
+from supervisor_app.paths import Layout
+
+TRAIN_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "program",
+        ("SAGEMAKER_PROGRAM",),
+        parse_str,
+        None,
+        "Entry point in the code dir (train.py, train.sh, any executable); beats the "
+        "`sagemaker_program` hyperparameter, as in sagemaker-training.",
+        "train",
+    ),
+    Setting(
+        "submit_directory",
+        ("SAGEMAKER_SUBMIT_DIRECTORY",),
+        parse_str,
+        None,
+        "Where the code comes from when /opt/ml/code is empty: a directory, a tar.gz (path or file://) "
+        "or s3://bucket/key.tar.gz. The `sagemaker_submit_directory` hyperparameter beats it.",
+        "train",
+    ),
+    Setting(
+        "python",
+        ("SMC_PYTHON",),
+        parse_str,
+        "",
+        "Interpreter for .py entry points and requirements.txt: a path or command name, or `embedded` "
+        "for smc's own Python. Default: python3 on PATH, else the embedded interpreter.",
+        "train",
+    ),
+    Setting(
+        "stop_grace_s",
+        ("SMC_STOP_GRACE_S",),
+        parse_seconds,
+        30.0,
+        "Seconds between forwarding SIGTERM/SIGINT to the training script's process group and "
+        "SIGKILL. Keep it below SageMaker's 120 s stop window so smc can write the failure file.",
+        "train",
+    ),
+    Setting(
+        "host_wait_s",
+        ("SMC_HOST_WAIT_S",),
+        parse_seconds,
+        900.0,
+        "Multi-host jobs: how long to wait for every host in resourceconfig.json to resolve in DNS "
+        "before starting the script (sagemaker-training waits up to 15 minutes).",
+        "train",
+    ),
+    Setting(
+        "studio_local_mode",
+        ("SM_STUDIO_LOCAL_MODE",),
+        parse_bool,
+        False,
+        "`true` skips the DNS wait for the hosts (SageMaker Studio local mode), as in sagemaker-training.",
+        "train",
+    ),
+    Setting(
+        "framework_module",
+        ("SAGEMAKER_TRAINING_MODULE",),
+        parse_str,
+        None,
+        "Framework launcher `pkg.mod:fn` of framework images; exported as SM_FRAMEWORK_MODULE.",
+        "train",
+    ),
+    Setting(
+        "job_name",
+        ("TRAINING_JOB_NAME",),
+        parse_str,
+        None,
+        "Set by SageMaker; `job_name` in SM_TRAINING_ENV.",
+        "train",
+    ),
+    Setting(
+        "region",
+        ("AWS_REGION", "AWS_DEFAULT_REGION"),
+        parse_str,
+        "",
+        "AWS region for SAGEMAKER_REGION (after the `sagemaker_region` hyperparameter) and for S3.",
+        "train",
+    ),
+    Setting(
+        "mp_parameters",
+        ("SM_HP_MP_PARAMETERS",),
+        parse_str,
+        None,
+        "Model-parallel parameters; only decides `is_modelparallel_enabled` in SM_TRAINING_ENV.",
+        "train",
+    ),
+)
+
+S3_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "endpoint_url",
+        ("AWS_ENDPOINT_URL_S3", "S3_ENDPOINT_URL", "AWS_ENDPOINT_URL"),
+        parse_str,
+        "",
+        "S3 endpoint for an s3:// submit directory (path-style requests), e.g. a local S3-compatible "
+        "server. Default: https://BUCKET.s3.REGION.amazonaws.com.",
+        "train-s3",
+    ),
+    Setting("access_key_id", ("AWS_ACCESS_KEY_ID",), parse_str, "", "S3 credentials, first choice.", "train-s3"),
+    Setting("secret_access_key", ("AWS_SECRET_ACCESS_KEY",), parse_str, "", "S3 credentials.", "train-s3"),
+    Setting("session_token", ("AWS_SESSION_TOKEN",), parse_str, "", "S3 credentials (temporary).", "train-s3"),
+    Setting(
+        "container_credentials_relative_uri",
+        ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",),
+        parse_str,
+        "",
+        "Container credential endpoint path on 169.254.170.2 (second choice for S3 credentials).",
+        "train-s3",
+    ),
+    Setting(
+        "container_credentials_full_uri",
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI",),
+        parse_str,
+        "",
+        "Full URL of a container credential endpoint.",
+        "train-s3",
+    ),
+    Setting(
+        "container_authorization_token",
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN",),
+        parse_str,
+        "",
+        "Authorization header for the container credential endpoint.",
+        "train-s3",
+    ),
+    Setting(
+        "container_authorization_token_file",
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",),
+        parse_str,
+        "",
+        "File holding that header.",
+        "train-s3",
+    ),
+    Setting(
+        "imds_disabled",
+        ("AWS_EC2_METADATA_DISABLED",),
+        parse_bool,
+        False,
+        "`true`: never ask the instance metadata service (IMDSv2, the last choice) for credentials.",
+        "train-s3",
+    ),
+    Setting(
+        "imds_endpoint",
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT",),
+        parse_str,
+        "http://169.254.169.254",
+        "Instance metadata service address.",
+        "train-s3",
+    ),
+)
+
+_PIPE_MODE = "pipe"
+
+
+@dataclass(frozen=True)
+class S3Config:
+    endpoint_url: str
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    container_credentials_relative_uri: str
+    container_credentials_full_uri: str
+    container_authorization_token: str
+    container_authorization_token_file: str
+    imds_disabled: bool
+    imds_endpoint: str
+    region: str
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    layout: Layout
+    prefix: Path
+    tmp_dir: Path
+    environ: Mapping[str, str]
+    log_level: int
+    program: str | None
+    submit_directory: str | None
+    python: str
+    stop_grace_s: float
+    host_wait_s: float
+    studio_local_mode: bool
+    framework_module: str | None
+    job_name: str | None
+    region: str
+    mp_parameters: str | None
+    hyperparameters: Mapping[str, Any]  # decoded, reserved sagemaker_* keys included
+    not_string_keys: tuple[str, ...]  # hyperparameters given as JSON values, not strings
+    undecoded_keys: tuple[str, ...]  # hyperparameters kept raw: not JSON
+    resource_config: Mapping[str, Any]
+    input_data_config: Mapping[str, Any]
+    hyperparameters_file_found: bool
+    s3: S3Config
+
+
+def load_train_config(config: Config) -> TrainConfig:
+    values = read_settings(TRAIN_SETTINGS, config.environ)
+    s3_values = read_settings(S3_SETTINGS, config.environ)
+    layout = config.layout
+    raw_hps, hps_found = _read_json_object(layout.hyperparameters_file, required=False)
+    hyperparameters, not_strings, undecoded = decode_hyperparameters(raw_hps)
+    resource_data, _ = _read_json_object(layout.resource_config_file, required=True)
+    resource_config = _check_resource_config(layout.resource_config_file, resource_data)
+    input_data_config, _ = _read_json_object(layout.input_data_config_file, required=False)
+    _check_channels(layout, input_data_config)
+    return TrainConfig(
+        layout=layout,
+        prefix=config.prefix,
+        tmp_dir=config.tmp_dir,
+        environ=config.environ,
+        log_level=config.log_level,
+        hyperparameters=MappingProxyType(hyperparameters),
+        not_string_keys=tuple(not_strings),
+        undecoded_keys=tuple(undecoded),
+        resource_config=MappingProxyType(resource_config),
+        input_data_config=MappingProxyType(input_data_config),
+        hyperparameters_file_found=hps_found,
+        s3=S3Config(region=values["region"], **s3_values),
+        **values,
+    )
+
+
+def decode_hyperparameters(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str], list[str]]:
+    """json.loads each value as sagemaker-training does; a value that is not JSON stays a string.
+
+    SageMaker stores every value as a string (the SDK JSON-encodes them). A value that already is
+    a number, list, ... (a hand-written file) is kept as it is, as the toolkit does; its key is
+    reported so smc can warn."""
+    decoded: dict[str, Any] = {}
+    not_strings: list[str] = []
+    undecoded: list[str] = []
+    for key, value in raw.items():
+        if not isinstance(value, str):
+            not_strings.append(key)
+            decoded[key] = value
+            continue
+        try:
+            decoded[key] = json.loads(value)
+        except ValueError:
+            undecoded.append(key)
+            decoded[key] = value
+    return decoded, not_strings, undecoded
+
+
+def _read_json_object(path: Path, required: bool) -> tuple[dict[str, Any], bool]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if not required:
+            return {}, False
+        raise ConfigError(
+            f"{path} is missing",
+            hint="SageMaker writes it for every training job; when running locally, create it, e.g. "
+            '{"current_host": "algo-1", "hosts": ["algo-1"]}',
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"{path} cannot be read: {reason}",
+            hint=f"make {path.name} a readable UTF-8 JSON file",
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+            hint=f"fix the JSON in {path.name} (check quotes and trailing commas)",
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: expected a JSON object at the top level, found {_json_type(data)}",
+            hint=f'{path.name} must look like {{"key": ...}}',
+        )
+    return data, True
+
+
+def _check_resource_config(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    current = data.get("current_host")
+    if not isinstance(current, str) or not current:
+        raise ConfigError(
+            f"{path}: key 'current_host' must be a non-empty string, found {_describe(data, 'current_host')}",
+            hint='set "current_host": "algo-1" (the name of this host)',
+        )
+    hosts = data.get("hosts")
+    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) for h in hosts):
+        raise ConfigError(
+            f"{path}: key 'hosts' must be a non-empty list of strings, found {_describe(data, 'hosts')}",
+            hint='set "hosts": ["algo-1"] (every host of the job, sorted)',
+        )
+    for key in ("current_instance_type", "current_group_name", "network_interface_name"):
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(
+                f"{path}: key '{key}' must be a string, found {_json_type(data[key])}",
+                hint=f"write {key} as a JSON string",
+            )
+    groups = data.get("instance_groups", [])
+    if not isinstance(groups, list) or not all(
+        isinstance(g, dict) and isinstance(g.get("instance_group_name"), str) and isinstance(g.get("hosts"), list)
+        for g in groups
+    ):
+        raise ConfigError(
+            f"{path}: key 'instance_groups' must be a list of objects with 'instance_group_name' "
+            "(string) and 'hosts' (list)",
+            hint='e.g. "instance_groups": [{"instance_group_name": "train1", "instance_type": '
+            '"ml.m5.xlarge", "hosts": ["algo-1"]}]',
+        )
+    return data
+
+
+def _check_channels(layout: Layout, input_data_config: Mapping[str, Any]) -> None:
+    path = layout.input_data_config_file
+    for name, channel in input_data_config.items():
+        if not isinstance(channel, dict):
+            raise ConfigError(
+                f"{path}: channel '{name}' must be a JSON object, found {_json_type(channel)}",
+                hint=f'e.g. "{name}": {{"TrainingInputMode": "File"}}',
+            )
+        mode = str(channel.get("TrainingInputMode", "File")).lower()
+        # Pipe mode feeds FIFOs named <channel>_<epoch>; there is no <channel> directory.
+        if mode == _PIPE_MODE:
+            continue
+        directory = layout.channel_dir(name)
+        if not directory.is_dir():
+            raise ConfigError(
+                f"channel '{name}' is declared in {path} but its directory {directory} does not exist",
+                hint=f"put the channel's data in {directory}, or remove '{name}' from {path.name}",
+            )
+
+
+def _describe(data: Mapping[str, Any], key: str) -> str:
+    return _json_type(data[key]) if key in data else "no such key"
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)

@@ -1,0 +1,219 @@
+"""Find the entry point, fill the code dir from the submit directory, and build the command.
+
+Kinds, decided as sagemaker-training does: `*.sh` is a shell script; a code dir with setup.py
+(or a pyproject.toml declaring a project or build system) is a package installed with pip and run
+as `python -m NAME`; `*.py` is a Python program; anything else is a command run directly.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor_app import process
+from supervisor_app.errors import ConfigError, UserCodeError
+
+# sagemaker-training 5.1.4's rule: a relative path of letters, digits and . _ + - segments,
+# not starting with '-' (an option) or '/' (absolute), without '.' or '..' segments.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._+-]*(/[A-Za-z0-9._+-]+)*$")
+EMBEDDED = "embedded"
+
+
+class Kind(enum.Enum):
+    PACKAGE = "package"
+    PROGRAM = "program"
+    SHELL = "shell"
+    COMMAND = "command"
+
+
+@dataclass(frozen=True)
+class Python:
+    argv: list[str]  # how to start it: [python3] or smc's own [binary, "python"]
+    embedded: bool
+
+
+def validate_name(name: str | None) -> str:
+    if not name:
+        raise UserCodeError(
+            "no training entry point: neither SAGEMAKER_PROGRAM nor the sagemaker_program hyperparameter is set",
+            hint="set SAGEMAKER_PROGRAM=train.py in the image (ENV) or the sagemaker_program hyperparameter "
+            "(the SDK's entry_point) to a file in the code directory",
+        )
+    if not _SAFE_NAME.match(name) or any(part in (".", "..") for part in name.split("/")):
+        raise UserCodeError(
+            f"entry point {name!r} is not a plain relative path inside the code directory",
+            hint="use only letters, digits, '.', '_', '+', '-' and '/', no leading '-' or '/', "
+            "no '.' or '..' segments, e.g. train.py or bin/train.sh",
+        )
+    return name
+
+
+def entry_path(code_dir: Path, name: str) -> Path:
+    root = code_dir.resolve()
+    path = (root / name).resolve()
+    if path != root and root not in path.parents:
+        raise UserCodeError(
+            f"entry point {name!r} resolves to {path}, outside the code directory {root}",
+            hint="point the entry point at a file inside the code directory",
+        )
+    if not path.is_file():
+        raise UserCodeError(
+            f"entry point {name!r} not found in {code_dir}"
+            + ("" if any(code_dir.iterdir()) else " (the code directory is empty)"),
+            hint="put the script in /opt/ml/code (COPY in the Dockerfile) or pass it as the SDK's "
+            "source_dir/entry_point (sagemaker_submit_directory), and check the spelling",
+        )
+    return path
+
+
+def kind_of(code_dir: Path, name: str) -> Kind:
+    if name.endswith(".sh"):
+        return Kind.SHELL
+    if (code_dir / "setup.py").is_file() or _declares_project(code_dir / "pyproject.toml"):
+        return Kind.PACKAGE
+    if name.endswith(".py"):
+        return Kind.PROGRAM
+    return Kind.COMMAND
+
+
+def _declares_project(pyproject: Path) -> bool:
+    # A pyproject.toml holding only tool settings (ruff, black) is not an installable package.
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return re.search(r"^\s*\[(project|build-system)\]", text, re.MULTILINE) is not None
+
+
+def find_python(choice: str, path_env: str | None) -> Python:
+    """SMC_PYTHON if set (a path, a command, or `embedded`), else python3 on PATH, else smc's own."""
+    if choice == EMBEDDED:
+        return Python([*process.self_command(), "python"], embedded=True)
+    if choice:
+        found = shutil.which(choice, path=path_env)
+        if found is None:
+            raise ConfigError(
+                f"SMC_PYTHON={choice!r} is not an executable file or a command on PATH",
+                hint="set SMC_PYTHON to the image's interpreter (e.g. /usr/bin/python3), or to 'embedded'",
+            )
+        return Python([found], embedded=False)
+    found = shutil.which("python3", path=path_env)
+    if found is not None:
+        return Python([found], embedded=False)
+    return Python([*process.self_command(), "python"], embedded=True)
+
+
+def build_command(kind: Kind, path: Path, name: str, args: list[str], python: Python) -> list[str]:
+    if kind is Kind.PACKAGE:
+        return [*python.argv, "-m", re.sub(r"\.py$", "", name), *args]
+    if kind is Kind.PROGRAM:
+        return [*python.argv, name, *args]
+    if kind is Kind.SHELL and not _has_shebang(path):
+        return ["/bin/sh", name, *args]
+    return [f"./{name}", *args]
+
+
+def make_executable(path: Path) -> None:
+    """sagemaker-training chmods command entry points; smc adds the execute bits the same way."""
+    mode = path.stat().st_mode
+    wanted = mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+    if mode == wanted:
+        return
+    try:
+        path.chmod(wanted)
+    except OSError as exc:
+        raise UserCodeError(
+            f"entry point {path} is not executable and smc cannot make it so: {exc.strerror}",
+            hint=f"run `chmod +x {path.name}` before building the image, or name it .py or .sh",
+        ) from None
+
+
+def _has_shebang(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(2) == b"#!"
+
+
+# ---- the submit directory -------------------------------------------------------------------
+
+
+def prepare_code_dir(source: str, code_dir: Path, tmp_dir: Path, download: Callable[[str, Path], None]) -> str:
+    """Fill an empty code dir from `source`; returns what was done, for the log.
+
+    As in sagemaker-training, a code dir that already has files (the image's COPY) wins and the
+    submit directory is not used."""
+    code_dir.mkdir(parents=True, exist_ok=True)
+    if any(code_dir.iterdir()):
+        return "kept_existing_code_dir"
+    if source.startswith("file://"):
+        source = source[len("file://") :]
+    if source.startswith("s3://"):
+        with tempfile.TemporaryDirectory(dir=tmp_dir, prefix="smc-submit-") as tmp:
+            archive = Path(tmp) / "sourcedir.tar.gz"
+            download(source, archive)
+            safe_extract(archive, code_dir, source)
+        return "extracted_s3_archive"
+    local = Path(source)
+    if local.resolve() == code_dir.resolve():
+        return "code_dir_is_submit_dir"
+    if local.is_dir():
+        shutil.copytree(local, code_dir, symlinks=True, dirs_exist_ok=True)
+        return "copied_directory"
+    if not local.exists():
+        raise ConfigError(
+            f"submit directory {source!r} does not exist",
+            hint="sagemaker_submit_directory (or SAGEMAKER_SUBMIT_DIRECTORY) must be a directory, "
+            "a .tar.gz, or an s3:// URL; or put the code in the code directory",
+        )
+    if tarfile.is_tarfile(local):
+        safe_extract(local, code_dir, source)
+        return "extracted_archive"
+    shutil.copy2(local, code_dir)
+    return "copied_file"
+
+
+def safe_extract(archive: Path, dest: Path, origin: str) -> None:
+    """Extract a tar archive, refusing every member that would land outside `dest`."""
+    root = dest.resolve()
+    try:
+        with tarfile.open(archive, mode="r:*") as tar:
+            members = tar.getmembers()
+            for member in members:
+                _check_member(member, root, origin)
+            # The 'data' filter re-checks the same rules and drops setuid bits and odd modes.
+            tar.extractall(root, members=members, filter="data")
+    except tarfile.TarError as exc:
+        raise UserCodeError(
+            f"cannot extract {origin}: {exc}",
+            hint="the submit directory must be a tar.gz made by `tar czf sourcedir.tar.gz -C src .`",
+        ) from None
+
+
+def _check_member(member: tarfile.TarInfo, root: Path, origin: str) -> None:
+    name = member.name
+    problem = ""
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        problem = "has an absolute path"
+    elif ".." in Path(name).parts:
+        problem = "contains '..'"
+    elif member.isdev() or member.isfifo():
+        problem = "is a device or FIFO"
+    elif member.issym() or member.islnk():
+        target = member.linkname
+        base = (root / name).parent if member.issym() else root
+        resolved = Path(os.path.normpath(base / target)) if not target.startswith("/") else Path(target)
+        if target.startswith("/") or (resolved != root and root not in resolved.parents):
+            problem = f"is a link to {target!r}, outside the code directory"
+    if problem:
+        raise UserCodeError(
+            f"refusing to extract {origin}: member {name!r} {problem}",
+            hint="rebuild the archive from the source directory itself, with relative paths and no links "
+            "leaving it (tar czf sourcedir.tar.gz -C src .)",
+        )
