@@ -4,10 +4,10 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 CACHE_DIR ?= $(HOME)/.cache/smc
-BUILD_VENV ?= $(CACHE_DIR)/build-$(shell sha256sum requirements/build.txt | cut -c1-12)
-TEST_VENV ?= $(CACHE_DIR)/test-$(shell sha256sum requirements/test.txt | cut -c1-12)
+BUILD_VENV ?= $(CACHE_DIR)/build-$(shell cat requirements/build.txt requirements/runtime.txt | sha256sum | cut -c1-12)
+TEST_VENV ?= $(CACHE_DIR)/test-$(shell cat requirements/test.txt requirements/runtime.txt | sha256sum | cut -c1-12)
 PY := $(TEST_VENV)/bin/python
-SOURCES := $(shell find supervisor_app -name '*.py') spec/smc.spec requirements/build.txt
+SOURCES := $(shell find supervisor_app -name '*.py') spec/smc.spec requirements/build.txt requirements/runtime.txt
 
 .PHONY: venvs binary test demo bench clean help
 
@@ -17,12 +17,12 @@ help:
 	@echo "make binary  build the one-file binary dist/smc"
 	@echo "make bench   print size and start-up numbers (bench/)"
 
-$(BUILD_VENV)/.ok: requirements/build.txt
+$(BUILD_VENV)/.ok: requirements/build.txt requirements/runtime.txt
 	$(PYTHON) -m venv $(BUILD_VENV)
 	$(BUILD_VENV)/bin/pip install -q --disable-pip-version-check -r requirements/build.txt
 	touch $@
 
-$(TEST_VENV)/.ok: requirements/test.txt
+$(TEST_VENV)/.ok: requirements/test.txt requirements/runtime.txt
 	$(PYTHON) -m venv $(TEST_VENV)
 	$(TEST_VENV)/bin/pip install -q --disable-pip-version-check -r requirements/test.txt
 	touch $@

@@ -91,9 +91,6 @@ def _run_python(args: list[str], environ: Mapping[str, str]) -> int:
     try:
         config = load_config(environ)
         return pyrun.run(args, config.prefix, environ)
-    except UsageError as exc:
-        sys.stderr.write(exc.render() + "\n")
-        return exc.exit_code
     except SmcError as exc:
         sys.stderr.write(exc.render() + "\n")
         return exc.exit_code
@@ -121,6 +118,9 @@ def _run_command(name: str, args: list[str], environ: Mapping[str, str]) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return exitcodes.from_signal(2)
+    except Exception:  # noqa: BLE001 - a bug in smc: say so with the traceback, never a bare crash
+        log.exception("internal_error", hint="this is a bug in smc; please report it with this traceback")
+        return exitcodes.FAILURE
 
 
 def _freeze_support() -> None:

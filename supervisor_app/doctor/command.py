@@ -1,10 +1,64 @@
-"""`smc doctor`: not built yet (see the open issue)."""
+"""`smc doctor [train|serve] [--json]`: everything that would break train or serve, before SageMaker
+finds out. Exit 0 when nothing fails (warnings allowed), 1 otherwise."""
 
 from __future__ import annotations
 
+import sys
+
+from supervisor_app import exitcodes
 from supervisor_app.config import Config
-from supervisor_app.errors import SmcError
+from supervisor_app.config.doctor import load_doctor_config
+from supervisor_app.config.serve import ServeConfig, load_serve_config
+from supervisor_app.doctor import checks_env, checks_serve, checks_train, report
+from supervisor_app.doctor.findings import FAIL, Finding, fail
+from supervisor_app.errors import SmcError, UsageError
+
+USAGE = "usage: smc doctor [train|serve] [--json]"
+
+
+def parse_args(args: list[str]) -> tuple[set[str], bool]:
+    modes: set[str] = set()
+    as_json = False
+    for arg in args:
+        if arg == "--json":
+            as_json = True
+        elif arg in ("train", "serve"):
+            modes.add(arg)
+        elif arg in ("-h", "--help"):
+            raise UsageError("smc doctor checks this container", hint=USAGE)
+        else:
+            raise UsageError(f"smc doctor: unknown argument {arg!r}", hint=USAGE)
+    return modes or {"train", "serve"}, as_json
+
+
+def collect(config: Config, modes: set[str]) -> list[Finding]:
+    findings = [checks_env.check_tmp_dir(config)]
+    serve: ServeConfig | None = None
+    if "serve" in modes:
+        try:
+            serve = load_serve_config(config)
+        except SmcError as exc:
+            findings.append(fail("serve_config", exc.message, exc.hint))
+    findings.append(checks_env.check_user(config, serve))
+    if "train" in modes:
+        findings += checks_train.check_layout(config)
+        findings += checks_train.check_config_files(config)
+        train, job_findings = checks_train.load_job(config)
+        findings += job_findings
+        findings += checks_train.check_entry_point(config, train)
+    if serve is not None:
+        findings.append(checks_env.check_nginx(config, serve))
+        findings.append(checks_env.check_port(serve))
+        findings += checks_env.check_labels(serve, load_doctor_config(config))
+        findings.append(checks_serve.check_model_dir(serve))
+        findings += checks_serve.check_handler(config, serve)
+    return findings
 
 
 def run(config: Config, args: list[str]) -> int:
-    raise SmcError("smc doctor is not available in this build", hint="use a release that includes it")
+    modes, as_json = parse_args(args)
+    findings = collect(config, modes)
+    render = report.render_json if as_json else report.render_human
+    sys.stdout.write(render(findings, str(config.base_dir)) + "\n")
+    sys.stdout.flush()
+    return exitcodes.FAILURE if any(f.status == FAIL for f in findings) else exitcodes.OK

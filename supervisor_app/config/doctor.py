@@ -1,0 +1,28 @@
+"""Settings only `smc doctor` looks at: what the environment asks of the image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from supervisor_app.config.core import Config
+from supervisor_app.config.settings import Setting, parse_bool, read_settings
+
+DOCTOR_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "multi_model",
+        ("SAGEMAKER_MULTI_MODEL",),
+        parse_bool,
+        False,
+        "Set by SageMaker for multi-model endpoints; smc serve hosts one model, so doctor flags it.",
+        "doctor",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class DoctorConfig:
+    multi_model: bool
+
+
+def load_doctor_config(config: Config) -> DoctorConfig:
+    return DoctorConfig(**read_settings(DOCTOR_SETTINGS, config.environ))

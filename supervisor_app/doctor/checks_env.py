@@ -1,0 +1,147 @@
+"""Checks of the container itself: temp dir, user, nginx, the port, labels the env implies."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+from supervisor_app import process
+from supervisor_app.config import Config
+from supervisor_app.config.doctor import DoctorConfig
+from supervisor_app.config.serve import ServeConfig
+from supervisor_app.doctor.findings import Finding, fail, ok, warn
+
+BIND_TO_PORT_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true"
+MULTI_MODEL_LABEL = "com.amazonaws.sagemaker.capabilities.multi-models=true"
+DEFAULT_PORT = 8080
+
+
+def mount_options(path: Path) -> tuple[str, set[str]]:
+    """(mount point, options) of the filesystem holding path, from /proc/self/mountinfo."""
+    best, options = "/", set()
+    target = str(path.resolve())
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return best, options
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6:
+            continue
+        point = fields[4].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, options = point, set(fields[5].split(","))
+    return best, options
+
+
+def check_tmp_dir(config: Config) -> Finding:
+    tmp = config.tmp_dir
+    hint = (
+        "the one-file binary unpacks itself there on every start: give the container a writable, "
+        "exec-mounted temp dir, e.g. `docker run --tmpfs /tmp:exec ...`, or set TMPDIR to one"
+    )
+    if not tmp.is_dir():
+        return fail("tmp_dir", f"temp dir {tmp} does not exist", hint, str(tmp))
+    try:
+        with tempfile.NamedTemporaryFile(dir=tmp):
+            pass
+    except OSError as exc:
+        return fail("tmp_dir", f"temp dir {tmp} is not writable: {exc.strerror}", hint, str(tmp))
+    point, options = mount_options(tmp)
+    if "noexec" in options:
+        return fail("tmp_dir", f"temp dir {tmp} is on a noexec mount ({point})", hint, str(tmp))
+    return ok("tmp_dir", f"{tmp} is writable and allows exec", str(tmp))
+
+
+def check_user(config: Config, serve: ServeConfig | None) -> Finding:
+    uid = os.getuid()
+    if uid == 0:
+        return ok("user", "running as root (as SageMaker runs containers)")
+    if serve is not None and serve.port < 1024:
+        return fail(
+            "user",
+            f"running as uid {uid}, which cannot listen on port {serve.port}",
+            "run as root, or use a port of 1024 or more (SAGEMAKER_BIND_TO_PORT)",
+        )
+    blocked = [
+        str(d)
+        for d in (config.layout.model_dir, config.layout.output_dir)
+        if d.exists() and not os.access(d, os.W_OK)
+    ]
+    if blocked:
+        return fail(
+            "user",
+            f"running as uid {uid}, which cannot write {', '.join(blocked)}",
+            f"chown those directories to uid {uid} in the image, or run as root",
+        )
+    return ok("user", f"running as uid {uid}: the directories smc writes are writable")
+
+
+def find_nginx(serve: ServeConfig) -> str | None:
+    if serve.nginx:
+        return serve.nginx if os.access(serve.nginx, os.X_OK) else None
+    return shutil.which("nginx", path=serve.path_env)
+
+
+def check_nginx(config: Config, serve: ServeConfig) -> Finding:
+    path = find_nginx(serve)
+    if path is None:
+        where = f"SMC_NGINX={serve.nginx}" if serve.nginx else "PATH"
+        return fail(
+            "nginx",
+            f"nginx not found ({where}); smc serve puts nginx in front of gunicorn",
+            "install it in the image (Debian/Ubuntu: apt-get install -y nginx-light), or set SMC_NGINX to its path",
+        )
+    try:
+        result = subprocess.run(
+            [path, "-v"], capture_output=True, text=True, timeout=10, env=process.foreign_env(config.environ)
+        )
+    except OSError as exc:
+        return fail("nginx", f"{path} cannot run: {exc.strerror}", "reinstall nginx in the image", path)
+    version = (result.stderr or result.stdout).strip().replace("nginx version: ", "")
+    if result.returncode != 0:
+        return fail("nginx", f"{path} -v failed: {version}", "reinstall nginx in the image", path)
+    return ok("nginx", f"{version} at {path}", path)
+
+
+def check_port(serve: ServeConfig) -> Finding:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", serve.port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return fail(
+                    "port",
+                    f"port {serve.port} is already in use",
+                    "stop whatever listens there, or choose another port with SAGEMAKER_BIND_TO_PORT",
+                )
+            return fail("port", f"cannot listen on port {serve.port}: {exc.strerror}", "run as root or use a port >= 1024")
+    return ok("port", f"port {serve.port} is free")
+
+
+def check_labels(serve: ServeConfig, doctor: DoctorConfig) -> list[Finding]:
+    findings = []
+    if serve.port != DEFAULT_PORT:
+        findings.append(
+            warn(
+                "label_bind_to_port",
+                f"the port is {serve.port}, not 8080: SageMaker sets SAGEMAKER_BIND_TO_PORT only for images that declare support",
+                f"make sure the Dockerfile has LABEL {BIND_TO_PORT_LABEL} (labels cannot be read from inside)",
+            )
+        )
+    if doctor.multi_model:
+        findings.append(
+            fail(
+                "multi_model",
+                "SAGEMAKER_MULTI_MODEL=true asks for the multi-model API (/models), which smc serve does not provide",
+                f"deploy a single model (unset SAGEMAKER_MULTI_MODEL and drop LABEL {MULTI_MODEL_LABEL})",
+            )
+        )
+    return findings

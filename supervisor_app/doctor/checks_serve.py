@@ -1,0 +1,53 @@
+"""Checks of what `smc serve` loads: the model dir and the handler module."""
+
+from __future__ import annotations
+
+from supervisor_app import usersite
+from supervisor_app.config import Config
+from supervisor_app.config.serve import ServeConfig
+from supervisor_app.doctor.findings import Finding, fail, ok, warn
+from supervisor_app.errors import SmcError
+
+
+def check_model_dir(serve: ServeConfig) -> Finding:
+    model_dir = serve.model_dir
+    if not model_dir.is_dir():
+        return warn(
+            "model_dir",
+            f"{model_dir} does not exist",
+            "SageMaker unpacks model.tar.gz there before `serve`; to check locally, put a model there",
+            str(model_dir),
+        )
+    return ok("model_dir", f"{model_dir} holds {sum(1 for _ in model_dir.iterdir())} entries", str(model_dir))
+
+
+def check_handler(config: Config, serve: ServeConfig) -> list[Finding]:
+    from supervisor_app.serve import handlers
+
+    module = serve.code_dir / f"{serve.module_name}.py"
+    if not serve.code_dir.is_dir() and not serve.model_dir.is_dir():
+        return [
+            warn(
+                "handler",
+                f"no {serve.code_dir} yet (it usually arrives inside model.tar.gz)",
+                "ship inference.py under code/ in model.tar.gz, or set SAGEMAKER_SUBMIT_DIRECTORY to a dir in the image",
+            )
+        ]
+    usersite.prepare(config.prefix, config.environ)
+    try:
+        loaded = handlers.load_handlers(serve.code_dir, serve.module_name, serve.code_dir_requested)
+    except SmcError as exc:
+        return [fail("handler", exc.message, exc.hint, str(module))]
+    names = ", ".join(sorted(loaded.hooks))
+    findings = [ok("handler", f"{loaded.path.name} imports and defines {names}", str(loaded.path))]
+    requirements = serve.code_dir / "requirements.txt"
+    if requirements.exists():
+        findings.append(
+            warn(
+                "handler_requirements",
+                f"{requirements} exists; smc serve does not pip-install at start (a VPC endpoint may have no PyPI)",
+                "install them at image build time: RUN smc python -m pip install -r requirements.txt",
+                str(requirements),
+            )
+        )
+    return findings
