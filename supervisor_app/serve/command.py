@@ -1,10 +1,198 @@
-"""`smc serve`: not built yet (see the open issue)."""
+"""`smc serve`: check what can be checked up front, then supervise gunicorn and nginx.
+
+`smc serve --gunicorn-master ...` is the internal entry the supervisor re-executes the binary
+with (the onefile bootloader reuses the unpacked folder, ~50 ms); users never type it.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+import pwd
+import shutil
+import socket
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from supervisor_app import exitcodes, logs, process
 from supervisor_app.config import Config
-from supervisor_app.errors import SmcError
+from supervisor_app.config.serve import ServeConfig, describe, load_serve_config
+from supervisor_app.errors import AppLoadError, BootError, ConfigError, UsageError
+from supervisor_app.serve import nginx as nginx_conf
+from supervisor_app.serve.children import Child
+from supervisor_app.serve.supervisor import Policy, Supervisor
+
+_MASTER_FLAG = "--gunicorn-master"
+SOCKET_NAME = "gunicorn.sock"
 
 
 def run(config: Config, args: list[str]) -> int:
-    raise SmcError("smc serve is not available in this build", hint="use a release that includes it")
+    serve_config = load_serve_config(config)
+    if args and args[0] == _MASTER_FLAG:
+        return _run_master(config, serve_config, args[1:])
+    if args:
+        raise UsageError(f"smc serve takes no arguments, got {' '.join(args)!r}",
+                         hint="configure serve with environment variables (see README)")
+    return serve(config, serve_config)
+
+
+def serve(config: Config, serve_config: ServeConfig) -> int:
+    log = logs.get_logger("serve")
+    _check_model(serve_config)
+    nginx_path = find_nginx(serve_config)
+    check_port_free(serve_config.port)
+    workers = serve_config.workers or available_cpus()
+    log.info("serve_config", **{**describe(serve_config), "workers": workers, "nginx": nginx_path})
+    run_dir = Path(tempfile.mkdtemp(prefix="smc-serve-", dir=serve_config.tmp_dir))
+    try:
+        return _supervise(config, serve_config, run_dir, nginx_path, workers, log)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_path: str, workers: int,
+               log: object) -> int:
+    # 0711: nginx workers (another user when started as root) may reach the socket and the ready
+    # file by name, but not list or write the directory.
+    run_dir.chmod(0o711)
+    temp_dir = run_dir / "nginx"
+    temp_dir.mkdir(mode=0o700)
+    if os.geteuid() == 0:
+        _give_to_nginx_workers(temp_dir)
+    socket_path = run_dir / SOCKET_NAME
+    conf_path = run_dir / nginx_conf.CONF_FILE
+    conf_path.write_text(nginx_conf.render_nginx_conf(nginx_conf.NginxSettings(
+        run_dir=run_dir, socket_path=socket_path, port=serve_config.port,
+        max_body_bytes=serve_config.max_payload_bytes, timeout_s=serve_config.timeout_s,
+        nginx_timeout_s=serve_config.nginx_timeout_s, worker_connections=serve_config.worker_connections,
+        keepalive_s=serve_config.keepalive_s, log_ping=serve_config.log_ping,
+    )))
+    notify_read, notify_write = os.pipe()
+    gunicorn = Child(
+        "gunicorn",
+        process.self_command() + ["serve", _MASTER_FLAG, str(run_dir), str(notify_write), str(workers)],
+        process.self_env(config.environ), stop_signal=15, pass_fds=(notify_write,),
+    )
+    nginx = Child("nginx", [nginx_path, "-e", "stderr", "-p", str(run_dir), "-c", str(conf_path)],
+                  process.foreign_env(config.environ), stop_signal=3)
+    process.become_subreaper()
+    policy = Policy(serve_config.grace_s, serve_config.health_interval_s, serve_config.health_timeout_s,
+                    serve_config.restart_limit, serve_config.restart_window_s, serve_config.startup_timeout_s)
+    supervisor = Supervisor(gunicorn, nginx, run_dir, socket_path, run_dir / nginx_conf.READY_FILE,
+                            serve_config.port, notify_read, policy, log, _now_iso,
+                            sys.stdout.buffer, sys.stderr.buffer)
+    outcome = supervisor.run()
+    process.reap()
+    if outcome.load_error:
+        raise AppLoadError(outcome.load_error["message"], hint=outcome.load_error["hint"])
+    if outcome.exit_code:
+        log.error("serve_failed", reason=outcome.reason, exit_code=outcome.exit_code,  # type: ignore[attr-defined]
+                  cause=process.describe_exit(outcome.exit_code))
+    else:
+        log.info("serve_stopped", reason=outcome.reason)  # type: ignore[attr-defined]
+    return outcome.exit_code
+
+
+def _run_master(config: Config, serve_config: ServeConfig, args: list[str]) -> int:
+    from supervisor_app.serve.gunicorn_app import run_master  # gunicorn only in this process
+
+    if len(args) != 3:
+        raise UsageError(f"{_MASTER_FLAG} is internal to smc serve")
+    run_dir, notify_fd, workers = Path(args[0]), int(args[1]), int(args[2])
+    logs.configure(config.log_level, "json")  # the supervisor relays JSON lines as they are
+    return run_master(serve_config, config.prefix, config.environ, run_dir, notify_fd, workers, config.log_level)
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _check_model(config: ServeConfig) -> None:
+    if not config.model_dir.is_dir():
+        raise ConfigError(
+            f"model directory {config.model_dir} does not exist",
+            hint="SageMaker unpacks model.tar.gz there; locally mount it: docker run -v $PWD/model:/opt/ml/model "
+            "IMAGE serve (or set SAGEMAKER_BASE_DIR)",
+        )
+    if config.code_dir_requested and config.code_dir_requested.startswith("s3://"):
+        logs.get_logger("serve").warning(
+            "submit_directory_ignored", submit_dir=config.code_dir_requested, code_dir=str(config.code_dir),
+            why="serve does not download code; package it in model.tar.gz under code/",
+        )
+    path = config.code_dir / f"{config.module_name}.py"
+    if not path.is_file() and not (config.code_dir / config.module_name / "__init__.py").is_file():
+        where = f"SAGEMAKER_SUBMIT_DIRECTORY={config.code_dir_requested}" if config.code_dir_requested else \
+            "MODEL_DIR/code, i.e. code/ inside model.tar.gz"
+        raise AppLoadError(
+            f"handler module {path} not found",
+            hint=f"put your handler at {path} (looked in {where}), or set SAGEMAKER_PROGRAM to its file name",
+        )
+
+
+def find_nginx(config: ServeConfig) -> str:
+    if config.nginx:
+        path = Path(config.nginx)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise BootError(f"SMC_NGINX={config.nginx} is not an executable file",
+                            hint="point SMC_NGINX at the nginx binary, or unset it to use nginx from PATH")
+        return str(path)
+    found = shutil.which("nginx", path=config.path_env)
+    if not found:
+        raise BootError(
+            "nginx not found on PATH",
+            hint="install it in the image (Debian/Ubuntu: apt-get install -y nginx-light; Alpine: apk add nginx) "
+            "or set SMC_NGINX to its path",
+        )
+    return found
+
+
+def check_port_free(port: int) -> None:
+    """Fail with a clear message before starting anything if another process listens on the port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as nginx does: TIME_WAIT is fine
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError as exc:
+            raise BootError(
+                f"port {port} is already in use ({exc.strerror})",
+                hint="stop the other server on that port, or set SAGEMAKER_BIND_TO_PORT to a free port",
+            ) from None
+
+
+def available_cpus() -> int:
+    """CPUs this container may use: affinity, then the cgroup CPU quota (v2, else v1)."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _cgroup_cpu_quota()
+    if quota:
+        count = min(count, max(1, math.ceil(quota)))
+    return max(1, count)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    try:
+        fields = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if fields and fields[0] != "max":
+            return int(fields[0]) / int(fields[1])
+        return None
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def _give_to_nginx_workers(directory: Path) -> None:
+    """nginx started as root runs its workers as `nobody`; they buffer large bodies here."""
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        return
+    os.chown(directory, nobody.pw_uid, nobody.pw_gid)
+
+
+__all__ = ["available_cpus", "check_port_free", "exitcodes", "find_nginx", "run"]

@@ -1,0 +1,230 @@
+"""Settings of `smc serve` and the frozen ServeConfig they make.
+
+One timeout (SAGEMAKER_MODEL_SERVER_TIMEOUT, seconds) drives nginx, gunicorn and the app; the
+derived limits are computed here so every layer agrees (see ServeConfig.*_timeout_s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor_app.config.core import Config
+from supervisor_app.config.settings import (
+    Setting,
+    parse_bool,
+    parse_int,
+    parse_positive_int,
+    parse_seconds,
+    parse_str,
+    read_settings,
+)
+from supervisor_app.errors import ConfigError
+
+REALTIME_MAX_PAYLOAD_MB = 6
+BATCH_MAX_PAYLOAD_MB = 100
+MIB = 1024 * 1024
+
+
+def parse_port(name: str, raw: str) -> int:
+    port = parse_int(name, raw)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{name}={raw!r} is not a TCP port", hint=f"set {name} to a number from 1 to 65535")
+    return port
+
+
+def parse_port_range(name: str, raw: str) -> tuple[int, int]:
+    low, sep, high = raw.strip().partition("-")
+    try:
+        first, last = int(low), int(high)
+    except ValueError:
+        first = last = 0
+    if not sep or not (1 <= first <= last <= 65535):
+        raise ConfigError(
+            f"{name}={raw!r} is not a port range",
+            hint=f'{name} must be "FIRST-LAST" with 1 <= FIRST <= LAST <= 65535, e.g. 9000-9999',
+        )
+    return first, last
+
+
+def parse_payload_mb(name: str, raw: str) -> int:
+    value = parse_int(name, raw)
+    if not 0 <= value <= BATCH_MAX_PAYLOAD_MB:
+        raise ConfigError(
+            f"{name}={raw!r} is outside 0..{BATCH_MAX_PAYLOAD_MB}",
+            hint=f"SageMaker allows at most {BATCH_MAX_PAYLOAD_MB} MB; 0 means no limit (chunked batch bodies)",
+        )
+    return value
+
+
+def parse_batch_strategy(name: str, raw: str) -> str:
+    # The API enum (MultiRecord) and the container env spelling (MULTI_RECORD) both occur.
+    key = raw.strip().replace("_", "").upper()
+    strategies = {"SINGLERECORD": "SINGLE_RECORD", "MULTIRECORD": "MULTI_RECORD"}
+    if key not in strategies:
+        raise ConfigError(
+            f"{name}={raw!r} is not a batch strategy",
+            hint=f"set {name} to SINGLE_RECORD or MULTI_RECORD (SingleRecord/MultiRecord also work)",
+        )
+    return strategies[key]
+
+
+def parse_nonnegative_int(name: str, raw: str) -> int:
+    value = parse_int(name, raw)
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must not be negative", hint=f"set {name} to 0 or more")
+    return value
+
+
+G = "serve"
+
+SERVE_SETTINGS: tuple[Setting, ...] = (
+    Setting("port", ("SAGEMAKER_BIND_TO_PORT",), parse_port, 8080,
+            "TCP port nginx listens on, on all interfaces (SageMaker sets it for inference pipelines).", G),
+    Setting("safe_port_range", ("SAGEMAKER_SAFE_PORT_RANGE",), parse_port_range, None,
+            "Ports smc may use besides the bind port, `FIRST-LAST`; validated only: smc's inner "
+            "listener is a unix socket, so it needs none.", G),
+    Setting("timeout_s", ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS"),
+            parse_seconds, 60.0,
+            "Seconds one invocation may take. The handler is interrupted with a 504 at this limit; "
+            "nginx waits 2 s longer and gunicorn recycles a stuck worker 5 s later, so the layers never "
+            "disagree (no 502 from mismatched limits).", G),
+    Setting("workers", ("SAGEMAKER_MODEL_SERVER_WORKERS",), parse_positive_int, None,
+            "Number of gunicorn worker processes (one model copy each); default: CPUs available to "
+            "the container (cgroup quota and CPU affinity).", G),
+    Setting("program", ("SAGEMAKER_PROGRAM",), parse_str, "inference.py",
+            "Handler module (`.py` optional) with model_fn/input_fn/predict_fn/output_fn or transform_fn.", G),
+    Setting("submit_dir", ("SAGEMAKER_SUBMIT_DIRECTORY",), parse_str, None,
+            "Directory holding the handler module; default MODEL_DIR/code. An s3:// URL is not "
+            "downloaded by serve: smc then uses MODEL_DIR/code and says so.", G),
+    Setting("default_accept", ("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT",), parse_str, "application/json",
+            "Response type when a request has no Accept header or accepts */*.", G),
+    Setting("max_payload_mb", ("SAGEMAKER_MAX_PAYLOAD_IN_MB",), parse_payload_mb, REALTIME_MAX_PAYLOAD_MB,
+            "Largest request body in MiB (413 above it): 6 for real-time endpoints, up to 100 for batch "
+            "transform, 0 for no limit.", G),
+    Setting("batch", ("SAGEMAKER_BATCH",), parse_bool, False,
+            "Set by SageMaker Batch Transform; only reported by /execution-parameters.", G),
+    Setting("batch_strategy", ("SAGEMAKER_BATCH_STRATEGY",), parse_batch_strategy, "MULTI_RECORD",
+            "BatchStrategy reported by GET /execution-parameters (SINGLE_RECORD or MULTI_RECORD; the "
+            "API spelling SingleRecord/MultiRecord is accepted).", G),
+    Setting("max_concurrent_transforms", ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",), parse_positive_int, None,
+            "MaxConcurrentTransforms reported by GET /execution-parameters; default: the worker count.", G),
+    Setting("startup_timeout_s", ("SAGEMAKER_STARTUP_TIMEOUT",), parse_seconds, 600.0,
+            "Seconds allowed from start until a worker has loaded the model; then smc gives up (exit 1).", G),
+    Setting("nginx", ("SMC_NGINX",), parse_str, None,
+            "Path of the nginx binary; default: `nginx` found on PATH (e.g. apt-get install nginx-light).", G),
+    Setting("grace_s", ("SMC_STOP_GRACE_SECONDS",), parse_seconds, 25.0,
+            "On SIGTERM/SIGINT: seconds to finish in-flight requests before children are killed "
+            "(SageMaker sends SIGKILL 30 s after SIGTERM). A second signal stops at once.", G),
+    Setting("preload_model", ("SMC_PRELOAD_MODEL",), parse_bool, False,
+            "true: import the handler and run model_fn once in the gunicorn master before forking "
+            "workers (copy-on-write sharing: one model in memory); default: once per worker.", G),
+    Setting("health_interval_s", ("SMC_HEALTH_INTERVAL_SECONDS",), parse_seconds, 5.0,
+            "Seconds between health checks of nginx and gunicorn (alive and answering).", G),
+    Setting("health_timeout_s", ("SMC_HEALTH_TIMEOUT_SECONDS",), parse_seconds, 2.0,
+            "Deadline of one health probe; a child failing 3 probes in a row is restarted.", G),
+    Setting("restart_limit", ("SMC_RESTART_LIMIT",), parse_positive_int, 5,
+            "Give-up policy: when one child has to be restarted this many times within "
+            "SMC_RESTART_WINDOW_SECONDS, smc stops everything and exits with that child's status.", G),
+    Setting("restart_window_s", ("SMC_RESTART_WINDOW_SECONDS",), parse_seconds, 60.0,
+            "Window of the give-up policy, in seconds.", G),
+    Setting("log_ping", ("SMC_LOG_PING",), parse_bool, False,
+            "true: write access log lines for GET /ping too (off by default: SageMaker pings every few seconds).", G),
+    Setting("worker_connections", ("SMC_NGINX_WORKER_CONNECTIONS",), parse_positive_int, 2048,
+            "nginx worker_connections (concurrent client connections).", G),
+    Setting("keepalive_s", ("SMC_KEEPALIVE_SECONDS",), parse_nonnegative_int, 75,
+            "Seconds nginx keeps an idle client connection open (0 disables keep-alive).", G),
+)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    model_dir: Path
+    code_dir: Path
+    code_dir_requested: str | None  # SAGEMAKER_SUBMIT_DIRECTORY as given, for messages
+    prefix: Path
+    tmp_dir: Path
+    port: int
+    safe_port_range: tuple[int, int] | None
+    timeout_s: float
+    workers: int | None
+    program: str
+    default_accept: str
+    max_payload_mb: int
+    batch: bool
+    batch_strategy: str
+    max_concurrent_transforms: int | None
+    startup_timeout_s: float
+    nginx: str | None
+    grace_s: float
+    preload_model: bool
+    health_interval_s: float
+    health_timeout_s: float
+    restart_limit: int
+    restart_window_s: float
+    log_ping: bool
+    worker_connections: int
+    keepalive_s: int
+    path_env: str  # PATH, where nginx is looked up
+
+    @property
+    def module_name(self) -> str:
+        return self.program[:-3] if self.program.endswith(".py") else self.program
+
+    @property
+    def max_payload_bytes(self) -> int:
+        """0 means no limit."""
+        return self.max_payload_mb * MIB
+
+    # The handler answers 504 at timeout_s; nginx gives up slightly later (504 too) and gunicorn's
+    # arbiter kills a worker that ignored the deadline last, so each layer's limit covers the inner one.
+    @property
+    def nginx_timeout_s(self) -> float:
+        return self.timeout_s + 2
+
+    @property
+    def gunicorn_timeout_s(self) -> float:
+        return self.timeout_s + 5
+
+
+def load_serve_config(config: Config) -> ServeConfig:
+    values = read_settings(SERVE_SETTINGS, config.environ)
+    layout = config.layout
+    submit = values["submit_dir"]
+    if submit and not submit.startswith("s3://"):
+        code_dir = Path(submit)
+    else:
+        code_dir = layout.model_code_dir
+    program = values["program"].strip()
+    if not program or "/" in program:
+        raise ConfigError(
+            f"SAGEMAKER_PROGRAM={program!r} is not a module file name",
+            hint="set SAGEMAKER_PROGRAM to a file name such as inference.py, relative to the code directory",
+        )
+    return ServeConfig(
+        model_dir=layout.model_dir,
+        code_dir=code_dir,
+        code_dir_requested=submit,
+        prefix=config.prefix,
+        tmp_dir=config.tmp_dir,
+        path_env=config.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        **{k: v for k, v in values.items() if k not in ("submit_dir", "program")},
+        program=program,
+    )
+
+
+def describe(config: ServeConfig) -> dict[str, object]:
+    """The effective config as plain values for the start-up log line; secret-looking values hidden."""
+    shown: dict[str, object] = {}
+    for name in ServeConfig.__dataclass_fields__:
+        value = getattr(config, name)
+        if any(word in name for word in ("secret", "token", "password", "key")):
+            value = "<redacted>"
+        elif isinstance(value, Path):
+            value = str(value)
+        shown[name] = value
+    shown.pop("path_env", None)
+    return shown
+
+
+__all__ = ["SERVE_SETTINGS", "ServeConfig", "describe", "load_serve_config"]

@@ -1,0 +1,189 @@
+"""The gunicorn master, run in-process by `smc serve --gunicorn-master` (the binary re-executed).
+
+Sync workers on a unix socket in smc's private run dir. Each worker imports the handler and runs
+model_fn once at start (or the master does it once before forking, SMC_PRELOAD_MODEL=true), then
+tells the supervisor through the notify pipe; the supervisor owns readiness (see supervisor.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.errors import AppImportError
+from gunicorn.glogging import Logger as GunicornLogger
+
+from supervisor_app import exitcodes, logs, usersite
+from supervisor_app.config.serve import ServeConfig
+from supervisor_app.errors import AppLoadError
+from supervisor_app.serve import handlers as handler_module
+from supervisor_app.serve.wsgi import App
+
+SOCKET_NAME = "gunicorn.sock"
+
+
+def notify(fd: int, event: str, **fields: Any) -> None:
+    """One JSON line to the supervisor; below PIPE_BUF, so lines from several workers never mix."""
+    line = json.dumps({"event": event, "pid": os.getpid(), **fields})[:3000] + "\n"
+    try:
+        os.write(fd, line.encode())
+    except OSError:
+        pass  # the supervisor is gone; gunicorn will notice its own fate
+
+
+class JsonLogger(GunicornLogger):
+    """gunicorn's error and access logs as smc JSON lines."""
+
+    def setup(self, cfg: Any) -> None:
+        self.log = logs.get_logger("gunicorn")
+        self.loglevel = logging.INFO
+
+    def _emit(self, method: str, msg: Any, args: tuple[Any, ...], exc_info: Any = None) -> None:
+        try:
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError):
+            text = f"{msg} {args}"
+        getattr(self.log, method)("gunicorn", message=text, exc_info=exc_info)
+
+    def critical(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self._emit("critical", msg, args, kwargs.get("exc_info"))
+
+    def error(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self._emit("error", msg, args, kwargs.get("exc_info"))
+
+    def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self._emit("warning", msg, args, kwargs.get("exc_info"))
+
+    def info(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self._emit("info", msg, args, kwargs.get("exc_info"))
+
+    def debug(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self._emit("debug", msg, args, kwargs.get("exc_info"))
+
+    def exception(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self._emit("error", msg, args, True)
+
+    def log(self, lvl: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        name = logging.getLevelName(lvl).lower() if isinstance(lvl, int) else str(lvl).lower()
+        self._emit(name if name in ("debug", "info", "warning", "error", "critical") else "info", msg, args)
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        pass  # nginx writes the access log (with the inference id); a second one would double the lines
+
+    def reopen_files(self) -> None:
+        pass
+
+    def close_on_exec(self) -> None:
+        pass
+
+
+class _ToStructlog(logging.Handler):
+    """The user's `logging` calls as JSON lines that carry the request's inference id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log = logs.get_logger("user")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        method = record.levelname.lower()
+        if method not in ("debug", "info", "warning", "error", "critical"):
+            method = "info"
+        getattr(self.log, method)(record.getMessage(), logger=record.name, exc_info=record.exc_info or None)
+
+
+def route_user_logging(level: int) -> None:
+    root = logging.getLogger()
+    root.handlers[:] = [_ToStructlog()]
+    root.setLevel(level)
+
+
+def execution_parameters(config: ServeConfig, workers: int) -> dict[str, Any]:
+    return {
+        "MaxConcurrentTransforms": config.max_concurrent_transforms or workers,
+        "BatchStrategy": config.batch_strategy,
+        "MaxPayloadInMB": config.max_payload_mb,
+    }
+
+
+class ModelServer(BaseApplication):
+    def __init__(self, config: ServeConfig, run_dir: Path, notify_fd: int, workers: int) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.notify_fd = notify_fd
+        self.workers = workers
+        self.log = logs.get_logger("gunicorn")
+        super().__init__()
+
+    def load_config(self) -> None:
+        notify_fd = self.notify_fd
+        settings = {
+            "bind": [f"unix:{self.run_dir / SOCKET_NAME}"],
+            "workers": self.workers,
+            "worker_class": "sync",
+            "timeout": math.ceil(self.config.gunicorn_timeout_s),
+            "graceful_timeout": math.ceil(self.config.grace_s),
+            "preload_app": self.config.preload_model,
+            "logger_class": JsonLogger,
+            "control_socket_disable": True,
+            "accesslog": None,
+            "worker_tmp_dir": str(self.run_dir),
+            "proc_name": "smc-serve",
+            "when_ready": lambda arbiter: notify(notify_fd, "listening"),
+            "post_worker_init": lambda worker: notify(notify_fd, "worker_ready"),
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> App:
+        """Runs in each worker (or once in the master with preload): import handler, load model."""
+        config = self.config
+        try:
+            handlers = handler_module.load_handlers(config.code_dir, config.module_name, config.code_dir_requested)
+        except AppLoadError as exc:
+            self._fail("handler_import_failed", exc)
+        try:
+            model = handler_module.load_model(handlers, config.model_dir)
+        except AppLoadError as exc:
+            self._fail("model_load_failed", exc)
+        service = handler_module.InferenceService(handlers, model, config.model_dir, config.default_accept)
+        self.log.info("model_loaded", module=str(handlers.path), hooks=sorted(handlers.hooks))
+        return App(service, config.timeout_s, config.max_payload_bytes, execution_parameters(config, self.workers))
+
+    def _fail(self, event: str, exc: AppLoadError) -> None:
+        self.log.error(event, error=exc.message, hint=exc.hint, exc_info=exc.__cause__)
+        notify(self.notify_fd, "app_load_failed", message=exc.message, hint=exc.hint)
+        # gunicorn turns AppImportError into exit code 4 and halts instead of respawning.
+        raise AppImportError(exc.message)
+
+
+def run_master(config: ServeConfig, prefix: Path, environ: dict[str, str] | Any, run_dir: Path,
+               notify_fd: int, workers: int, log_level: int) -> int:
+    usersite.prepare(prefix, environ)
+    route_user_logging(log_level)
+    os.set_inheritable(notify_fd, False)  # user subprocesses need not hold the supervisor's pipe
+    try:
+        ModelServer(config, run_dir, notify_fd, workers).run()
+    except AppImportError:
+        return exitcodes.APP_LOAD  # preload: the master itself failed to load the model
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else exitcodes.FAILURE)
+    return exitcodes.OK
+
+
+def main_exit_code_meaning(code: int) -> str:
+    """What the master's exit code tells the supervisor (gunicorn's arbiter conventions)."""
+    if code == exitcodes.APP_LOAD:
+        return "the handler or model failed to load"
+    if code == exitcodes.BOOT:
+        return "a worker failed to boot"
+    return ""
+
+
+__all__ = ["ModelServer", "SOCKET_NAME", "notify", "run_master", "sys"]

@@ -1,0 +1,306 @@
+"""The user's handler module (inference.py) with sagemaker-inference-toolkit's contract.
+
+Hooks: model_fn(model_dir), input_fn(data, content_type), predict_fn(data, model),
+output_fn(prediction, accept), or transform_fn(model, data, content_type, accept) instead of the
+last three; each may take one more trailing argument, the request Context. Results may be
+`body` or `(body, content_type)`. Optional: execution_parameters_fn([context]) -> dict.
+
+Status rules (documented in README): ContentError carries its own (400/406/415); an exception
+with an int `status_code` attribute (e.g. the toolkit's GenericInferenceToolkitError) keeps it;
+ValueError (JSONDecodeError, UnicodeDecodeError included) from input_fn or transform_fn is the
+client's fault: 400; anything else is a handler crash: 500.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from supervisor_app.errors import AppLoadError
+from supervisor_app.serve import content
+
+HOOKS = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn", "execution_parameters_fn")
+_ARITY = {"model_fn": 1, "input_fn": 2, "predict_fn": 2, "output_fn": 2, "transform_fn": 4,
+          "execution_parameters_fn": 0}
+_TEXT_TYPES = (content.JSON, content.CSV)  # handed to input_fn as str, as the toolkit does
+
+
+class HandlerError(Exception):
+    """A request failed: HTTP status plus a message safe to show the client."""
+
+    def __init__(self, status: int, message: str, hook: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.hook = hook
+
+
+class Context:
+    """Per-request context in the shape multi-model-server hands to handlers (index 0 only)."""
+
+    def __init__(self, model_dir: Path, headers: Mapping[str, str] | None = None, inference_id: str = "") -> None:
+        self.system_properties = {"model_dir": str(model_dir), "gpu_id": None, "batch_size": 1}
+        self.model_name = "model"
+        self.inference_id = inference_id
+        self._headers = {k.lower(): v for k, v in (headers or {}).items()}
+        self.response_headers: dict[str, str] = {}
+        self.response_content_type: str | None = None
+        self.response_status: int | None = None
+        self.request_processor = [self]
+
+    @property
+    def request_headers(self) -> dict[str, str]:
+        return dict(self._headers)
+
+    @property
+    def custom_attributes(self) -> str | None:
+        return self._headers.get("x-amzn-sagemaker-custom-attributes")
+
+    def get_request_header(self, idx: int, key: str) -> str | None:
+        return self._headers.get(key.lower())
+
+    def get_all_request_header(self, idx: int = 0) -> dict[str, str]:
+        return dict(self._headers)
+
+    def get_request_property(self, key: str) -> str | None:
+        return self._headers.get(key.lower())
+
+    def get_request_properties(self) -> dict[str, str]:
+        return dict(self._headers)
+
+    def set_response_header(self, idx: int, key: str, value: str) -> None:
+        self.response_headers[key] = str(value)
+
+    def add_response_property(self, key: str, value: str) -> None:
+        self.response_headers[key] = str(value)
+
+    def get_response_headers(self, idx: int = 0) -> dict[str, str]:
+        return dict(self.response_headers)
+
+    def set_response_content_type(self, idx: int, value: str) -> None:
+        self.response_content_type = value
+
+    def get_response_content_type(self, idx: int = 0) -> str | None:
+        return self.response_content_type
+
+    def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
+        self.response_status = int(code)
+
+
+def _wants_context(fn: Callable[..., Any], arity: int) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) > arity
+
+
+@dataclass
+class Handlers:
+    module_name: str
+    path: Path
+    hooks: dict[str, Callable[..., Any]]
+    with_context: dict[str, bool] = field(default_factory=dict)
+
+    def has(self, name: str) -> bool:
+        return name in self.hooks
+
+    def call(self, name: str, args: tuple[Any, ...], context: Context) -> Any:
+        if self.with_context[name]:
+            return self.hooks[name](*args, context)
+        return self.hooks[name](*args)
+
+
+def _missing_hint(module_path: Path, requested_dir: str | None) -> str:
+    where = f"SAGEMAKER_SUBMIT_DIRECTORY={requested_dir}" if requested_dir else "MODEL_DIR/code"
+    return (
+        f"put your handler at {module_path} (looked in {where}), or set SAGEMAKER_PROGRAM to its file name; "
+        "it must define model_fn and predict_fn (or transform_fn)"
+    )
+
+
+def load_handlers(code_dir: Path, module_name: str, requested_dir: str | None = None) -> Handlers:
+    """Import the handler module from code_dir; AppLoadError says missing vs raising and how to fix."""
+    path = code_dir / f"{module_name}.py"
+    if not path.is_file() and not (code_dir / module_name / "__init__.py").is_file():
+        raise AppLoadError(f"handler module {path} not found", hint=_missing_hint(path, requested_dir))
+    if str(code_dir) not in sys.path:
+        sys.path.insert(0, str(code_dir))  # the toolkit also puts the code dir first: sibling imports work
+    try:
+        module = importlib.import_module(module_name)
+    except BaseException as exc:  # SystemExit from user code at import is a load failure too
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        where = _user_frame(exc, path)
+        raise AppLoadError(
+            f"{path.name} raised {type(exc).__name__} on import: {exc}",
+            hint=f"fix the error{where}; the traceback is in the log (event handler_import_failed)",
+        ) from exc
+    hooks = {name: getattr(module, name) for name in HOOKS if callable(getattr(module, name, None))}
+    handlers = Handlers(module_name, path, hooks)
+    _validate(handlers)
+    handlers.with_context = {name: _wants_context(fn, _ARITY[name]) for name, fn in hooks.items()}
+    return handlers
+
+
+def _user_frame(exc: BaseException, path: Path) -> str:
+    """' at inference.py:12' for the deepest frame inside the user's code directory, if any."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    user = [f for f in frames if Path(f.filename).parent == path.parent]
+    if not user:
+        return ""
+    frame = user[-1]
+    return f" at {Path(frame.filename).name}:{frame.lineno}"
+
+
+def _validate(handlers: Handlers) -> None:
+    name = handlers.path.name
+    if handlers.has("transform_fn"):
+        clash = [h for h in ("input_fn", "predict_fn", "output_fn") if handlers.has(h)]
+        if clash:
+            raise AppLoadError(
+                f"{name} defines transform_fn together with {', '.join(clash)}",
+                hint="transform_fn replaces input_fn, predict_fn and output_fn: keep either transform_fn "
+                "or the three separate functions",
+            )
+    if not handlers.has("model_fn"):
+        raise AppLoadError(f"{name} defines no model_fn", hint="add model_fn(model_dir) returning your loaded model")
+    if not handlers.has("predict_fn") and not handlers.has("transform_fn"):
+        raise AppLoadError(
+            f"{name} defines neither predict_fn nor transform_fn",
+            hint="add predict_fn(data, model) (input_fn/output_fn are optional), or transform_fn(model, data, "
+            "content_type, accept)",
+        )
+
+
+def load_model(handlers: Handlers, model_dir: Path) -> Any:
+    try:
+        return handlers.call("model_fn", (str(model_dir),), Context(model_dir))
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise AppLoadError(
+            f"model_fn raised {type(exc).__name__}: {exc}",
+            hint=f"fix model_fn{_user_frame(exc, handlers.path)}; model_dir was {model_dir}; "
+            "the traceback is in the log (event model_load_failed)",
+        ) from exc
+
+
+@dataclass(frozen=True)
+class Result:
+    status: int
+    body: bytes
+    content_type: str
+    headers: dict[str, str]
+
+
+class InferenceService:
+    """One loaded model in one worker: turns a request into a Result or a HandlerError."""
+
+    def __init__(self, handlers: Handlers, model: Any, model_dir: Path, default_accept: str) -> None:
+        self.handlers = handlers
+        self.model = model
+        self.model_dir = model_dir
+        self.default_accept = default_accept
+        # The toolkit's defaults decode to numpy arrays; follow them when the user's env has numpy.
+        self.use_numpy = content.numpy_available() and not (handlers.has("input_fn") and handlers.has("output_fn"))
+        self.encodable = content.encodable(self.use_numpy)
+        if self.use_numpy:
+            import numpy  # noqa: F401  # now, not during the first request
+
+    def invoke(self, body: bytes, content_type: str, accept: str | None, context: Context) -> Result:
+        kind, params = content.parse_media_type(content_type)
+        preferred = content.preferred_type(accept, self.default_accept)
+        handlers = self.handlers
+        if handlers.has("transform_fn"):
+            result = self._hook("transform_fn", (self.model, body, kind, preferred), context, bad_input=ValueError)
+            return self._result(result, preferred, context)
+        # Choose the response type before running the model when the default encoder will answer.
+        chosen = preferred if handlers.has("output_fn") else self._choose(accept)
+        if handlers.has("input_fn"):
+            data = body
+            if kind in _TEXT_TYPES:
+                data = _decode_text(body, params)
+            data = self._hook("input_fn", (data, kind), context, bad_input=ValueError)
+        else:
+            data = self._default("input_fn", lambda: content.decode(body, content_type, self.use_numpy))
+        prediction = self._hook("predict_fn", (data, self.model), context)
+        if handlers.has("output_fn"):
+            result = self._hook("output_fn", (prediction, chosen), context)
+        else:
+            result = self._default("output_fn", lambda: (content.encode(prediction, chosen), chosen))
+        return self._result(result, chosen, context)
+
+    def _choose(self, accept: str | None) -> str:
+        try:
+            return content.choose(accept, self.encodable, self.default_accept)
+        except content.ContentError as exc:
+            raise HandlerError(exc.status, exc.message) from exc
+
+    def _default(self, hook: str, run: Callable[[], Any]) -> Any:
+        try:
+            return run()
+        except content.ContentError as exc:
+            raise HandlerError(exc.status, exc.message, hook) from exc
+        except (TypeError, ValueError) as exc:
+            # The default encoder could not represent what predict_fn returned: a handler bug.
+            raise HandlerError(500, f"default {hook} failed: {exc}", hook) from exc
+
+    def _hook(self, name: str, args: tuple[Any, ...], context: Context, bad_input: type | None = None) -> Any:
+        try:
+            return self.handlers.call(name, args, context)
+        except content.ContentError as exc:
+            raise HandlerError(exc.status, exc.message, name) from exc
+        except Exception as exc:
+            status = getattr(exc, "status_code", None)
+            if isinstance(status, int) and 400 <= status <= 599:
+                message = getattr(exc, "message", None) or str(exc)
+                raise HandlerError(status, str(message), name) from exc
+            if bad_input is not None and isinstance(exc, bad_input):
+                raise HandlerError(400, f"{name} rejected the input: {exc}", name) from exc
+            raise HandlerError(500, f"{name} raised {type(exc).__name__}: {exc}", name) from exc
+
+    def _result(self, result: Any, default_type: str, context: Context) -> Result:
+        body, kind = result, None
+        if isinstance(result, tuple) and len(result) == 2:
+            body, kind = result
+        if isinstance(body, str):
+            body = body.encode()
+        elif isinstance(body, (bytearray, memoryview)):
+            body = bytes(body)
+        elif not isinstance(body, bytes):
+            hook = "transform_fn" if self.handlers.has("transform_fn") else "output_fn"
+            raise HandlerError(
+                500,
+                f"{hook} returned {type(body).__name__}; return bytes or str, or a (body, content_type) tuple",
+                hook,
+            )
+        kind = kind or context.response_content_type or default_type
+        return Result(context.response_status or 200, body, str(kind), dict(context.response_headers))
+
+    def execution_parameters(self, defaults: dict[str, Any], context: Context) -> dict[str, Any]:
+        if not self.handlers.has("execution_parameters_fn"):
+            return defaults
+        answer = self._hook("execution_parameters_fn", (), context)
+        if isinstance(answer, (bytes, str)):
+            import json
+
+            answer = json.loads(answer)
+        if not isinstance(answer, dict):
+            raise HandlerError(500, f"execution_parameters_fn returned {type(answer).__name__}; return a dict")
+        return {**defaults, **answer}
+
+
+def _decode_text(body: bytes, params: dict[str, str]) -> str:
+    charset = params.get("charset", "utf-8")
+    try:
+        return body.decode(charset)
+    except (LookupError, UnicodeDecodeError) as exc:
+        raise HandlerError(400, f"body is not valid {charset} text: {exc}") from exc

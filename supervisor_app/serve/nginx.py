@@ -1,0 +1,144 @@
+"""nginx.conf for `smc serve`, rendered from the typed config (pure: a string, no I/O).
+
+nginx answers GET /ping itself from a readiness file the supervisor creates once a worker has
+loaded the model and removes when draining or restarting gunicorn: a stat() per ping, so /ping
+never queues behind busy workers. Everything else goes to gunicorn on a unix socket. Errors nginx
+generates itself (413, 502, 504, ...) get JSON bodies like the app's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+READY_FILE = "ready"
+CONF_FILE = "nginx.conf"
+
+_ACCESS_FORMAT = (
+    '{"ts":"$time_iso8601","level":"info","component":"nginx","event":"request",'
+    '"method":"$request_method","path":"$uri","status":$status,"bytes":$body_bytes_sent,'
+    '"request_s":$request_time,"upstream_s":"$upstream_response_time",'
+    '"inference_id":"$inference_id","remote":"$remote_addr","pid":$pid}'
+)
+
+# status -> (phrase, message) for answers nginx produces without the app
+_NGINX_ERRORS = {
+    400: ("Bad Request", "malformed HTTP request"),
+    413: ("Payload Too Large", "request body over {limit} (SAGEMAKER_MAX_PAYLOAD_IN_MB)"),
+    502: ("Bad Gateway", "the model server worker ended before answering; see the log for the cause"),
+    503: ("Service Unavailable", "the model server is not ready"),
+    504: ("Gateway Timeout", "no answer within {timeout} s (SAGEMAKER_MODEL_SERVER_TIMEOUT)"),
+}
+
+
+@dataclass(frozen=True)
+class NginxSettings:
+    run_dir: Path
+    socket_path: Path
+    port: int
+    max_body_bytes: int  # 0: no limit
+    timeout_s: float  # the app's limit; nginx adds its own margin (ServeConfig.nginx_timeout_s)
+    nginx_timeout_s: float
+    worker_connections: int
+    keepalive_s: int
+    log_ping: bool
+    user: str | None = None  # `user` directive when nginx starts as root
+
+
+def _json_return(status: int, settings: NginxSettings) -> str:
+    phrase, message = _NGINX_ERRORS[status]
+    limit = f"{settings.max_body_bytes // (1024 * 1024)} MiB" if settings.max_body_bytes else "the limit"
+    message = message.format(limit=limit, timeout=f"{settings.timeout_s:g}")
+    return f"return {status} '{{\"error\":\"{phrase}\",\"status\":{status},\"message\":\"{message}\"}}';"
+
+
+def render_nginx_conf(settings: NginxSettings) -> str:
+    run = settings.run_dir
+    temp = run / "nginx"
+    read_timeout = math.ceil(settings.nginx_timeout_s)
+    body_limit = settings.max_body_bytes
+    ping_log = "access_log /dev/stdout smc;" if settings.log_ping else "access_log off;"
+    user = f"user {settings.user};\n" if settings.user else ""
+    error_pages = "\n".join(
+        f"        location = /_smc_error/{status} {{ internal; {_json_return(status, settings)} }}"
+        for status in _NGINX_ERRORS
+    )
+    return f"""# Rendered by smc serve; lives only in {run}.
+{user}worker_processes 1;
+daemon off;
+pid {run}/nginx.pid;
+error_log stderr warn;
+worker_rlimit_nofile {max(1024, settings.worker_connections * 2)};
+
+events {{
+    worker_connections {settings.worker_connections};
+}}
+
+http {{
+    log_format smc escape=json '{_ACCESS_FORMAT}';
+    access_log /dev/stdout smc;
+    default_type application/json;
+    server_tokens off;
+    sendfile on;
+    tcp_nodelay on;
+    keepalive_timeout {settings.keepalive_s};
+    client_max_body_size {body_limit};
+    client_body_buffer_size 1m;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+
+    map $http_x_amzn_sagemaker_inference_id $inference_id {{
+        "" $request_id;
+        default $http_x_amzn_sagemaker_inference_id;
+    }}
+
+    upstream smc_gunicorn {{
+        server unix:{settings.socket_path} max_fails=0;
+    }}
+
+    server {{
+        listen {settings.port} deferred backlog=1024;
+        server_name _;
+        error_page 400 /_smc_error/400;
+        error_page 413 /_smc_error/413;
+        error_page 502 /_smc_error/502;
+        error_page 503 /_smc_error/503;
+        error_page 504 /_smc_error/504;
+
+        location = /ping {{
+            {ping_log}
+            if ($request_method !~ ^(GET|HEAD)$) {{
+                add_header Allow "GET, HEAD" always;
+                return 405 '{{"error":"Method Not Allowed","status":405,"message":"use GET /ping"}}';
+            }}
+            if (!-f {run}/{READY_FILE}) {{
+                return 503 '{{"error":"Service Unavailable","status":503,"message":"the model is not loaded yet, or the server is stopping"}}';
+            }}
+            return 200;
+        }}
+
+        location / {{
+            proxy_pass http://smc_gunicorn;
+            proxy_http_version 1.0;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Amzn-SageMaker-Inference-Id $inference_id;
+            proxy_set_header Connection "";
+            proxy_connect_timeout {read_timeout}s;
+            proxy_send_timeout {read_timeout}s;
+            proxy_read_timeout {read_timeout}s;
+            proxy_next_upstream off;
+            proxy_buffer_size 64k;
+            proxy_buffers 16 64k;
+            proxy_busy_buffers_size 128k;
+            add_header X-Amzn-SageMaker-Inference-Id $inference_id always;
+        }}
+
+{error_pages}
+    }}
+}}
+"""

@@ -1,0 +1,403 @@
+"""smc's supervision loop for gunicorn and nginx, in the spirit of gunicorn's arbiter and tini.
+
+One thread, one selector: signal handlers only queue (signal.set_wakeup_fd), child pipes are
+relayed line by line, the gunicorn master and its workers report through a notify pipe. Timers
+(health checks, restart backoff, stop grace) set the select timeout; nothing polls on a fixed tick.
+
+Phases: BOOTING -> SERVING -> STOPPING. Readiness is a file nginx stats on every /ping: created
+when a worker reports its model loaded, removed when gunicorn goes away or smc starts stopping.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import json
+import os
+import selectors
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supervisor_app import exitcodes, process
+from supervisor_app.serve.children import Child, LineRelay, State
+
+_NGINX_BOOT_S = 10.0  # nginx binds within milliseconds; longer means it is stuck
+_PROBES_BEFORE_RESTART = 3
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Phase(enum.Enum):
+    BOOTING = "booting"
+    SERVING = "serving"
+    STOPPING = "stopping"
+
+
+@dataclass(frozen=True)
+class Policy:
+    grace_s: float
+    health_interval_s: float
+    health_timeout_s: float
+    restart_limit: int
+    restart_window_s: float
+    startup_timeout_s: float
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    reason: str
+    load_error: dict[str, str] | None = None  # message/hint reported by a worker that failed to load
+
+
+def backoff_s(failures: int) -> float:
+    """0.25 s, 0.5 s, 1 s, ... capped at 8 s."""
+    return min(0.25 * 2 ** max(failures - 1, 0), 8.0)
+
+
+def unix_socket_answers(path: Path) -> bool:
+    """The socket accepts connections; a full backlog (busy workers) still counts as alive."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.setblocking(False)
+        try:
+            sock.connect(str(path))
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+    return True
+
+
+def http_ping_answers(port: int, timeout_s: float) -> bool:
+    """nginx answers GET /ping (200 or 503: both mean nginx itself is working)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+            sock.settimeout(timeout_s)
+            sock.sendall(b"GET /ping HTTP/1.0\r\nHost: smc-health\r\nUser-Agent: smc-health\r\n\r\n")
+            return sock.recv(12).startswith(b"HTTP/1.")
+    except OSError:
+        return False
+
+
+def tcp_port_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class Supervisor:
+    def __init__(self, gunicorn: Child, nginx: Child, run_dir: Path, socket_path: Path, ready_file: Path,
+                 port: int, notify_fd: int, policy: Policy, log: Any, now_iso: Callable[[], str],
+                 out: Any, err: Any) -> None:
+        self.gunicorn = gunicorn
+        self.nginx = nginx
+        self.children = (gunicorn, nginx)
+        self.run_dir = run_dir
+        self.socket_path = socket_path
+        self.ready_file = ready_file
+        self.port = port
+        self.notify_fd = notify_fd
+        self.policy = policy
+        self.log = log
+        self.now_iso = now_iso
+        self.out = out
+        self.err = err
+        self.phase = Phase.BOOTING
+        self.started = time.monotonic()
+        self.outcome: Outcome | None = None
+        self.stop_deadline = 0.0
+        self.next_health = 0.0
+        self.load_error: dict[str, str] | None = None
+        self.ready = False
+        self.selector = selectors.DefaultSelector()
+        self.notify_pending = b""
+        self.signals_seen = 0
+
+    # -- setup -----------------------------------------------------------------------------------
+    def _install_signals(self) -> int:
+        read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        for signum in (*_STOP_SIGNALS, signal.SIGCHLD):
+            signal.signal(signum, lambda s, f: None)  # NO work here: the wakeup fd carries the number
+        self.selector.register(read_fd, selectors.EVENT_READ, ("signals", None))
+        return read_fd
+
+    def _spawn(self, child: Child) -> None:
+        child.spawn()
+        for stream, name in child.pipes():
+            os.set_blocking(stream.fileno(), False)
+            out = self.out if name == "stdout" else self.err
+            self.selector.register(stream, selectors.EVENT_READ, ("pipe", LineRelay(child.name, name, out, self.now_iso)))
+        self.log.info("child_started", child=child.name, child_pid=child.pid)
+
+    # -- main loop -------------------------------------------------------------------------------
+    def run(self) -> Outcome:
+        self._install_signals()
+        os.set_blocking(self.notify_fd, False)
+        self.selector.register(self.notify_fd, selectors.EVENT_READ, ("notify", None))
+        self._spawn(self.gunicorn)
+        while self.outcome is None or self._alive():
+            timeout = self._timers()
+            if self.outcome is not None and not self._alive():
+                break
+            for key, _ in self.selector.select(timeout):
+                kind, relay = key.data
+                if kind == "signals":
+                    self._read_signals(key.fd)
+                elif kind == "notify":
+                    self._read_notify()
+                else:
+                    self._relay(key.fileobj, relay)
+        self._flush_pipes()
+        self._unready()
+        assert self.outcome is not None
+        return self.outcome
+
+    def _alive(self) -> bool:
+        return any(child.pid for child in self.children)
+
+    def _timers(self) -> float:
+        """Run what is due; return seconds until the next timer."""
+        now = time.monotonic()
+        waits = [self.policy.health_interval_s]
+        if self.phase is Phase.STOPPING:
+            if now >= self.stop_deadline:
+                self._kill_all("grace_expired")
+            else:
+                waits.append(self.stop_deadline - now)
+            return max(0.0, min(waits))
+        for child in self.children:
+            if child.state is State.BACKOFF:
+                if now >= child.restart_at:
+                    self._restart(child)
+                else:
+                    waits.append(child.restart_at - now)
+        if self.nginx.state is State.STARTING:
+            if tcp_port_answers(self.port):
+                self._running(self.nginx)
+            elif now - self.nginx.started_at > _NGINX_BOOT_S:
+                self._stop(Outcome(exitcodes.BOOT, f"nginx did not listen on port {self.port} within {_NGINX_BOOT_S:g} s"))
+            else:
+                waits.append(0.02)  # nginx binds in milliseconds: a short bounded wait, only at start
+        if not self.ready and now - self.started > self.policy.startup_timeout_s:
+            self._stop(Outcome(exitcodes.FAILURE, f"no worker loaded the model within {self.policy.startup_timeout_s:g} s "
+                               "(SAGEMAKER_STARTUP_TIMEOUT)"))
+            return 0.0
+        if not self.ready:
+            waits.append(self.policy.startup_timeout_s - (now - self.started))
+        if now >= self.next_health:
+            self._check_health()
+            self.next_health = now + self.policy.health_interval_s
+        waits.append(self.next_health - now)
+        return max(0.0, min(waits))
+
+    # -- events ----------------------------------------------------------------------------------
+    def _read_signals(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 512)
+        except BlockingIOError:
+            return
+        if signal.SIGCHLD in data:
+            self._reap()
+        for signum in data:
+            if signum in _STOP_SIGNALS:
+                self._on_stop_signal(signum)
+
+    def _on_stop_signal(self, signum: int) -> None:
+        name = process.signal_name(signum)
+        self.signals_seen += 1
+        if self.signals_seen == 1 and (self.outcome is None or self.outcome.exit_code == 0):
+            self.log.info("stop_requested", signal=name, grace_s=self.policy.grace_s)
+            self._stop(Outcome(exitcodes.OK, f"stopped by {name}"))
+        else:
+            self.log.warning("stop_forced", signal=name)
+            self.outcome = Outcome(exitcodes.from_signal(signum), f"forced stop by a second {name}")
+            self._kill_all("second_signal")
+
+    def _read_notify(self) -> None:
+        try:
+            data = os.read(self.notify_fd, 65536)
+        except BlockingIOError:
+            return
+        *lines, self.notify_pending = (self.notify_pending + data).split(b"\n")
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            name = event.get("event")
+            if name == "listening" and self.gunicorn.pid:
+                if unix_socket_answers(self.socket_path):
+                    self._running(self.gunicorn)
+            elif name == "worker_ready":
+                self._on_worker_ready(event.get("pid"))
+            elif name == "app_load_failed":
+                self.load_error = {"message": str(event.get("message", "")), "hint": str(event.get("hint", ""))}
+
+    def _on_worker_ready(self, worker_pid: Any) -> None:
+        if self.phase is Phase.STOPPING or not self.gunicorn.pid or self.ready:
+            return
+        self.ready_file.touch()
+        self.ready = True
+        self.log.info("model_ready", worker_pid=worker_pid, elapsed_s=round(time.monotonic() - self.started, 3))
+        if self.phase is Phase.BOOTING and self.nginx.state is State.RUNNING:
+            self.phase = Phase.SERVING
+
+    def _running(self, child: Child) -> None:
+        child.state = State.RUNNING
+        child.ever_running = True
+        self.log.info("child_running", child=child.name, child_pid=child.pid,
+                      elapsed_s=round(time.monotonic() - child.started_at, 3))
+        if child is self.gunicorn and self.nginx.state is State.STOPPED and self.phase is not Phase.STOPPING:
+            self._spawn(self.nginx)
+        if child is self.nginx and self.ready and self.phase is Phase.BOOTING:
+            self.phase = Phase.SERVING
+
+    def _relay(self, stream: Any, relay: LineRelay) -> None:
+        try:
+            data = os.read(stream.fileno(), 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            relay.feed(data)
+            return
+        relay.close()
+        self.selector.unregister(stream)
+        stream.close()
+
+    def _flush_pipes(self) -> None:
+        """Relay what children wrote before exiting (bounded: grandchildren may hold a pipe open)."""
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            pipes = [key for key in self.selector.get_map().values() if key.data[0] == "pipe"]
+            if not pipes:
+                return
+            for key, _ in self.selector.select(max(0.0, deadline - time.monotonic())):
+                if key.data[0] == "pipe":
+                    self._relay(key.fileobj, key.data[1])
+
+    # -- exits, restarts, give-up ----------------------------------------------------------------
+    def _reap(self) -> None:
+        for pid, status in process.reap():
+            child = next((c for c in self.children if c.pid == pid), None)
+            if child is None:
+                self.log.debug("orphan_reaped", orphan_pid=pid, exit_code=process.exit_code(status))
+                continue
+            self._on_exit(child, process.exit_code(status))
+
+    def _on_exit(self, child: Child, code: int) -> None:
+        expected = child.state is State.STOPPING or self.phase is Phase.STOPPING
+        pid = child.pid
+        child.exited(code)
+        child.kill_group()  # workers of a dead master, nginx workers of a dead nginx master
+        if child is self.gunicorn:
+            self._unready()
+        log = self.log.info if expected else self.log.error
+        log("child_exited", child=child.name, child_pid=pid, exit_code=code,
+            cause=process.describe_exit(code) if code else None, expected=expected)
+        if self.phase is Phase.STOPPING:
+            child.state = State.STOPPED
+            if child is self.nginx and self.gunicorn.pid:
+                self._stop_child(self.gunicorn)  # nginx drained: gunicorn has nothing in flight
+            return
+        if child is self.gunicorn and code in (exitcodes.APP_LOAD, exitcodes.BOOT):
+            # gunicorn halted: the handler or model cannot load, restarting would fail the same way.
+            reason = (self.load_error or {}).get("message") or "gunicorn halted: a worker failed to boot"
+            self._stop(Outcome(code, reason, self.load_error))
+            return
+        if not child.ever_running:
+            self._stop(Outcome(exitcodes.BOOT, f"{child.name} exited during start-up ({process.describe_exit(code)})"))
+            return
+        now = time.monotonic()
+        child.restarts = [t for t in child.restarts if now - t < self.policy.restart_window_s] + [now]
+        if len(child.restarts) >= self.policy.restart_limit:
+            self.log.error("giving_up", child=child.name, failures=len(child.restarts),
+                           window_s=self.policy.restart_window_s, exit_code=code)
+            self._stop(Outcome(code or exitcodes.FAILURE,
+                               f"{child.name} failed {len(child.restarts)} times within "
+                               f"{self.policy.restart_window_s:g} s; last: {process.describe_exit(code)}"))
+            return
+        delay = backoff_s(len(child.restarts))
+        child.state = State.BACKOFF
+        child.restart_at = now + delay
+        self.log.warning("child_restarting", child=child.name, attempt=len(child.restarts), delay_s=delay)
+
+    def _restart(self, child: Child) -> None:
+        if child is self.gunicorn:
+            self.socket_path.unlink(missing_ok=True)
+        if child is self.nginx and self.gunicorn.state is not State.RUNNING:
+            child.state = State.STOPPED  # started again once gunicorn listens
+            return
+        self._spawn(child)
+
+    def _check_health(self) -> None:
+        for child in self.children:
+            if child.state is not State.RUNNING or not child.pid:
+                continue
+            if child is self.gunicorn:
+                healthy = unix_socket_answers(self.socket_path)
+            else:
+                healthy = http_ping_answers(self.port, self.policy.health_timeout_s)
+            if healthy:
+                child.probe_failures = 0
+                continue
+            child.probe_failures += 1
+            self.log.warning("child_probe_failed", child=child.name, child_pid=child.pid,
+                             failures=child.probe_failures)
+            if child.probe_failures >= _PROBES_BEFORE_RESTART:
+                self.log.error("child_unhealthy", child=child.name, child_pid=child.pid)
+                child.kill_group()  # a hung process will not stop gracefully; its exit restarts it
+
+    # -- stopping --------------------------------------------------------------------------------
+    def _stop(self, outcome: Outcome) -> None:
+        """Stop in reverse start order: nginx drains its in-flight requests, then gunicorn."""
+        if self.phase is Phase.STOPPING:
+            return
+        self.outcome = outcome
+        self.phase = Phase.STOPPING
+        self.stop_deadline = time.monotonic() + self.policy.grace_s
+        self._unready()  # /ping answers 503 from now on
+        if outcome.exit_code:
+            self.log.error("stopping", reason=outcome.reason, exit_code=outcome.exit_code)
+        else:
+            self.log.info("stopping", reason=outcome.reason)
+        for child in self.children:
+            if child.state is State.BACKOFF:
+                child.state = State.STOPPED
+        if self.nginx.pid:
+            self._stop_child(self.nginx)
+        elif self.gunicorn.pid:
+            self._stop_child(self.gunicorn)
+
+    def _stop_child(self, child: Child) -> None:
+        child.state = State.STOPPING
+        child.signal(child.stop_signal)
+
+    def _kill_all(self, why: str) -> None:
+        for child in self.children:
+            if child.pid:
+                self.log.warning("child_killed", child=child.name, child_pid=child.pid, why=why)
+                child.state = State.STOPPING
+                child.kill_group()
+        self.stop_deadline = time.monotonic() + 3600  # nothing left to escalate to: wait for the reaping
+        if self.outcome is None:
+            self.outcome = Outcome(exitcodes.FAILURE, why)
+        self.phase = Phase.STOPPING
+
+    def _unready(self) -> None:
+        self.ready = False
+        try:
+            self.ready_file.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
