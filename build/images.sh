@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Build the images of `make images`: smc-base (build/base-image.sh), then the example projects.
+#
+#   bash build/images.sh                   all of them
+#   bash build/images.sh tabular sklearn   some: tabular | sklearn | scratch
+#
+# Each example is built the way a user builds it: its directory is the build context, with the
+# binary copied next to its Dockerfile (COPY smc /usr/local/bin/). The copy happens in a staging
+# directory, so the repository stays clean. Tags: smc-example-<name>:test (SMC_IMAGE_TAG changes
+# the `test` part). The binary is dist/smc from `make binary`, or SMC_BINARY when set;
+# the scratch image uses dist/smc-static from build/static-binary.sh (or SMC_STATIC_BINARY).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE_DIR=${CACHE_DIR:-$HOME/.cache/smc}
+TAG=${SMC_IMAGE_TAG:-test}
+ALL=(tabular sklearn scratch)
+names=("$@")
+((${#names[@]})) || names=("${ALL[@]}")
+
+command -v docker >/dev/null || { echo "images: docker missing (apt-get install docker.io)" >&2; exit 1; }
+docker info >/dev/null 2>&1 || { echo "images: the Docker daemon does not answer (is it running?)" >&2; exit 1; }
+
+binary=${SMC_BINARY:-}
+if [[ -z $binary ]]; then
+    make -s binary >/dev/null
+    binary=dist/smc
+fi
+bash build/base-image.sh
+
+staging=$(mktemp -d /var/tmp/smc-images.XXXXXX)
+trap 'rm -rf "$staging"' EXIT
+
+wheels_for() {
+    # Wheels of a pinned requirements.txt, fetched on the host (docker build may have no route to
+    # the package index, or not trust this network's proxy) and cached by the file's content.
+    local requirements=$1 dest
+    dest=$CACHE_DIR/wheels-$(sha256sum "$requirements" | cut -c1-12)
+    if [[ ! -f $dest/.ok ]]; then
+        python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+            --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
+            --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any \
+            -r "$requirements" -d "$dest"
+        touch "$dest/.ok"
+    fi
+    echo "$dest"
+}
+
+build() {
+    local name=$1 context=$staging/$1 dockerfile=Dockerfile
+    case $name in
+        tabular | sklearn)
+            cp -a "examples/$name/." "$context/"
+            cp "$binary" "$context/smc"
+            ;;
+        scratch)
+            # The tabular project again, FROM scratch, with the self-contained (staticx) binary.
+            local static=${SMC_STATIC_BINARY:-}
+            if [[ -z $static ]]; then
+                bash build/static-binary.sh >/dev/null
+                static=dist/smc-static
+            fi
+            cp -a examples/tabular/. "$context/"
+            cp "$static" "$context/smc-static"
+            dockerfile=Dockerfile.scratch
+            ;;
+        *) echo "images: unknown example '$name' (known: ${ALL[*]})" >&2; exit 2 ;;
+    esac
+    if [[ -f $context/requirements.txt ]]; then
+        mkdir -p "$context/wheels"
+        cp "$(wheels_for "$context/requirements.txt")"/*.whl "$context/wheels/"
+    fi
+    local image=smc-example-$name:$TAG started=$SECONDS
+    docker build -q -f "$context/$dockerfile" -t "$image" "$context" >/dev/null
+    echo "images: built $image in $((SECONDS - started)) s"
+}
+
+mkdir -p "$staging"
+for name in "${names[@]}"; do
+    mkdir -p "$staging/$name"
+    build "$name"
+done
+docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -E '^smc-(base|example-)' | sort
