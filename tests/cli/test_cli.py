@@ -48,3 +48,18 @@ def test_bad_log_level_names_the_variable(smc):
     assert result.returncode == 5
     assert "SAGEMAKER_CONTAINER_LOG_LEVEL='LOUD' is not a log level" in result.stderr
     assert "Hint:" in result.stderr
+
+
+def test_every_package_module_is_in_the_binary(smc, tmp_path):
+    """Commands are imported lazily by name, so the spec must collect them explicitly."""
+    from tests.conftest import ROOT
+
+    package = ROOT / "supervisor_app"
+    modules = sorted(
+        ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for path in package.rglob("*.py")
+        if path.name != "__main__.py"
+    )
+    code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m.removesuffix('.__init__'))\nprint('ok')"
+    result = smc("python", "-c", code, *modules, cwd=tmp_path)
+    assert result.stdout == "ok\n", result.stderr
