@@ -22,7 +22,7 @@ from supervisor_app.config.serve import ServeConfig, describe, load_serve_config
 from supervisor_app.errors import AppLoadError, BootError, ConfigError, UsageError
 from supervisor_app.serve import nginx as nginx_conf
 from supervisor_app.serve.children import Child
-from supervisor_app.serve.supervisor import Policy, Supervisor
+from supervisor_app.serve.supervision import Policy, Supervisor
 
 _MASTER_FLAG = "--gunicorn-master"
 SOCKET_NAME = "gunicorn.sock"

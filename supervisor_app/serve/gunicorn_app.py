@@ -2,7 +2,7 @@
 
 Sync workers on a unix socket in smc's private run dir. Each worker imports the handler and runs
 model_fn once at start (or the master does it once before forking, SMC_PRELOAD_MODEL=true), then
-tells the supervisor through the notify pipe; the supervisor owns readiness (see supervisor.py).
+tells the supervisor through the notify pipe; the supervisor owns readiness (see supervision.py).
 """
 
 from __future__ import annotations
