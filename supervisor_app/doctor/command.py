@@ -39,7 +39,7 @@ def collect(config: Config, modes: set[str]) -> list[Finding]:
             serve = load_serve_config(config)
         except SmcError as exc:
             findings.append(fail("serve_config", exc.message, exc.hint))
-    findings.append(checks_env.check_user(config, serve))
+    findings.append(checks_env.check_user(serve))
     if "train" in modes:
         findings += checks_train.check_layout(config)
         findings += checks_train.check_config_files(config)
