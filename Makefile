@@ -31,7 +31,7 @@ venvs: $(BUILD_VENV)/.ok $(TEST_VENV)/.ok
 
 dist/smc: $(BUILD_VENV)/.ok $(SOURCES)
 	@mkdir -p .pyi-work
-	flock .pyi-work/.lock $(BUILD_VENV)/bin/pyinstaller --noconfirm --log-level WARN \
+	SETUPTOOLS_USE_DISTUTILS=stdlib flock .pyi-work/.lock $(BUILD_VENV)/bin/pyinstaller --noconfirm --log-level WARN \
 		--distpath dist --workpath .pyi-work spec/smc.spec
 	@ls -l dist/smc
 
