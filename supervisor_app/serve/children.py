@@ -69,11 +69,12 @@ class Child:
             except ProcessLookupError:
                 pass
 
-    def kill_group(self) -> None:
+    def kill_group(self, pgid: int = 0) -> None:
         """SIGKILL the child's whole process group (e.g. nginx workers or gunicorn workers left behind)."""
-        if self.pid:
+        pgid = pgid or self.pid
+        if pgid:
             try:
-                os.killpg(self.pid, signal.SIGKILL)
+                os.killpg(pgid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
 

@@ -11,11 +11,12 @@ import json
 import logging
 import math
 import os
-import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 from gunicorn.errors import AppImportError
 from gunicorn.glogging import Logger as GunicornLogger
 
@@ -111,6 +112,22 @@ def execution_parameters(config: ServeConfig, workers: int) -> dict[str, Any]:
     }
 
 
+class HeartbeatArbiter(Arbiter):
+    """gunicorn's arbiter plus a heartbeat on the notify pipe from its main loop (about once a
+    second), so the supervisor can tell a hung master from a busy one: a unix socket keeps
+    accepting connections into its backlog even when nobody is serving them."""
+
+    notify_fd = -1
+    last_beat = 0.0
+
+    def murder_workers(self) -> None:
+        super().murder_workers()
+        now = time.monotonic()
+        if now - self.last_beat >= 1.0:
+            self.last_beat = now
+            notify(self.notify_fd, "heartbeat")
+
+
 class ModelServer(BaseApplication):
     def __init__(self, config: ServeConfig, run_dir: Path, notify_fd: int, workers: int) -> None:
         self.config = config
@@ -139,6 +156,11 @@ class ModelServer(BaseApplication):
         }
         for key, value in settings.items():
             self.cfg.set(key, value)
+
+    def run(self) -> None:
+        arbiter = HeartbeatArbiter(self)
+        arbiter.notify_fd = self.notify_fd
+        arbiter.run()
 
     def load(self) -> App:
         """Runs in each worker (or once in the master with preload): import handler, load model."""
@@ -186,4 +208,4 @@ def main_exit_code_meaning(code: int) -> str:
     return ""
 
 
-__all__ = ["ModelServer", "SOCKET_NAME", "notify", "run_master", "sys"]
+__all__ = ["ModelServer", "SOCKET_NAME", "notify", "run_master"]

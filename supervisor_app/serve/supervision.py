@@ -28,6 +28,7 @@ from supervisor_app.serve.children import Child, LineRelay, State
 
 _NGINX_BOOT_S = 10.0  # nginx binds within milliseconds; longer means it is stuck
 _PROBES_BEFORE_RESTART = 3
+_HEARTBEAT_SLACK_S = 3.0  # the master beats about once a second; allow for a slow fork or GC pause
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -118,6 +119,7 @@ class Supervisor:
         self.selector = selectors.DefaultSelector()
         self.notify_pending = b""
         self.signals_seen = 0
+        self.last_heartbeat = 0.0
 
     # -- setup -----------------------------------------------------------------------------------
     def _install_signals(self) -> int:
@@ -235,6 +237,8 @@ class Supervisor:
             if name == "listening" and self.gunicorn.pid:
                 if unix_socket_answers(self.socket_path):
                     self._running(self.gunicorn)
+            elif name == "heartbeat":
+                self.last_heartbeat = time.monotonic()
             elif name == "worker_ready":
                 self._on_worker_ready(event.get("pid"))
             elif name == "app_load_failed":
@@ -297,7 +301,7 @@ class Supervisor:
         expected = child.state is State.STOPPING or self.phase is Phase.STOPPING
         pid = child.pid
         child.exited(code)
-        child.kill_group()  # workers of a dead master, nginx workers of a dead nginx master
+        child.kill_group(pid)  # workers of a dead master, nginx workers of a dead nginx master
         if child is self.gunicorn:
             self._unready()
         log = self.log.info if expected else self.log.error
@@ -343,7 +347,9 @@ class Supervisor:
             if child.state is not State.RUNNING or not child.pid:
                 continue
             if child is self.gunicorn:
-                healthy = unix_socket_answers(self.socket_path)
+                beat_age_s = time.monotonic() - max(self.last_heartbeat, child.started_at)
+                healthy = unix_socket_answers(self.socket_path) and \
+                    beat_age_s <= self.policy.health_timeout_s + _HEARTBEAT_SLACK_S
             else:
                 healthy = http_ping_answers(self.port, self.policy.health_timeout_s)
             if healthy:

@@ -1,0 +1,180 @@
+"""Bad input and faults against the frozen binary with real nginx and gunicorn: each ends with a
+specific message and exit code, or is survived by a restart."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+
+from tests.serve.conftest import Response, children_of, cmdline
+
+
+def _failure(server, timeout: float = 20) -> tuple[int, dict]:
+    code = server.wait_exit(timeout)
+    failed = server.events("command_failed") or server.events("serve_failed")
+    assert failed, server.output()
+    return code, failed[-1]
+
+
+def test_no_model_dir_exits_5_naming_the_directory(start_server, opt_ml):
+    shutil.rmtree(opt_ml / "model")
+    server = start_server(None, wait=False)
+    code, failed = _failure(server)
+    assert code == 5
+    assert f"model directory {opt_ml / 'model'} does not exist" in failed["error"]
+    assert "docker run -v" in failed["hint"]
+
+
+def test_missing_handler_exits_4_with_hint(start_server, opt_ml):
+    server = start_server(None, wait=False)
+    code, failed = _failure(server)
+    assert code == 4
+    assert "inference.py not found" in failed["error"]
+    assert "SAGEMAKER_PROGRAM" in failed["hint"]
+
+
+def test_handler_raising_on_import_exits_4_with_line(start_server):
+    server = start_server("import_error", wait=False)
+    code, failed = _failure(server)
+    assert code == 4
+    assert "inference.py raised JSONDecodeError on import" in failed["error"]
+    assert "inference.py:4" in failed["hint"]
+    assert server.events("handler_import_failed")[0]["exception"].count("Traceback") >= 1
+
+
+def test_model_fn_raising_exits_4_and_does_not_restart(start_server):
+    server = start_server("model_fn_raises", wait=False)
+    code, failed = _failure(server)
+    assert code == 4
+    assert "model_fn raised FileNotFoundError: no weights in" in failed["error"]
+    assert not server.events("child_restarting")
+
+
+def test_transform_fn_with_input_fn_is_a_startup_error(start_server):
+    server = start_server("transform_clash", wait=False)
+    code, failed = _failure(server)
+    assert code == 4
+    assert "transform_fn together with input_fn" in failed["error"]
+
+
+def test_nginx_missing_exits_3_with_install_hint(start_server):
+    server = start_server("echo", env={"SMC_NGINX": "/nonexistent/nginx"}, wait=False)
+    code, failed = _failure(server)
+    assert code == 3
+    assert "SMC_NGINX=/nonexistent/nginx is not an executable file" in failed["error"]
+    without = start_server("echo", env={"PATH": "/nonexistent"}, wait=False)
+    code, failed = _failure(without)
+    assert code == 3
+    assert failed["error"] == "nginx not found on PATH"
+    assert "nginx-light" in failed["hint"]
+
+
+def test_port_already_taken_exits_3(start_server, port):
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        server = start_server("echo", port=port, wait=False)
+        code, failed = _failure(server)
+    assert code == 3
+    assert f"port {port} is already in use" in failed["error"]
+    assert "SAGEMAKER_BIND_TO_PORT" in failed["hint"]
+
+
+def test_bad_setting_exits_5_naming_the_variable(start_server):
+    server = start_server("echo", env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "500"}, wait=False)
+    assert server.wait_exit(20) == 5
+    assert "SAGEMAKER_MAX_PAYLOAD_IN_MB='500' is outside 0..100" in server.output()
+
+
+def test_worker_killed_mid_request_gives_json_502_and_is_replaced(start_server):
+    server = start_server("echo", env={"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    resp = server.invoke({"kill": True})
+    assert resp.status == 502
+    assert resp.json()["status"] == 502
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and server.invoke({"x": 1}).status != 200:
+        time.sleep(0.1)
+    assert server.invoke({"x": 1}).status == 200
+    assert any("SIGKILL" in r.get("message", "") for r in server.events("gunicorn")), server.output()
+
+
+def _child_pid(server, name: str) -> int:
+    started = [r for r in server.events("child_started") if r["child"] == name]
+    return started[-1]["child_pid"]
+
+
+def test_gunicorn_master_killed_is_restarted(start_server):
+    server = start_server("echo")
+    master = _child_pid(server, "gunicorn")
+    workers = children_of(master)
+    assert workers
+    os.kill(master, signal.SIGKILL)
+    exited = server.wait_event("child_exited", child="gunicorn", child_pid=master)
+    assert exited["exit_code"] == 137 and "SIGKILL" in exited["cause"]
+    server.wait_event("child_restarting", child="gunicorn")
+    server.wait_ready(timeout=15)
+    assert _child_pid(server, "gunicorn") != master
+    assert server.invoke({"x": 1}).status == 200
+    assert all("smc" not in cmdline(pid) for pid in workers)  # the old workers did not linger
+
+
+def test_nginx_killed_is_restarted(start_server):
+    server = start_server("echo")
+    nginx = _child_pid(server, "nginx")
+    os.kill(nginx, signal.SIGKILL)
+    server.wait_event("child_exited", child="nginx", child_pid=nginx)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _child_pid(server, "nginx") == nginx:
+        time.sleep(0.05)
+    server.wait_ready(timeout=10)
+    assert server.invoke({"x": 1}).status == 200
+
+
+def test_child_failing_repeatedly_makes_smc_give_up_with_its_status(start_server):
+    server = start_server("echo", env={"SMC_RESTART_LIMIT": "2", "SMC_RESTART_WINDOW_SECONDS": "60"})
+    first = _child_pid(server, "gunicorn")
+    os.kill(first, signal.SIGKILL)
+    server.wait_event("child_restarting", child="gunicorn")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _child_pid(server, "gunicorn") == first:
+        time.sleep(0.05)
+    server.wait_event("child_running", child="gunicorn", child_pid=_child_pid(server, "gunicorn"))
+    os.kill(_child_pid(server, "gunicorn"), signal.SIGKILL)
+    assert server.wait_exit(20) == 137
+    giving_up = server.wait_event("giving_up", child="gunicorn")
+    assert giving_up["failures"] == 2
+    assert server.events("serve_failed")[0]["exit_code"] == 137
+    assert server.ping() is None  # nginx was stopped too
+
+
+def test_unhealthy_gunicorn_is_killed_and_restarted(start_server):
+    server = start_server("echo", env={"SMC_HEALTH_INTERVAL_SECONDS": "0.2", "SMC_HEALTH_TIMEOUT_SECONDS": "0.5"})
+    master = _child_pid(server, "gunicorn")
+    # Alive but hung: its unix socket still takes connections into the backlog, only the
+    # missing heartbeat of the master's loop tells.
+    os.killpg(master, signal.SIGSTOP)
+    try:
+        server.wait_event("child_unhealthy", child="gunicorn", timeout=15)
+    finally:
+        try:
+            os.killpg(master, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    server.wait_ready(timeout=15)
+    assert _child_pid(server, "gunicorn") != master
+
+
+def test_oversize_body_on_realtime_limit_is_413(start_server):
+    server = start_server("echo")
+    results: list[Response] = []
+    thread = threading.Thread(target=lambda: results.append(
+        server.invoke(b"1" * (6 * 1024 * 1024 + 1), content_type="text/csv", timeout=30)))
+    thread.start()
+    thread.join()
+    assert results[0].status == 413
+    assert "6 MiB" in results[0].json()["message"]
