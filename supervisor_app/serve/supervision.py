@@ -293,7 +293,7 @@ class Supervisor:
         for pid, status in process.reap():
             child = next((c for c in self.children if c.pid == pid), None)
             if child is None:
-                self.log.debug("orphan_reaped", orphan_pid=pid, exit_code=process.exit_code(status))
+                self.log.info("orphan_reaped", orphan_pid=pid, exit_code=process.exit_code(status))
                 continue
             self._on_exit(child, process.exit_code(status))
 

@@ -1,0 +1,94 @@
+"""SIGTERM drains, a second signal stops at once, the grace is bounded, and smc reaps as PID 1."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+
+from tests.serve.conftest import Response, descendants, proc_state
+
+
+def _in_flight(server, seconds: float) -> tuple[threading.Thread, list]:
+    results: list = []
+
+    def call() -> None:
+        try:
+            results.append(server.invoke({"sleep": seconds}, timeout=30))
+        except OSError as exc:
+            results.append(exc)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    time.sleep(0.3)  # the request is inside predict_fn now
+    return thread, results
+
+
+def test_sigterm_finishes_in_flight_request_then_exits_0(start_server):
+    server = start_server("echo")
+    thread, results = _in_flight(server, 1.5)
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    assert server.ping() != 200  # 503 or refused: no longer taking traffic
+    thread.join()
+    assert isinstance(results[0], Response) and results[0].status == 200, results
+    assert server.wait_exit(20) == 0
+    assert time.monotonic() - started < 5
+    order = [(r["child"]) for r in server.events("child_exited")]
+    assert order == ["nginx", "gunicorn"]
+    assert server.events("serve_stopped")
+
+
+def test_sigint_also_drains(start_server):
+    server = start_server("echo")
+    assert server.stop(signal.SIGINT) == 0
+    assert server.events("stop_requested")[0]["signal"] == "SIGINT"
+
+
+def test_second_signal_stops_at_once(start_server):
+    server = start_server("echo")
+    thread, results = _in_flight(server, 20)
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.wait_exit(10) == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 3
+    thread.join()
+    assert server.events("stop_forced")
+
+
+def test_grace_bounds_the_drain(start_server):
+    server = start_server("echo", env={"SMC_STOP_GRACE_SECONDS": "1.5"})
+    thread, _ = _in_flight(server, 20)
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.wait_exit(15) == 0
+    assert time.monotonic() - started < 4
+    thread.join()
+    assert server.events("child_killed")
+
+
+def test_pid1_in_a_pid_namespace_drains_and_leaves_no_zombies(start_server):
+    assert subprocess.run(["unshare", "--help"], capture_output=True).returncode == 0, "unshare (util-linux) needed"
+    server = start_server("orphans", wrapper=["unshare", "--pid", "--fork", "--mount-proc"])
+    time.sleep(1.0)  # the orphaned grandchildren (one per worker) have exited by now
+    tree = descendants(server.proc.pid)
+    states = {pid: proc_state(pid) for pid in tree}
+    assert len(tree) >= 5, states  # bootloader (PID 1), smc, gunicorn master + workers, nginx
+    assert "Z" not in states.values(), states
+    assert server.events("orphan_reaped"), server.output()
+    pid1 = children_of_unshare(server.proc.pid)
+    subprocess.run(["kill", "-TERM", str(pid1)], check=True)
+    assert server.wait_exit(20) == 0, server.output()
+    assert server.events("serve_stopped")
+    assert not [pid for pid in tree if proc_state(pid) not in (None,)]
+
+
+def children_of_unshare(unshare_pid: int) -> int:
+    from tests.serve.conftest import children_of
+
+    (pid1,) = children_of(unshare_pid)
+    return pid1
