@@ -53,7 +53,7 @@ def run(config: Config, args: list[str]) -> int:
 def _train(config: Config, layout: Layout, log: Any) -> int:
     train = load_train_config(config)
     split = hyperparams.split(train.hyperparameters)
-    _apply_log_level(config, split, log)
+    log = _apply_log_level(config, split, log)
     for key in train.not_string_keys:
         log.warning("hyperparameter_not_string", key=key, file=str(layout.hyperparameters_file),
                     hint="SageMaker passes every value as a string; smc uses this one as it is")
@@ -171,16 +171,18 @@ def _with_hint(exc: SmcError) -> str:
     return f"{exc.message}\nHint: {exc.hint}" if exc.hint else exc.message
 
 
-def _apply_log_level(config: Config, split: hyperparams.SplitHyperparameters, log: Any) -> None:
+def _apply_log_level(config: Config, split: hyperparams.SplitHyperparameters, log: Any) -> Any:
+    """The sagemaker_container_log_level hyperparameter sets smc's level too, as in the toolkit."""
     raw = split.launcher.get(hyperparams.LOG_LEVEL)
     if raw is None:
-        return
+        return log
     try:
         level = parse_log_level(hyperparams.LOG_LEVEL, str(raw))
     except ConfigError:
         log.warning("log_level_ignored", hyperparameter=hyperparams.LOG_LEVEL, value=str(raw))
-        return
+        return log
     logs.configure(level, config.log_format)
+    return logs.get_logger("train")  # a bound logger keeps the level it was made with
 
 
 def _remove_stale_status(layout: Layout, log: Any) -> None:
