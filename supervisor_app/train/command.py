@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
 import socket
 import time
 import traceback
@@ -36,8 +37,16 @@ def run(config: Config, args: list[str]) -> int:
     if not process.become_subreaper() and not process.is_pid1():
         log.debug("subreaper_unavailable")
     _remove_stale_status(layout, log)
+    # Until the script runs (download, DNS wait), a stop request ends the job at once; while a
+    # child runs, runner.py takes these signals over and forwards them.
+    for signum in runner.STOP_SIGNALS:
+        signal.signal(signum, _raise_stop)
     try:
         return _train(config, layout, log)
+    except _StopRequested as stop:
+        cause = f"Training stopped: smc received {process.signal_name(stop.signum)} while no training script was running"
+        _fail(layout, cause, b"", log, exit_code=exitcodes.from_signal(stop.signum))
+        return exitcodes.from_signal(stop.signum)
     except InstallError as exc:
         _fail(layout, _with_hint(exc), exc.stderr_tail, log)
         return exitcodes.from_signal(exc.stop_signal) if exc.stop_signal else exitcodes.FAILURE
@@ -48,6 +57,18 @@ def run(config: Config, args: list[str]) -> int:
         _fail(layout, f"smc internal error: {type(exc).__name__}: {exc}",
               traceback.format_exc().encode(), log, logged=False)
         raise
+
+
+class _StopRequested(BaseException):
+    """BaseException, so no `except Exception` on the way up can swallow a stop."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    raise _StopRequested(signum)
 
 
 def _train(config: Config, layout: Layout, log: Any) -> int:
@@ -61,6 +82,9 @@ def _train(config: Config, layout: Layout, log: Any) -> int:
         log.info("hyperparameter_kept_raw", key=key, reason="not JSON")
     if not train.hyperparameters_file_found:
         log.info("hyperparameters_file_missing", file=str(layout.hyperparameters_file), using="{}")
+    _refuse_mpi(train, split)
+    if train.framework_module:
+        return _run_framework(train, split, layout, log)
 
     name = entry_point.validate_name(environment.user_entry_point(train, split))
     code_dir = layout.code_dir
@@ -81,14 +105,7 @@ def _train(config: Config, layout: Layout, log: Any) -> int:
 
     foreign = process.foreign_env(train.environ)
     base_env = process.self_env(train.environ) if python.embedded and kind in (Kind.PROGRAM, Kind.PACKAGE) else foreign
-    counts = environment.Resources(
-        num_cpus=resources.num_cpus(),
-        num_gpus=resources.num_gpus(foreign),
-        num_neurons=resources.num_neurons(
-            str(train.resource_config.get("current_instance_type", "local")), foreign),
-        smddprun_installed=shutil.which("smddprun", path=foreign.get("PATH")) is not None,
-        smddpmprun_installed=shutil.which("smddpmprun", path=foreign.get("PATH")) is not None,
-    )
+    counts = _resources(train)
     python_path = _python_path(code_dir, train.environ.get("PYTHONPATH", ""))
     env = environment.script_environment(base_env, train, split, counts, python_path)
 
@@ -105,6 +122,59 @@ def _train(config: Config, layout: Layout, log: Any) -> int:
              embedded_python=python.embedded if kind in (Kind.PROGRAM, Kind.PACKAGE) else None)
     outcome = _start(command, env, code_dir, train, kind, name, path, user_args, log)
     return _finish(layout, name, outcome, train.stop_grace_s, log)
+
+
+def _refuse_mpi(train: TrainConfig, split: hyperparams.SplitHyperparameters) -> None:
+    """sagemaker-training would start mpirun here; running the script once per host instead
+    would silently train N unrelated models, so say so and stop."""
+    if not split.framework.get("sagemaker_mpi_enabled"):
+        return
+    groups = split.framework.get("sagemaker_distribution_instance_groups")
+    current = train.resource_config.get("current_group_name", environment.DEFAULT_INSTANCE_GROUP)
+    if groups is None or current in groups:
+        raise UserCodeError(
+            "sagemaker_mpi_enabled is set, but smc does not launch MPI jobs",
+            hint="start mpirun from your own entry point (e.g. train.sh), or drop distribution={'mpi': ...}",
+        )
+
+
+def _run_framework(train: TrainConfig, split: hyperparams.SplitHyperparameters, layout: Layout, log: Any) -> int:
+    """SAGEMAKER_TRAINING_MODULE=pkg.mod:fn (framework images): call it with the image's python,
+    as the toolkit does in-process; smc still supervises, forwards signals and reports."""
+    spec = train.framework_module or ""
+    module, _, function = spec.partition(":")
+    if not module or not function:
+        raise ConfigError(f"SAGEMAKER_TRAINING_MODULE={spec!r} is not of the form package.module:function",
+                          hint="e.g. SAGEMAKER_TRAINING_MODULE=sagemaker_pytorch_container.training:main")
+    python = entry_point.find_python(train.python, train.environ.get("PATH"))
+    code_dir = layout.code_dir
+    code_dir.mkdir(parents=True, exist_ok=True)
+    counts = _resources(train)
+    python_path = _python_path(code_dir, train.environ.get("PYTHONPATH", ""))
+    base_env = process.self_env(train.environ) if python.embedded else process.foreign_env(train.environ)
+    env = environment.script_environment(base_env, train, split, counts, python_path)
+    command = [*python.argv, "-c", _FRAMEWORK_CALL, spec]
+    log.info("training_started", framework_module=spec, command=command, cwd=str(code_dir))
+    outcome = runner.run(command, env, code_dir, train.stop_grace_s, log)
+    return _finish(layout, spec, outcome, train.stop_grace_s, log)
+
+
+_FRAMEWORK_CALL = (
+    "import importlib, sys; module, _, fn = sys.argv[1].partition(':'); "
+    "getattr(importlib.import_module(module), fn)()"
+)
+
+
+def _resources(train: TrainConfig) -> environment.Resources:
+    foreign = process.foreign_env(train.environ)
+    path = foreign.get("PATH")
+    return environment.Resources(
+        num_cpus=resources.num_cpus(),
+        num_gpus=resources.num_gpus(foreign),
+        num_neurons=resources.num_neurons(str(train.resource_config.get("current_instance_type", "local")), foreign),
+        smddprun_installed=shutil.which("smddprun", path=path) is not None,
+        smddpmprun_installed=shutil.which("smddpmprun", path=path) is not None,
+    )
 
 
 def _start(command: list[str], env: dict[str, str], code_dir: Path, train: TrainConfig, kind: Kind,

@@ -114,3 +114,27 @@ def test_log_level_hyperparameter_quiets_smc_lines(smc, tmp_path):
     assert [line for line in done.stdout.splitlines() if line.startswith("{")] == []
     assert "ran" in done.stdout
     assert sys.executable  # the script ran with the test's interpreter (SMC_PYTHON)
+
+
+def test_framework_module_is_called_with_the_image_python(smc, tmp_path):
+    package = tmp_path / "site" / "fwpkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "training.py").write_text(
+        "import os, sys\ndef main():\n    print('framework main', os.environ['SM_HPS'], os.getcwd())\n    sys.exit(0)\n")
+    base = make_job(tmp_path)
+    write_json(base / "input/config/hyperparameters.json", {"epochs": "2", "sagemaker_program": json.dumps("train.py")})
+    done = smc("train", env=train_env(base, SAGEMAKER_TRAINING_MODULE="fwpkg.training:main",
+                                      PYTHONPATH=str(tmp_path / "site")))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f'framework main {{"epochs":2}} {base}/code' in done.stdout
+
+
+def test_mpi_jobs_are_refused_with_a_clear_message(smc, tmp_path):
+    base = make_job(tmp_path)
+    write_json(base / "input/config/hyperparameters.json",
+               {"sagemaker_program": json.dumps("train.py"), "sagemaker_mpi_enabled": "true"})
+    script(base, "train.py", "print('ran')\n")
+    done = smc("train", env=train_env(base))
+    assert done.returncode == 1
+    assert failure(base).startswith("sagemaker_mpi_enabled is set, but smc does not launch MPI jobs")

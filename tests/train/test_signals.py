@@ -124,3 +124,21 @@ json.dump({'zombies': zombies, 'pid': os.getpid()},
     seen = json.loads((base / "output/data/zombies.json").read_text())
     assert seen["pid"] > 1  # really inside the new PID namespace, below smc
     assert seen["zombies"] == []
+
+
+def test_stop_before_the_script_starts_still_reports_and_exits_128_plus_n(smc_binary, tmp_path):
+    from trainkit import write_json
+
+    base = make_job(tmp_path)
+    write_json(base / "input/config/resourceconfig.json",
+               {"current_host": "algo-1", "hosts": ["algo-1", "algo-smc-unresolvable.invalid"]})
+    script(base, "train.py", "print('ran')\n")
+    proc = _start(smc_binary, base, SMC_HOST_WAIT_S="60")
+    deadline = time.monotonic() + 20
+    for line in proc.stdout:  # wait until smc is in its DNS wait
+        if '"event":"host_not_resolvable_yet"' in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert failure(base) == "Training stopped: smc received SIGTERM while no training script was running"
