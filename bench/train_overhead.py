@@ -60,17 +60,25 @@ def clean_env() -> dict[str, str]:
             if not k.startswith(("SM_", "SAGEMAKER_", "SMC_", "PYTHON", "_PYI_"))}
 
 
-def median_s(argv: list[str], env: dict[str, str], cwd: Path, runs: int, base: Path) -> float:
-    times = []
+def timed_run(argv: list[str], env: dict[str, str], cwd: Path, base: Path) -> float:
+    for name in ("success", "failure"):
+        (base / "output" / name).unlink(missing_ok=True)
+    started = time.perf_counter()
+    done = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{argv} failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
+    return elapsed
+
+
+def medians(launchers: list[tuple[str, list[str], dict[str, str], Path]], runs: int, base: Path) -> list[tuple[str, float]]:
+    """Round-robin: each round runs every launcher once, so load from other processes on a busy
+    machine falls on all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name, *_ in launchers}
     for _ in range(runs):
-        for name in ("success", "failure"):
-            (base / "output" / name).unlink(missing_ok=True)
-        started = time.perf_counter()
-        done = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        times.append(time.perf_counter() - started)
-        if done.returncode != 0:
-            raise SystemExit(f"{argv} failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
-    return statistics.median(times)
+        for name, argv, env, cwd in launchers:
+            times[name].append(timed_run(argv, env, cwd, base))
+    return [(name, statistics.median(times[name])) for name, *_ in launchers]
 
 
 def main() -> None:
@@ -84,15 +92,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="smc-bench-") as tmp:
         base = make_tree(Path(tmp))
         common = dict(clean_env(), SAGEMAKER_BASE_DIR=str(base), SM_STUDIO_LOCAL_MODE="true")
-        rows = [
-            ("python noop.py", median_s([python, "noop.py"], clean_env(), base / "code", args.runs, base)),
-            ("smc --version (binary start only)", median_s([smc, "--version"], clean_env(), base, args.runs, base)),
-            ("smc train (image python)", median_s([smc, "train"], dict(common, SMC_PYTHON=python),
-                                                  base, args.runs, base)),
-            ("smc train (embedded python)", median_s([smc, "train"], dict(common, SMC_PYTHON="embedded",
-                                                     SMC_PREFIX=str(Path(tmp) / "prefix")), base, args.runs, base)),
-            (f"sagemaker-training {TOOLKIT_VERSION} train", median_s([str(toolkit)], common, base, args.runs, base)),
-        ]
+        rows = medians([
+            ("python noop.py", [python, "noop.py"], clean_env(), base / "code"),
+            ("smc --version (binary start only)", [smc, "--version"], clean_env(), base),
+            ("smc train (image python)", [smc, "train"], dict(common, SMC_PYTHON=python), base),
+            ("smc train (embedded python)", [smc, "train"],
+             dict(common, SMC_PYTHON="embedded", SMC_PREFIX=str(Path(tmp) / "prefix")), base),
+            (f"sagemaker-training {TOOLKIT_VERSION} train", [str(toolkit)], common, base),
+        ], args.runs, base)
     floor = rows[0][1]
     toolkit_overhead = rows[-1][1] - floor
     print(f"median of {args.runs} runs each; python = {python}")
