@@ -39,7 +39,7 @@ if [[ -f $OUT ]] && [[ -z $(find "${sources[@]}" "${py_sources[@]}" -newer "$OUT
 fi
 
 mkdir -p "$WORK" dist
-"$BUILD_VENV/bin/pyinstaller" --noconfirm --log-level WARN \
+SETUPTOOLS_USE_DISTUTILS=stdlib "$BUILD_VENV/bin/pyinstaller" --noconfirm --log-level WARN \
     --distpath "$WORK/dist" --workpath "$WORK" spec/smc-static.spec
 "$STATICX_VENV/bin/staticx" "$WORK/dist/smc" "$OUT.tmp"
 chmod 755 "$OUT.tmp"  # staticx writes mode 0700
