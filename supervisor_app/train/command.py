@@ -185,7 +185,7 @@ def _start(command: list[str], env: dict[str, str], code_dir: Path, train: Train
         if exc.errno == errno.ENOEXEC and kind is Kind.COMMAND and _is_text(path):
             # As a shell would (and sh -c in sagemaker-training): a text file without #! is a sh script.
             log.info("entry_point_run_with_sh", entry_point=name, reason="no #! line")
-            return runner.run(["/bin/sh", name, *user_args], env, code_dir, train.stop_grace_s, log)
+            return runner.run(["/bin/sh", f"./{name}", *user_args], env, code_dir, train.stop_grace_s, log)
         raise UserCodeError(f"cannot start entry point {name!r}: {_start_problem(exc, command)}",
                             hint=_start_hint(exc, name)) from None
 

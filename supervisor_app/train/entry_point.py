@@ -117,7 +117,7 @@ def build_command(kind: Kind, path: Path, name: str, args: list[str], python: Py
     if kind is Kind.PROGRAM:
         return [*python.argv, name, *args]
     if kind is Kind.SHELL and not _has_shebang(path):
-        return ["/bin/sh", name, *args]
+        return ["/bin/sh", f"./{name}", *args]  # $0 is ./NAME, as under the toolkit's sh -c
     return [f"./{name}", *args]
 
 

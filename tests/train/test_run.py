@@ -102,10 +102,10 @@ def test_stdout_is_unbuffered_lines_arrive_while_the_script_runs(smc_binary, tmp
 def test_shell_entry_point_with_and_without_shebang(smc, tmp_path):
     base = make_job(tmp_path)
     hyperparameters(base, epochs=2, name="a b")
-    script(base, "run.sh", 'echo "sh args: $1 $2 [$4]"\n')  # no #!, not executable: run by /bin/sh
+    script(base, "run.sh", 'echo "sh args: $0 $1 $2 [$4]"\n')  # no #!, not executable: run by /bin/sh
     done = _run(smc, base, SAGEMAKER_PROGRAM="run.sh")
     assert done.returncode == 0, done.stderr
-    assert "sh args: --epochs 2 [a b]" in done.stdout
+    assert "sh args: ./run.sh --epochs 2 [a b]" in done.stdout
     base2 = make_job(tmp_path, name="job2")
     script(base2, "run.sh", '#!/bin/bash\necho "bash $BASH_VERSION" | cut -c1-4\n')
     done = _run(smc, base2, SAGEMAKER_PROGRAM="run.sh")
@@ -234,3 +234,12 @@ def test_package_code_dir_is_installed_and_run_as_a_module(smc, tmp_path, image_
     assert "module __main__ ['--epochs', '1']" in done.stdout
     started = [e for e in log_events(done.stdout) if e["event"] == "training_started"][0]
     assert started["kind"] == "package" and started["command"][1:3] == ["-m", "train"]
+
+
+def test_text_command_without_shebang_runs_with_sh_as_a_shell_would(smc, tmp_path):
+    base = make_job(tmp_path)
+    script(base, "train", 'echo "plain sh $0"\n')
+    done = _run(smc, base, SAGEMAKER_PROGRAM="train")
+    assert done.returncode == 0, done.stderr
+    assert "plain sh ./train" in done.stdout
+    assert any(e["event"] == "entry_point_run_with_sh" for e in log_events(done.stdout))
