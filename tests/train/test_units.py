@@ -110,3 +110,31 @@ def test_s3_url_must_name_bucket_and_key():
     assert s3.parse_url("s3://b/k/x.tar.gz") == ("b", "k/x.tar.gz")
     with pytest.raises(ConfigError, match="is not an s3://bucket/key URL"):
         s3.parse_url("s3://bucket-only")
+
+
+def test_entry_point_kind_rules(tmp_path: Path):
+    from supervisor_app.train.entry_point import Kind, kind_of
+
+    assert kind_of(tmp_path, "train.py") is Kind.PROGRAM
+    assert kind_of(tmp_path, "train") is Kind.COMMAND
+    (tmp_path / "pyproject.toml").write_text("[tool.ruff]\nline-length = 100\n")
+    assert kind_of(tmp_path, "train.py") is Kind.PROGRAM  # tool settings only: not a package
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    assert kind_of(tmp_path, "train.py") is Kind.PACKAGE
+    assert kind_of(tmp_path, "run.sh") is Kind.SHELL  # .sh wins, as in the toolkit
+
+
+@pytest.mark.parametrize("name", ["train.py", "bin/train.sh", "a+b-c_d.py", ".hidden.py"])
+def test_entry_point_names_accepted(name):
+    from supervisor_app.train.entry_point import validate_name
+
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "-m.py", "/abs.py", "../x.py", "a/./b.py", "a b.py", "x;y", "a//b"])
+def test_entry_point_names_refused(name):
+    from supervisor_app.errors import UserCodeError
+    from supervisor_app.train.entry_point import validate_name
+
+    with pytest.raises(UserCodeError):
+        validate_name(name)
