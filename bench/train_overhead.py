@@ -30,16 +30,19 @@ TOOLKIT_VENV = Path.home() / ".cache" / "smc" / f"sagemaker-training-{TOOLKIT_VE
 def real_python() -> str:
     """The interpreter behind `python3` on PATH (not a pyenv shim, which adds its own start-up)."""
     found = shutil.which("python3") or sys.executable
-    return subprocess.run([found, "-c", "import sys; print(sys.executable)"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    return subprocess.run(
+        [found, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def toolkit_train() -> Path:
     train = TOOLKIT_VENV / "bin" / "train"
     if not (TOOLKIT_VENV / ".ok").exists():
         subprocess.run([real_python(), "-m", "venv", str(TOOLKIT_VENV)], check=True)
-        subprocess.run([str(TOOLKIT_VENV / "bin/pip"), "install", "-q", f"sagemaker-training=={TOOLKIT_VERSION}"],
-                       check=True)
+        subprocess.run(
+            [str(TOOLKIT_VENV / "bin/pip"), "install", "-q", f"sagemaker-training=={TOOLKIT_VERSION}"],
+            check=True,
+        )
         (TOOLKIT_VENV / ".ok").touch()
     return train
 
@@ -50,28 +53,37 @@ def make_tree(root: Path) -> Path:
         (base / sub).mkdir(parents=True)
     (base / "code/noop.py").write_text("pass\n")
     (base / "input/config/hyperparameters.json").write_text(json.dumps({"sagemaker_program": '"noop.py"'}))
-    (base / "input/config/resourceconfig.json").write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
+    (base / "input/config/resourceconfig.json").write_text(
+        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]})
+    )
     (base / "input/config/inputdataconfig.json").write_text("{}")
     return base
 
 
 def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("SM_", "SAGEMAKER_", "SMC_", "PYTHON", "_PYI_"))}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SM_", "SAGEMAKER_", "SMC_", "PYTHON", "_PYI_"))
+    }
 
 
 def timed_run(argv: list[str], env: dict[str, str], cwd: Path, base: Path) -> float:
     for name in ("success", "failure"):
         (base / "output" / name).unlink(missing_ok=True)
     started = time.perf_counter()
-    done = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = subprocess.run(
+        argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+    )
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{argv} failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
     return elapsed
 
 
-def medians(launchers: list[tuple[str, list[str], dict[str, str], Path]], runs: int, base: Path) -> list[tuple[str, float]]:
+def medians(
+    launchers: list[tuple[str, list[str], dict[str, str], Path]], runs: int, base: Path
+) -> list[tuple[str, float]]:
     """Round-robin: each round runs every launcher once, so load from other processes on a busy
     machine falls on all of them alike."""
     times: dict[str, list[float]] = {name: [] for name, *_ in launchers}
@@ -92,14 +104,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="smc-bench-") as tmp:
         base = make_tree(Path(tmp))
         common = dict(clean_env(), SAGEMAKER_BASE_DIR=str(base), SM_STUDIO_LOCAL_MODE="true")
-        rows = medians([
-            ("python noop.py", [python, "noop.py"], clean_env(), base / "code"),
-            ("smc --version (binary start only)", [smc, "--version"], clean_env(), base),
-            ("smc train (image python)", [smc, "train"], dict(common, SMC_PYTHON=python), base),
-            ("smc train (embedded python)", [smc, "train"],
-             dict(common, SMC_PYTHON="embedded", SMC_PREFIX=str(Path(tmp) / "prefix")), base),
-            (f"sagemaker-training {TOOLKIT_VERSION} train", [str(toolkit)], common, base),
-        ], args.runs, base)
+        rows = medians(
+            [
+                ("python noop.py", [python, "noop.py"], clean_env(), base / "code"),
+                ("smc --version (binary start only)", [smc, "--version"], clean_env(), base),
+                ("smc train (image python)", [smc, "train"], dict(common, SMC_PYTHON=python), base),
+                (
+                    "smc train (embedded python)",
+                    [smc, "train"],
+                    dict(common, SMC_PYTHON="embedded", SMC_PREFIX=str(Path(tmp) / "prefix")),
+                    base,
+                ),
+                (f"sagemaker-training {TOOLKIT_VERSION} train", [str(toolkit)], common, base),
+            ],
+            args.runs,
+            base,
+        )
     floor = rows[0][1]
     toolkit_overhead = rows[-1][1] - floor
     print(f"median of {args.runs} runs each; python = {python}")

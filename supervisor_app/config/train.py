@@ -117,9 +117,13 @@ S3_SETTINGS: tuple[Setting, ...] = (
         "server. Default: https://BUCKET.s3.REGION.amazonaws.com.",
         "train-s3",
     ),
-    Setting("access_key_id", ("AWS_ACCESS_KEY_ID",), parse_str, "", "S3 credentials, first choice.", "train-s3"),
+    Setting(
+        "access_key_id", ("AWS_ACCESS_KEY_ID",), parse_str, "", "S3 credentials, first choice.", "train-s3"
+    ),
     Setting("secret_access_key", ("AWS_SECRET_ACCESS_KEY",), parse_str, "", "S3 credentials.", "train-s3"),
-    Setting("session_token", ("AWS_SESSION_TOKEN",), parse_str, "", "S3 credentials (temporary).", "train-s3"),
+    Setting(
+        "session_token", ("AWS_SESSION_TOKEN",), parse_str, "", "S3 credentials (temporary).", "train-s3"
+    ),
     Setting(
         "container_credentials_relative_uri",
         ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",),
@@ -316,7 +320,9 @@ def _check_resource_config(path: Path, data: dict[str, Any]) -> dict[str, Any]:
             )
     groups = data.get("instance_groups", [])
     if not isinstance(groups, list) or not all(
-        isinstance(g, dict) and isinstance(g.get("instance_group_name"), str) and isinstance(g.get("hosts"), list)
+        isinstance(g, dict)
+        and isinstance(g.get("instance_group_name"), str)
+        and isinstance(g.get("hosts"), list)
         for g in groups
     ):
         raise ConfigError(

@@ -30,8 +30,10 @@ from supervisor_app.train.requirements import InstallError
 
 def run(config: Config, args: list[str]) -> int:
     if args:
-        raise UsageError(f"smc train takes no arguments, got {' '.join(args)!r}",
-                         hint="configure the job through /opt/ml/input/config and the environment")
+        raise UsageError(
+            f"smc train takes no arguments, got {' '.join(args)!r}",
+            hint="configure the job through /opt/ml/input/config and the environment",
+        )
     log = logs.get_logger("train")
     layout = config.layout
     if not process.become_subreaper() and not process.is_pid1():
@@ -54,8 +56,13 @@ def run(config: Config, args: list[str]) -> int:
         _fail(layout, _with_hint(exc), b"", log, logged=False)
         raise  # cli.py logs command_failed with the hint and exits with the error's code
     except Exception as exc:
-        _fail(layout, f"smc internal error: {type(exc).__name__}: {exc}",
-              traceback.format_exc().encode(), log, logged=False)
+        _fail(
+            layout,
+            f"smc internal error: {type(exc).__name__}: {exc}",
+            traceback.format_exc().encode(),
+            log,
+            logged=False,
+        )
         raise
 
 
@@ -76,8 +83,12 @@ def _train(config: Config, layout: Layout, log: Any) -> int:
     split = hyperparams.split(train.hyperparameters)
     log = _apply_log_level(config, split, log)
     for key in train.not_string_keys:
-        log.warning("hyperparameter_not_string", key=key, file=str(layout.hyperparameters_file),
-                    hint="SageMaker passes every value as a string; smc uses this one as it is")
+        log.warning(
+            "hyperparameter_not_string",
+            key=key,
+            file=str(layout.hyperparameters_file),
+            hint="SageMaker passes every value as a string; smc uses this one as it is",
+        )
     for key in train.undecoded_keys:
         log.info("hyperparameter_kept_raw", key=key, reason="not JSON")
     if not train.hyperparameters_file_found:
@@ -89,7 +100,9 @@ def _train(config: Config, layout: Layout, log: Any) -> int:
     name = entry_point.validate_name(environment.user_entry_point(train, split))
     code_dir = layout.code_dir
     source = environment.module_dir(train, split)
-    action = entry_point.prepare_code_dir(source, code_dir, train.tmp_dir, lambda url, dest: _s3_download(train, url, dest))
+    action = entry_point.prepare_code_dir(
+        source, code_dir, train.tmp_dir, lambda url, dest: _s3_download(train, url, dest)
+    )
     log.info("code_dir_ready", code_dir=str(code_dir), source=source, action=action)
     path = entry_point.entry_path(code_dir, name)
     kind = entry_point.kind_of(code_dir, name)
@@ -104,7 +117,11 @@ def _train(config: Config, layout: Layout, log: Any) -> int:
         _wait_for_hosts(hosts, train.host_wait_s, log)
 
     foreign = process.foreign_env(train.environ)
-    base_env = process.self_env(train.environ) if python.embedded and kind in (Kind.PROGRAM, Kind.PACKAGE) else foreign
+    base_env = (
+        process.self_env(train.environ)
+        if python.embedded and kind in (Kind.PROGRAM, Kind.PACKAGE)
+        else foreign
+    )
     counts = _resources(train)
     python_path = _python_path(code_dir, train.environ.get("PYTHONPATH", ""))
     env = environment.script_environment(base_env, train, split, counts, python_path)
@@ -116,10 +133,19 @@ def _train(config: Config, layout: Layout, log: Any) -> int:
 
     user_args = hyperparams.to_argv(split.user)
     command = entry_point.build_command(kind, path, name, user_args, python)
-    log.info("training_environment", env={k: v for k, v in env.items() if k.startswith("SM_")},
-             pythonpath=env["PYTHONPATH"])
-    log.info("training_started", entry_point=name, kind=kind.value, command=command, cwd=str(code_dir),
-             embedded_python=python.embedded if kind in (Kind.PROGRAM, Kind.PACKAGE) else None)
+    log.info(
+        "training_environment",
+        env={k: v for k, v in env.items() if k.startswith("SM_")},
+        pythonpath=env["PYTHONPATH"],
+    )
+    log.info(
+        "training_started",
+        entry_point=name,
+        kind=kind.value,
+        command=command,
+        cwd=str(code_dir),
+        embedded_python=python.embedded if kind in (Kind.PROGRAM, Kind.PACKAGE) else None,
+    )
     outcome = _start(command, env, code_dir, train, kind, name, path, user_args, log)
     return _finish(layout, name, outcome, train.stop_grace_s, log)
 
@@ -138,14 +164,18 @@ def _refuse_mpi(train: TrainConfig, split: hyperparams.SplitHyperparameters) -> 
         )
 
 
-def _run_framework(train: TrainConfig, split: hyperparams.SplitHyperparameters, layout: Layout, log: Any) -> int:
+def _run_framework(
+    train: TrainConfig, split: hyperparams.SplitHyperparameters, layout: Layout, log: Any
+) -> int:
     """SAGEMAKER_TRAINING_MODULE=pkg.mod:fn (framework images): call it with the image's python,
     as the toolkit does in-process; smc still supervises, forwards signals and reports."""
     spec = train.framework_module or ""
     module, _, function = spec.partition(":")
     if not module or not function:
-        raise ConfigError(f"SAGEMAKER_TRAINING_MODULE={spec!r} is not of the form package.module:function",
-                          hint="e.g. SAGEMAKER_TRAINING_MODULE=sagemaker_pytorch_container.training:main")
+        raise ConfigError(
+            f"SAGEMAKER_TRAINING_MODULE={spec!r} is not of the form package.module:function",
+            hint="e.g. SAGEMAKER_TRAINING_MODULE=sagemaker_pytorch_container.training:main",
+        )
     python = entry_point.find_python(train.python, train.environ.get("PATH"))
     code_dir = layout.code_dir
     code_dir.mkdir(parents=True, exist_ok=True)
@@ -171,14 +201,25 @@ def _resources(train: TrainConfig) -> environment.Resources:
     return environment.Resources(
         num_cpus=resources.num_cpus(),
         num_gpus=resources.num_gpus(foreign),
-        num_neurons=resources.num_neurons(str(train.resource_config.get("current_instance_type", "local")), foreign),
+        num_neurons=resources.num_neurons(
+            str(train.resource_config.get("current_instance_type", "local")), foreign
+        ),
         smddprun_installed=shutil.which("smddprun", path=path) is not None,
         smddpmprun_installed=shutil.which("smddpmprun", path=path) is not None,
     )
 
 
-def _start(command: list[str], env: dict[str, str], code_dir: Path, train: TrainConfig, kind: Kind,
-           name: str, path: Path, user_args: list[str], log: Any) -> runner.Outcome:
+def _start(
+    command: list[str],
+    env: dict[str, str],
+    code_dir: Path,
+    train: TrainConfig,
+    kind: Kind,
+    name: str,
+    path: Path,
+    user_args: list[str],
+    log: Any,
+) -> runner.Outcome:
     try:
         return runner.run(command, env, code_dir, train.stop_grace_s, log)
     except OSError as exc:
@@ -186,8 +227,9 @@ def _start(command: list[str], env: dict[str, str], code_dir: Path, train: Train
             # As a shell would (and sh -c in sagemaker-training): a text file without #! is a sh script.
             log.info("entry_point_run_with_sh", entry_point=name, reason="no #! line")
             return runner.run(["/bin/sh", f"./{name}", *user_args], env, code_dir, train.stop_grace_s, log)
-        raise UserCodeError(f"cannot start entry point {name!r}: {_start_problem(exc, command)}",
-                            hint=_start_hint(exc, name)) from None
+        raise UserCodeError(
+            f"cannot start entry point {name!r}: {_start_problem(exc, command)}", hint=_start_hint(exc, name)
+        ) from None
 
 
 def _start_problem(exc: OSError, command: list[str]) -> str:
@@ -210,8 +252,11 @@ def _finish(layout: Layout, name: str, outcome: runner.Outcome, grace_s: float, 
     code = outcome.exit_code
     if outcome.stop_signal is not None:
         signame = process.signal_name(outcome.stop_signal)
-        how = (f"killed with SIGKILL after the {grace_s:g} s grace period" if outcome.killed_after_grace
-               else f"ended with {process.describe_exit(code)}")
+        how = (
+            f"killed with SIGKILL after the {grace_s:g} s grace period"
+            if outcome.killed_after_grace
+            else f"ended with {process.describe_exit(code)}"
+        )
         cause = f"Training stopped: smc received {signame}; {name} {how}"
         _fail(layout, cause, outcome.stderr_tail, log, exit_code=exitcodes.from_signal(outcome.stop_signal))
         return exitcodes.from_signal(outcome.stop_signal)
@@ -224,8 +269,14 @@ def _finish(layout: Layout, name: str, outcome: runner.Outcome, grace_s: float, 
     return code
 
 
-def _fail(layout: Layout, cause: str, stderr_tail: bytes, log: Any, exit_code: int | None = None,
-          logged: bool = True) -> None:
+def _fail(
+    layout: Layout,
+    cause: str,
+    stderr_tail: bytes,
+    log: Any,
+    exit_code: int | None = None,
+    logged: bool = True,
+) -> None:
     text = runner.failure_text(cause, stderr_tail)
     try:
         written = runner.write_failure(layout.failure_file, text)
@@ -233,8 +284,13 @@ def _fail(layout: Layout, cause: str, stderr_tail: bytes, log: Any, exit_code: i
         log.error("failure_file_not_written", file=str(layout.failure_file), error=str(exc))
         written = False
     if logged:
-        log.error("training_failed", cause=cause, exit_code=exit_code, failure_file=str(layout.failure_file),
-                  failure_file_kept=not written)
+        log.error(
+            "training_failed",
+            cause=cause,
+            exit_code=exit_code,
+            failure_file=str(layout.failure_file),
+            failure_file_kept=not written,
+        )
 
 
 def _with_hint(exc: SmcError) -> str:
@@ -280,9 +336,11 @@ def _wait_for_hosts(hosts: list[str], timeout_s: float, log: Any) -> None:
                 break
             except OSError:
                 if time.monotonic() + delay_s > deadline:
-                    raise BootError(f"host {host!r} of resourceconfig.json does not resolve after {timeout_s:g} s",
-                                    hint="check the job's network; locally, set SM_STUDIO_LOCAL_MODE=true "
-                                    "or add the hosts to /etc/hosts") from None
+                    raise BootError(
+                        f"host {host!r} of resourceconfig.json does not resolve after {timeout_s:g} s",
+                        hint="check the job's network; locally, set SM_STUDIO_LOCAL_MODE=true "
+                        "or add the hosts to /etc/hosts",
+                    ) from None
                 log.info("host_not_resolvable_yet", host=host, retry_in_s=delay_s)
                 time.sleep(delay_s)
                 delay_s = min(delay_s * 2, 30.0)

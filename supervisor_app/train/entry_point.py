@@ -144,7 +144,9 @@ def _has_shebang(path: Path) -> bool:
 # ---- the submit directory -------------------------------------------------------------------
 
 
-def prepare_code_dir(source: str, code_dir: Path, tmp_dir: Path, download: Callable[[str, Path], None]) -> str:
+def prepare_code_dir(
+    source: str, code_dir: Path, tmp_dir: Path, download: Callable[[str, Path], None]
+) -> str:
     """Fill an empty code dir from `source`; returns what was done, for the log.
 
     As in sagemaker-training, a code dir that already has files (the image's COPY) wins and the
@@ -152,8 +154,7 @@ def prepare_code_dir(source: str, code_dir: Path, tmp_dir: Path, download: Calla
     code_dir.mkdir(parents=True, exist_ok=True)
     if any(code_dir.iterdir()):
         return "kept_existing_code_dir"
-    if source.startswith("file://"):
-        source = source[len("file://") :]
+    source = source.removeprefix("file://")
     if source.startswith("s3://"):
         with tempfile.TemporaryDirectory(dir=tmp_dir, prefix="smc-submit-") as tmp:
             archive = Path(tmp) / "sourcedir.tar.gz"

@@ -75,15 +75,15 @@ def training_env(config: TrainConfig, split: SplitHyperparameters, resources: Re
         enabled = any(split.framework.get(flag, False) for flag in _DISTRIBUTION_FLAGS)
         distribution_groups = [current_group] if enabled else []
     if groups_config:
-        distribution_hosts = [h for g in groups_config if g["instance_group_name"] in distribution_groups
-                              for h in g["hosts"]]
+        distribution_hosts = [
+            h for g in groups_config if g["instance_group_name"] in distribution_groups for h in g["hosts"]
+        ]
     else:
         distribution_hosts = list(hosts)
     master = distribution_hosts[0] if distribution_hosts else hosts[0]
     entry = user_entry_point(config, split)
     module_name = config.program if config.program else str(split.launcher.get(hyperparams.PROGRAM))
-    if module_name.endswith(".py"):
-        module_name = module_name[: -len(".py")]
+    module_name = module_name.removesuffix(".py")
     mp = config.mp_parameters
     return {
         "additional_framework_parameters": split.framework,
@@ -192,7 +192,7 @@ def script_environment(
     env.update(sm_variables(config, split, resources))
     env["SAGEMAKER_JOB_NAME"] = str(split.launcher.get(hyperparams.JOB_NAME, ""))
     env["CURRENT_HOST"] = str(config.resource_config["current_host"])
-    region = split.launcher[hyperparams.REGION] if hyperparams.REGION in split.launcher else config.region
+    region = split.launcher.get(hyperparams.REGION, config.region)
     env["SAGEMAKER_REGION"] = str(region or "")
     env["PYTHONPATH"] = os.pathsep.join(python_path)
     # Metric regexes read the log as it is written; block-buffered pipes would delay it.

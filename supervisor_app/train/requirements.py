@@ -20,7 +20,9 @@ REQUIREMENTS = "requirements.txt"
 
 
 class InstallError(UserCodeError):
-    def __init__(self, message: str, hint: str, stderr_tail: bytes = b"", stop_signal: int | None = None) -> None:
+    def __init__(
+        self, message: str, hint: str, stderr_tail: bytes = b"", stop_signal: int | None = None
+    ) -> None:
         super().__init__(message, hint)
         self.stderr_tail = stderr_tail
         self.stop_signal = stop_signal

@@ -107,8 +107,12 @@ def _supervise(child: subprocess.Popen, wake_r: int, grace_s: float, log: Any) -
                     if stop_signal is None:
                         stop_signal = signum
                         deadline = time.monotonic() + grace_s
-                        log.warning("stop_requested", signal=process.signal_name(signum), grace_s=grace_s,
-                                    pid=child.pid)
+                        log.warning(
+                            "stop_requested",
+                            signal=process.signal_name(signum),
+                            grace_s=grace_s,
+                            pid=child.pid,
+                        )
                     _signal_group(child.pid, signum)
                 elif signum in FORWARDED_SIGNALS:
                     _signal_group(child.pid, signum)

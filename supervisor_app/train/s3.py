@@ -45,7 +45,9 @@ def parse_url(url: str) -> tuple[str, str]:
     parsed = urllib.parse.urlparse(url)
     bucket, key = parsed.netloc, parsed.path.lstrip("/")
     if parsed.scheme != "s3" or not bucket or not key:
-        raise ConfigError(f"{url!r} is not an s3://bucket/key URL", hint="use s3://BUCKET/path/sourcedir.tar.gz")
+        raise ConfigError(
+            f"{url!r} is not an s3://bucket/key URL", hint="use s3://BUCKET/path/sourcedir.tar.gz"
+        )
     return bucket, key
 
 
@@ -73,9 +75,11 @@ def _get(bucket: str, key: str, dest: Path, region: str, creds: Credentials, con
         url = f"https://{bucket}.s3.{region}.amazonaws.com/{_quote(key)}"
     request = urllib.request.Request(url, method="GET", headers=sign("GET", url, region, creds))
     try:
-        with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S, context=_tls_context()) as response:
-            with dest.open("wb") as out:
-                shutil.copyfileobj(response, out, 1024 * 1024)
+        with (
+            urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S, context=_tls_context()) as response,
+            dest.open("wb") as out,
+        ):
+            shutil.copyfileobj(response, out, 1024 * 1024)
     except urllib.error.HTTPError as exc:
         body = exc.read(4096).decode("utf-8", "replace")
         bucket_region = exc.headers.get("x-amz-bucket-region")
@@ -84,7 +88,8 @@ def _get(bucket: str, key: str, dest: Path, region: str, creds: Credentials, con
         code = _xml_field(body, "Code") or exc.reason
         message = _xml_field(body, "Message")
         raise UserCodeError(
-            f"cannot download s3://{bucket}/{key}: HTTP {exc.code} {code}" + (f": {message}" if message else ""),
+            f"cannot download s3://{bucket}/{key}: HTTP {exc.code} {code}"
+            + (f": {message}" if message else ""),
             hint=_hint_for(exc.code, creds),
         ) from None
     except (urllib.error.URLError, OSError) as exc:
@@ -134,9 +139,11 @@ def _tls_context() -> ssl.SSLContext:
 # ---- SigV4 ----------------------------------------------------------------------------------
 
 
-def sign(method: str, url: str, region: str, creds: Credentials, now: datetime.datetime | None = None) -> dict[str, str]:
+def sign(
+    method: str, url: str, region: str, creds: Credentials, now: datetime.datetime | None = None
+) -> dict[str, str]:
     """Headers for an S3 request signed with AWS Signature Version 4 (unsigned payload)."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     amz_date = now.strftime("%Y%m%dT%H%M%SZ")
     day = amz_date[:8]
     parsed = urllib.parse.urlsplit(url)
@@ -186,7 +193,9 @@ def _hmac(key: bytes, text: str) -> bytes:
 
 def resolve_credentials(config: S3Config) -> Credentials:
     if config.access_key_id and config.secret_access_key:
-        return Credentials(config.access_key_id, config.secret_access_key, config.session_token, "environment")
+        return Credentials(
+            config.access_key_id, config.secret_access_key, config.session_token, "environment"
+        )
     if config.container_credentials_full_uri or config.container_credentials_relative_uri:
         return _container_credentials(config)
     if not config.imds_disabled:
@@ -215,7 +224,9 @@ def _container_credentials(config: S3Config) -> Credentials:
             f"cannot get credentials from the container credential endpoint {url}: {exc}",
             hint="check AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI",
         ) from None
-    return Credentials(data["AccessKeyId"], data["SecretAccessKey"], data.get("Token", ""), "container endpoint")
+    return Credentials(
+        data["AccessKeyId"], data["SecretAccessKey"], data.get("Token", ""), "container endpoint"
+    )
 
 
 def _imds_credentials(endpoint: str) -> Credentials | None:
@@ -234,7 +245,9 @@ def _imds_credentials(endpoint: str) -> Credentials | None:
         data = _get_json(roles_url + role, headers, _IMDS_TIMEOUT_S)
     except (OSError, ValueError):
         return None
-    return Credentials(data["AccessKeyId"], data["SecretAccessKey"], data.get("Token", ""), "instance metadata")
+    return Credentials(
+        data["AccessKeyId"], data["SecretAccessKey"], data.get("Token", ""), "instance metadata"
+    )
 
 
 def _get_json(url: str, headers: dict[str, str], timeout_s: float) -> dict:

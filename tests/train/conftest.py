@@ -29,8 +29,13 @@ def toolkit_train() -> Path:
             shutil.rmtree(TOOLKIT_VENV, ignore_errors=True)
             subprocess.run([python, "-m", "venv", str(TOOLKIT_VENV)], check=True)
             subprocess.run(
-                [str(TOOLKIT_VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
-                 f"sagemaker-training=={TOOLKIT_VERSION}"],
+                [
+                    str(TOOLKIT_VENV / "bin" / "pip"),
+                    "install",
+                    "-q",
+                    "--disable-pip-version-check",
+                    f"sagemaker-training=={TOOLKIT_VERSION}",
+                ],
                 check=True,
                 timeout=900,
             )

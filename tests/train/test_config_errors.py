@@ -68,8 +68,10 @@ def test_resourceconfig_key_of_wrong_type_names_key_and_type(smc, tmp_path):
 
 def test_hyperparameters_that_are_not_strings_are_used_as_the_toolkit_does_with_a_warning(smc, tmp_path):
     base = make_job(tmp_path)
-    write_json(base / "input/config/hyperparameters.json",
-               {"epochs": 5, "flag": True, "sagemaker_program": "train.py"})
+    write_json(
+        base / "input/config/hyperparameters.json",
+        {"epochs": 5, "flag": True, "sagemaker_program": "train.py"},
+    )
     script(base, "train.py", "import sys; print('argv', sys.argv[1:])\n")
     done = _run(smc, base)
     assert done.returncode == 0, done.stderr
@@ -81,8 +83,10 @@ def test_hyperparameters_that_are_not_strings_are_used_as_the_toolkit_does_with_
 
 def test_channel_declared_but_absent_names_channel_and_directory(smc, tmp_path):
     base = make_job(tmp_path)
-    write_json(base / "input/config/inputdataconfig.json",
-               {"train": {"TrainingInputMode": "File"}, "stream": {"TrainingInputMode": "Pipe"}})
+    write_json(
+        base / "input/config/inputdataconfig.json",
+        {"train": {"TrainingInputMode": "File"}, "stream": {"TrainingInputMode": "Pipe"}},
+    )
     done = _run(smc, base)
     assert done.returncode == 5
     text = failure(base)

@@ -18,12 +18,19 @@ def test_tabular_example_trains_the_true_model(smc, tmp_path, python):
     base = make_job(tmp_path)
     (base / "input/data/train").mkdir()
     shutil.copy(EXAMPLE / "data" / "train.csv", base / "input/data/train/train.csv")
-    write_json(base / "input/config/inputdataconfig.json", {"train": {"ContentType": "text/csv", "TrainingInputMode": "File"}})
-    write_json(base / "input/config/hyperparameters.json", {
-        "epochs": "300", "learning-rate": "0.05",
-        "sagemaker_program": json.dumps("train.py"),
-        "sagemaker_submit_directory": json.dumps(str(EXAMPLE / "code")),
-    })
+    write_json(
+        base / "input/config/inputdataconfig.json",
+        {"train": {"ContentType": "text/csv", "TrainingInputMode": "File"}},
+    )
+    write_json(
+        base / "input/config/hyperparameters.json",
+        {
+            "epochs": "300",
+            "learning-rate": "0.05",
+            "sagemaker_program": json.dumps("train.py"),
+            "sagemaker_submit_directory": json.dumps(str(EXAMPLE / "code")),
+        },
+    )
     extra = {"SMC_PYTHON": "embedded", "SMC_PREFIX": str(tmp_path / "prefix")} if python == "embedded" else {}
     done = smc("train", env=train_env(base, **extra), timeout=180)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

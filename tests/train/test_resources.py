@@ -14,16 +14,18 @@ DUMP = "import json, os\nprint('SEEN', json.dumps({k: v for k, v in os.environ.i
 
 
 def _seen(stdout: str) -> dict:
-    line = [line for line in stdout.splitlines() if line.startswith("SEEN ")][0]
+    line = next(line for line in stdout.splitlines() if line.startswith("SEEN "))
     return json.loads(line[5:])
 
 
 def test_gpus_and_neuron_cores_are_counted_with_the_vendor_tools(smc, tmp_path):
     tools = tmp_path / "bin"
     tools.mkdir()
-    (tools / "nvidia-smi").write_text("#!/bin/sh\n[ \"$1\" = --list-gpus ] || exit 9\n"
-                                      "echo 'GPU 0: Tesla V100 (UUID: GPU-1)'\necho 'GPU 1: Tesla V100 (UUID: GPU-2)'\n")
-    (tools / "neuron-ls").write_text("#!/bin/sh\necho '[{\"nc_count\": 2}, {\"nc_count\": 2}]'\n")
+    (tools / "nvidia-smi").write_text(
+        '#!/bin/sh\n[ "$1" = --list-gpus ] || exit 9\n'
+        "echo 'GPU 0: Tesla V100 (UUID: GPU-1)'\necho 'GPU 1: Tesla V100 (UUID: GPU-2)'\n"
+    )
+    (tools / "neuron-ls").write_text('#!/bin/sh\necho \'[{"nc_count": 2}, {"nc_count": 2}]\'\n')
     for tool in tools.iterdir():
         tool.chmod(0o755)
     base = make_job(tmp_path)
@@ -44,7 +46,7 @@ def test_no_gpu_tools_means_zero(smc, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) is required")
-def test_cpu_count_follows_the_cpus_the_job_may_use(smc, tmp_path):
+def test_cpu_count_follows_the_cpus_the_job_may_use(smc, smc_binary, tmp_path):
     base = make_job(tmp_path)
     script(base, "train.py", DUMP)
     env = train_env(base, SAGEMAKER_PROGRAM="train.py")
@@ -56,28 +58,40 @@ def test_cpu_count_follows_the_cpus_the_job_may_use(smc, tmp_path):
 
     full = clean_env()
     full.update(env)
-    pinned = subprocess.run(["taskset", "-c", "0", os.environ.get("SMC_BINARY", "dist/smc"), "train"],
-                            env=full, capture_output=True, text=True, timeout=60)
+    pinned = subprocess.run(
+        ["taskset", "-c", "0", str(smc_binary), "train"],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert pinned.returncode == 0, pinned.stderr
     assert _seen(pinned.stdout)["SM_NUM_CPUS"] == "1"
 
 
 def test_multi_host_job_waits_for_dns_then_fails_with_a_clear_message(smc, tmp_path):
     base = make_job(tmp_path)
-    write_json(base / "input/config/resourceconfig.json",
-               {"current_host": "algo-1", "hosts": ["localhost", "algo-smc-unresolvable.invalid"]})
+    write_json(
+        base / "input/config/resourceconfig.json",
+        {"current_host": "algo-1", "hosts": ["localhost", "algo-smc-unresolvable.invalid"]},
+    )
     script(base, "train.py", "print('ran')\n")
     done = smc("train", env=train_env(base, SAGEMAKER_PROGRAM="train.py", SMC_HOST_WAIT_S="1"))
     assert done.returncode == 3
     assert failure(base).startswith(
-        "host 'algo-smc-unresolvable.invalid' of resourceconfig.json does not resolve after 1 s")
+        "host 'algo-smc-unresolvable.invalid' of resourceconfig.json does not resolve after 1 s"
+    )
     assert any(e["event"] == "host_not_resolvable_yet" for e in log_events(done.stdout))
     assert "ran" not in done.stdout
 
 
 def test_multi_host_job_with_resolvable_hosts_runs(smc, tmp_path):
     base = make_job(tmp_path)
-    write_json(base / "input/config/resourceconfig.json", {"current_host": "localhost", "hosts": ["localhost", "127.0.0.1"]})
+    write_json(
+        base / "input/config/resourceconfig.json",
+        {"current_host": "localhost", "hosts": ["localhost", "127.0.0.1"]},
+    )
     script(base, "train.py", "print('ran')\n")
     done = smc("train", env=train_env(base, SAGEMAKER_PROGRAM="train.py"))
     assert done.returncode == 0, done.stderr
@@ -106,8 +120,10 @@ def test_smc_python_that_does_not_exist_is_a_config_error(smc, tmp_path):
 
 def test_log_level_hyperparameter_quiets_smc_lines(smc, tmp_path):
     base = make_job(tmp_path)
-    write_json(base / "input/config/hyperparameters.json",
-               {"sagemaker_program": json.dumps("train.py"), "sagemaker_container_log_level": "40"})
+    write_json(
+        base / "input/config/hyperparameters.json",
+        {"sagemaker_program": json.dumps("train.py"), "sagemaker_container_log_level": "40"},
+    )
     script(base, "train.py", "print('ran')\n")
     done = smc("train", env=train_env(base))
     assert done.returncode == 0
@@ -121,19 +137,29 @@ def test_framework_module_is_called_with_the_image_python(smc, tmp_path):
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "training.py").write_text(
-        "import os, sys\ndef main():\n    print('framework main', os.environ['SM_HPS'], os.getcwd())\n    sys.exit(0)\n")
+        "import os, sys\ndef main():\n    print('framework main', os.environ['SM_HPS'], os.getcwd())\n    sys.exit(0)\n"
+    )
     base = make_job(tmp_path)
-    write_json(base / "input/config/hyperparameters.json", {"epochs": "2", "sagemaker_program": json.dumps("train.py")})
-    done = smc("train", env=train_env(base, SAGEMAKER_TRAINING_MODULE="fwpkg.training:main",
-                                      PYTHONPATH=str(tmp_path / "site")))
+    write_json(
+        base / "input/config/hyperparameters.json",
+        {"epochs": "2", "sagemaker_program": json.dumps("train.py")},
+    )
+    done = smc(
+        "train",
+        env=train_env(
+            base, SAGEMAKER_TRAINING_MODULE="fwpkg.training:main", PYTHONPATH=str(tmp_path / "site")
+        ),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f'framework main {{"epochs":2}} {base}/code' in done.stdout
 
 
 def test_mpi_jobs_are_refused_with_a_clear_message(smc, tmp_path):
     base = make_job(tmp_path)
-    write_json(base / "input/config/hyperparameters.json",
-               {"sagemaker_program": json.dumps("train.py"), "sagemaker_mpi_enabled": "true"})
+    write_json(
+        base / "input/config/hyperparameters.json",
+        {"sagemaker_program": json.dumps("train.py"), "sagemaker_mpi_enabled": "true"},
+    )
     script(base, "train.py", "print('ran')\n")
     done = smc("train", env=train_env(base))
     assert done.returncode == 1

@@ -41,7 +41,7 @@ def test_script_exit_code_3_is_mirrored_with_cause_first_and_stderr_tail(smc, tm
     text = failure(base)
     assert text.startswith("Training script train.py failed: exit code 3")
     assert text.endswith("bad input row 7")
-    error = [e for e in log_events(done.stdout, done.stderr) if e["event"] == "training_failed"][0]
+    error = next(e for e in log_events(done.stdout, done.stderr) if e["event"] == "training_failed")
     assert error["exit_code"] == 3
 
 
@@ -50,14 +50,20 @@ def test_script_killed_by_sigkill_is_reported_as_likely_out_of_memory(smc, tmp_p
     script(base, "train.py", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
     done = _run(smc, base, SAGEMAKER_PROGRAM="train.py")
     assert done.returncode == 137
-    assert failure(base).startswith("Training script train.py failed: killed by SIGKILL: likely out of memory")
+    assert failure(base).startswith(
+        "Training script train.py failed: killed by SIGKILL: likely out of memory"
+    )
 
 
 def test_user_failure_file_is_kept(smc, tmp_path):
     base = make_job(tmp_path)
-    script(base, "train.py", "import os, sys\n"
-           "open(os.path.join(os.environ['SM_OUTPUT_DIR'], 'failure'), 'w').write('my own reason')\n"
-           "sys.exit(2)\n")
+    script(
+        base,
+        "train.py",
+        "import os, sys\n"
+        "open(os.path.join(os.environ['SM_OUTPUT_DIR'], 'failure'), 'w').write('my own reason')\n"
+        "sys.exit(2)\n",
+    )
     done = _run(smc, base, SAGEMAKER_PROGRAM="train.py")
     assert done.returncode == 2
     assert failure(base) == "my own reason"
@@ -65,10 +71,14 @@ def test_user_failure_file_is_kept(smc, tmp_path):
 
 def test_stderr_flood_passes_through_and_failure_file_stays_under_1024_bytes(smc, tmp_path):
     base = make_job(tmp_path)
-    script(base, "train.py", "import sys\n"
-           "line = 'x' * 99 + '\\n'\n"
-           "for i in range(60000):\n    sys.stderr.write(line)\n"  # 6 MB
-           "sys.stderr.write('LAST LINE\\n')\nsys.exit(1)\n")
+    script(
+        base,
+        "train.py",
+        "import sys\n"
+        "line = 'x' * 99 + '\\n'\n"
+        "for i in range(60000):\n    sys.stderr.write(line)\n"  # 6 MB
+        "sys.stderr.write('LAST LINE\\n')\nsys.exit(1)\n",
+    )
     done = _run(smc, base, SAGEMAKER_PROGRAM="train.py")
     assert done.returncode == 1
     assert done.stderr.count("x" * 99 + "\n") == 60000
@@ -116,7 +126,7 @@ def test_shell_entry_point_with_and_without_shebang(smc, tmp_path):
 def test_other_executable_runs_directly_and_is_made_executable_like_the_toolkit(smc, tmp_path):
     base = make_job(tmp_path)
     hyperparameters(base, k=1)
-    path = script(base, "train", "#!/bin/sh\necho \"cmd $0 $*\"\n", mode=0o644)
+    path = script(base, "train", '#!/bin/sh\necho "cmd $0 $*"\n', mode=0o644)
     done = _run(smc, base, SAGEMAKER_PROGRAM="train")
     assert done.returncode == 0, done.stderr
     assert "cmd ./train -k 1" in done.stdout
@@ -146,11 +156,13 @@ def test_embedded_interpreter_runs_py_when_asked(smc, tmp_path):
     hyperparameters(base, lr=0.5)
     script(base, "train.py", "import sys\nprint('argv', sys.argv)\nimport helper\nprint(helper.VALUE)\n")
     script(base, "helper.py", "VALUE = 'sibling import works'\n")
-    done = _run(smc, base, SAGEMAKER_PROGRAM="train.py", SMC_PYTHON="embedded", SMC_PREFIX=str(tmp_path / "prefix"))
+    done = _run(
+        smc, base, SAGEMAKER_PROGRAM="train.py", SMC_PYTHON="embedded", SMC_PREFIX=str(tmp_path / "prefix")
+    )
     assert done.returncode == 0, done.stderr
     assert "argv ['train.py', '--lr', '0.5']" in done.stdout
     assert "sibling import works" in done.stdout
-    started = [e for e in log_events(done.stdout) if e["event"] == "training_started"][0]
+    started = next(e for e in log_events(done.stdout) if e["event"] == "training_started")
     assert started["embedded_python"] is True
 
 
@@ -197,7 +209,9 @@ def test_requirements_installed_with_image_pip_before_the_script(smc, tmp_path, 
     assert done.returncode == 0, done.stderr[-2000:]
     assert "tinypkg 42" in done.stdout
     assert [e["event"] for e in log_events(done.stdout) if e["event"].startswith("pip_")] == [
-        "pip_install_started", "pip_install_finished"]
+        "pip_install_started",
+        "pip_install_finished",
+    ]
 
 
 def test_requirements_installed_with_embedded_pip_into_the_prefix(smc, tmp_path):
@@ -227,12 +241,16 @@ def test_failed_requirements_install_fails_the_job_with_pip_error(smc, tmp_path,
 def test_package_code_dir_is_installed_and_run_as_a_module(smc, tmp_path, image_python):
     base = make_job(tmp_path)
     hyperparameters(base, epochs=1)
-    script(base, "setup.py", "from setuptools import setup\nsetup(name='mytrainer', version='1.0', py_modules=['train'])\n")
+    script(
+        base,
+        "setup.py",
+        "from setuptools import setup\nsetup(name='mytrainer', version='1.0', py_modules=['train'])\n",
+    )
     script(base, "train.py", "import sys\nprint('module', __name__, sys.argv[1:])\n")
     done = _run(smc, base, SAGEMAKER_PROGRAM="train.py", SMC_PYTHON=str(image_python))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "module __main__ ['--epochs', '1']" in done.stdout
-    started = [e for e in log_events(done.stdout) if e["event"] == "training_started"][0]
+    started = next(e for e in log_events(done.stdout) if e["event"] == "training_started")
     assert started["kind"] == "package" and started["command"][1:3] == ["-m", "train"]
 
 

@@ -46,8 +46,9 @@ time.sleep(60)
 def _start(smc_binary: Path, base: Path, **extra: str) -> subprocess.Popen:
     env = clean_env()
     env.update(train_env(base, SAGEMAKER_PROGRAM="train.py", **extra))
-    return subprocess.Popen([str(smc_binary), "train"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [str(smc_binary), "train"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _wait_for(path: Path, timeout_s: float = 20) -> None:
@@ -69,7 +70,9 @@ def test_sigterm_reaches_the_scripts_whole_process_group(smc_binary, tmp_path):
     assert (base / "output/data/parent_term").exists()
     assert (base / "output/data/child_term").exists()  # the grandchild got it too
     assert failure(base).startswith("Training stopped: smc received SIGTERM; train.py ended with exit code 0")
-    events = [json.loads(line)["event"] for line in out.splitlines() + err.splitlines() if line.startswith("{")]
+    events = [
+        json.loads(line)["event"] for line in out.splitlines() + err.splitlines() if line.startswith("{")
+    ]
     assert "stop_requested" in events and "stop_grace_expired" not in events
 
 
@@ -85,7 +88,8 @@ def test_sigkill_follows_the_grace_period_for_a_script_ignoring_sigterm(smc_bina
     assert proc.returncode == 128 + signal.SIGINT
     assert 0.9 <= elapsed < 10
     assert failure(base).startswith(
-        "Training stopped: smc received SIGINT; train.py killed with SIGKILL after the 1 s grace period")
+        "Training stopped: smc received SIGINT; train.py killed with SIGKILL after the 1 s grace period"
+    )
     assert '"event":"stop_grace_expired"' in out + err
 
 
@@ -94,7 +98,10 @@ def test_orphans_are_reaped_when_smc_is_pid_1(smc_binary, tmp_path):
     base = make_job(tmp_path)
     # Double fork: the grandchildren's parent exits at once, so they are re-parented to the
     # subreaper (smc) and, when they exit, only smc can reap them.
-    script(base, "train.py", """
+    script(
+        base,
+        "train.py",
+        """
 import json, os, time
 for delay in (0.1, 0.2, 0.3):
     if os.fork() == 0:
@@ -115,11 +122,18 @@ for entry in os.listdir('/proc'):
             zombies.append(stat)
 json.dump({'zombies': zombies, 'pid': os.getpid()},
           open(os.path.join(os.environ['SM_OUTPUT_DATA_DIR'], 'zombies.json'), 'w'))
-""")
+""",
+    )
     env = clean_env()
     env.update(train_env(base, SAGEMAKER_PROGRAM="train.py"))
-    done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", str(smc_binary), "train"],
-                          env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", str(smc_binary), "train"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     seen = json.loads((base / "output/data/zombies.json").read_text())
     assert seen["pid"] > 1  # really inside the new PID namespace, below smc
@@ -130,8 +144,10 @@ def test_stop_before_the_script_starts_still_reports_and_exits_128_plus_n(smc_bi
     from trainkit import write_json
 
     base = make_job(tmp_path)
-    write_json(base / "input/config/resourceconfig.json",
-               {"current_host": "algo-1", "hosts": ["algo-1", "algo-smc-unresolvable.invalid"]})
+    write_json(
+        base / "input/config/resourceconfig.json",
+        {"current_host": "algo-1", "hosts": ["algo-1", "algo-smc-unresolvable.invalid"]},
+    )
     script(base, "train.py", "print('ran')\n")
     proc = _start(smc_binary, base, SMC_HOST_WAIT_S="60")
     deadline = time.monotonic() + 20

@@ -41,7 +41,9 @@ def _job(tmp_path: Path, source: str) -> Path:
 
 
 def test_local_tar_gz_and_file_url_are_extracted_into_an_empty_code_dir(smc, tmp_path):
-    archive = _tar(tmp_path / "sourcedir.tar.gz", [_file("train.py", TRAIN_PY), _file("lib/util.py", b"X = 1\n")])
+    archive = _tar(
+        tmp_path / "sourcedir.tar.gz", [_file("train.py", TRAIN_PY), _file("lib/util.py", b"X = 1\n")]
+    )
     for source in (str(archive), f"file://{archive}"):
         base = make_job(tmp_path, name=f"job{len(source)}")
         hyperparameters(base, sagemaker_program="train.py", sagemaker_submit_directory=source, epochs=1)
@@ -66,7 +68,7 @@ def test_non_empty_code_dir_wins_and_says_so(smc, tmp_path):
     (base / "code/train.py").write_bytes(TRAIN_PY)
     done = smc("train", env=train_env(base))
     assert done.returncode == 0
-    ready = [e for e in log_events(done.stdout) if e["event"] == "code_dir_ready"][0]
+    ready = next(e for e in log_events(done.stdout) if e["event"] == "code_dir_ready")
     assert ready["action"] == "kept_existing_code_dir"
 
 
@@ -76,7 +78,10 @@ def test_non_empty_code_dir_wins_and_says_so(smc, tmp_path):
         (_file("/tmp/evil.py", b"x"), "member '/tmp/evil.py' has an absolute path"),
         (_file("../evil.py", b"x"), "member '../evil.py' contains '..'"),
         (_file("lib/../../evil.py", b"x"), "member 'lib/../../evil.py' contains '..'"),
-        (_link("escape", "../../etc"), "member 'escape' is a link to '../../etc', outside the code directory"),
+        (
+            _link("escape", "../../etc"),
+            "member 'escape' is a link to '../../etc', outside the code directory",
+        ),
         (_link("abs", "/etc/passwd"), "member 'abs' is a link to '/etc/passwd', outside the code directory"),
         (_link("hard", "/etc/passwd", hard=True), "member 'hard' is a link to '/etc/passwd'"),
     ],
@@ -128,8 +133,13 @@ def s3_server(port):
 def _upload(endpoint: str, bucket: str, key: str, data: bytes) -> None:
     import boto3
 
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     client.create_bucket(Bucket=bucket)
     client.put_object(Bucket=bucket, Key=key, Body=data)
 
@@ -141,7 +151,7 @@ def test_s3_submit_dir_is_downloaded_and_extracted(smc, tmp_path, s3_server):
     done = smc("train", env=train_env(base, AWS_ENDPOINT_URL_S3=s3_server, **CREDS))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "submitted code ran ['--epochs', '1']" in done.stdout
-    ready = [e for e in log_events(done.stdout) if e["event"] == "code_dir_ready"][0]
+    ready = next(e for e in log_events(done.stdout) if e["event"] == "code_dir_ready")
     assert ready["action"] == "extracted_s3_archive"
 
 
@@ -170,10 +180,16 @@ def test_s3_credentials_from_the_container_endpoint(smc, tmp_path, s3_server):
     seen_auth = []
 
     class Credentials(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             seen_auth.append(self.headers.get("Authorization"))
-            body = json.dumps({"AccessKeyId": "testing", "SecretAccessKey": "testing", "Token": "tok",
-                               "Expiration": "2099-01-01T00:00:00Z"}).encode()
+            body = json.dumps(
+                {
+                    "AccessKeyId": "testing",
+                    "SecretAccessKey": "testing",
+                    "Token": "tok",
+                    "Expiration": "2099-01-01T00:00:00Z",
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -194,9 +210,13 @@ def test_s3_credentials_from_the_container_endpoint(smc, tmp_path, s3_server):
         archive = _tar(tmp_path / "sourcedir.tar.gz", [_file("train.py", TRAIN_PY)])
         _upload(s3_server, "cred-bucket", "sourcedir.tar.gz", archive.read_bytes())
         base = _job(tmp_path, "s3://cred-bucket/sourcedir.tar.gz")
-        env = train_env(base, S3_ENDPOINT_URL=s3_server, AWS_REGION="us-east-1",
-                        AWS_CONTAINER_CREDENTIALS_FULL_URI=f"http://127.0.0.1:{cred_port}/creds",
-                        AWS_CONTAINER_AUTHORIZATION_TOKEN="secret-token")
+        env = train_env(
+            base,
+            S3_ENDPOINT_URL=s3_server,
+            AWS_REGION="us-east-1",
+            AWS_CONTAINER_CREDENTIALS_FULL_URI=f"http://127.0.0.1:{cred_port}/creds",
+            AWS_CONTAINER_AUTHORIZATION_TOKEN="secret-token",
+        )
         done = smc("train", env=env)
         assert done.returncode == 0, done.stdout + done.stderr
         assert seen_auth == ["secret-token"]

@@ -14,22 +14,52 @@ from supervisor_app.train import environment, hyperparams, resources, runner, s3
 
 def test_decode_hyperparameters_json_else_raw_and_reports_non_strings():
     decoded, not_strings, undecoded = decode_hyperparameters(
-        {"a": "1", "b": "\"x\"", "c": "not json", "d": 5, "e": "null"})
+        {"a": "1", "b": '"x"', "c": "not json", "d": 5, "e": "null"}
+    )
     assert decoded == {"a": 1, "b": "x", "c": "not json", "d": 5, "e": None}
     assert not_strings == ["d"] and undecoded == ["c"]
 
 
 def test_argv_rendering_matches_the_toolkit_rules():
-    user = {"lr": 0.1, "b": True, "big": 1e3, "l": [1, "x", True, None], "d": {"z": 1, "a": [1, 2]},
-            "n": None, "s": "a b;c", "Z": "upper first"}
+    user = {
+        "lr": 0.1,
+        "b": True,
+        "big": 1e3,
+        "l": [1, "x", True, None],
+        "d": {"z": 1, "a": [1, 2]},
+        "n": None,
+        "s": "a b;c",
+        "Z": "upper first",
+    }
     assert hyperparams.to_argv(user) == [
-        "-Z", "upper first", "-b", "True", "--big", "1000.0", "-d", "a=[1, 2],z=1",
-        "-l", "[1, 'x', True, None]", "--lr", "0.1", "-n", "", "-s", "a b;c"]
+        "-Z",
+        "upper first",
+        "-b",
+        "True",
+        "--big",
+        "1000.0",
+        "-d",
+        "a=[1, 2],z=1",
+        "-l",
+        "[1, 'x', True, None]",
+        "--lr",
+        "0.1",
+        "-n",
+        "",
+        "-s",
+        "a b;c",
+    ]
 
 
 def test_split_keeps_reserved_keys_out_of_user_args():
-    split = hyperparams.split({"epochs": 1, "sagemaker_program": "t.py", "_tuning_objective_metric": "m",
-                               "sagemaker_mpi_enabled": True})
+    split = hyperparams.split(
+        {
+            "epochs": 1,
+            "sagemaker_program": "t.py",
+            "_tuning_objective_metric": "m",
+            "sagemaker_mpi_enabled": True,
+        }
+    )
     assert split.user == {"epochs": 1}
     assert split.framework == {"sagemaker_mpi_enabled": True}
     assert set(split.launcher) == {"sagemaker_program", "_tuning_objective_metric", "sagemaker_mpi_enabled"}
@@ -50,15 +80,19 @@ def test_tail_is_bounded():
 
 
 def test_failure_text_puts_cause_first_and_fits_1024_bytes_even_with_multibyte_text():
-    text = runner.failure_text("Training script train.py failed: exit code 1", ("é" * 100 + "\n").encode() * 200)
+    text = runner.failure_text(
+        "Training script train.py failed: exit code 1", ("é" * 100 + "\n").encode() * 200
+    )
     assert text.startswith("Training script train.py failed: exit code 1\n\nstderr (last lines):\n")
     assert len(text.encode()) <= 1024
     long_cause = runner.failure_text("x" * 5000, b"tail")
     assert len(long_cause.encode()) <= 1024 and long_cause.endswith("...")
 
 
-@pytest.mark.parametrize("cpu_max, expected", [("max 100000", None), ("200000 100000", 2), ("150000 100000", 2),
-                                              ("50000 100000", 1)])
+@pytest.mark.parametrize(
+    "cpu_max, expected",
+    [("max 100000", None), ("200000 100000", 2), ("150000 100000", 2), ("50000 100000", 1)],
+)
 def test_cgroup_v2_cpu_limit(tmp_path: Path, cpu_max, expected):
     (tmp_path / "cpu.max").write_text(cpu_max + "\n")
     assert resources.cgroup_cpu_limit(tmp_path) == expected
@@ -80,20 +114,26 @@ def test_num_cpus_is_at_most_the_host_count(tmp_path: Path):
 
 
 @pytest.mark.parametrize("token", ["", "session-token"])
-@pytest.mark.parametrize("url", ["https://bkt.s3.eu-west-1.amazonaws.com/jobs/job%201/source/sourcedir.tar.gz",
-                                 "http://127.0.0.1:9000/bkt/a/b~c/d.tar.gz"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://bkt.s3.eu-west-1.amazonaws.com/jobs/job%201/source/sourcedir.tar.gz",
+        "http://127.0.0.1:9000/bkt/a/b~c/d.tar.gz",
+    ],
+)
 def test_sigv4_signature_matches_botocore(url, token):
     from botocore.auth import S3SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    now = datetime.datetime(2026, 11, 26, 1, 2, 3, tzinfo=datetime.timezone.utc)
+    now = datetime.datetime(2026, 11, 26, 1, 2, 3, tzinfo=datetime.UTC)
     ours = s3.sign("GET", url, "eu-west-1", s3.Credentials("AKIDEXAMPLE", "secret/key+x", token), now=now)
 
     # botocore's own canonical request, string to sign and signature, on the same request.
     amz_date = now.strftime("%Y%m%dT%H%M%SZ")
-    request = AWSRequest(method="GET", url=url, headers={"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD",
-                                                         "X-Amz-Date": amz_date})
+    request = AWSRequest(
+        method="GET", url=url, headers={"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD", "X-Amz-Date": amz_date}
+    )
     if token:
         request.headers["X-Amz-Security-Token"] = token
     request.context["timestamp"] = amz_date

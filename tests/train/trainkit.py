@@ -68,5 +68,6 @@ def clean_env() -> dict[str, str]:
     return {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("SM_", "SAGEMAKER_", "SMC_", "PYTHON", "_PYI_", "AWS_")) and k != "LD_LIBRARY_PATH_ORIG"
+        if not k.startswith(("SM_", "SAGEMAKER_", "SMC_", "PYTHON", "_PYI_", "AWS_"))
+        and k != "LD_LIBRARY_PATH_ORIG"
     }
