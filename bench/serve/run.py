@@ -83,17 +83,22 @@ def wait_ping(port: int, proc: subprocess.Popen, timeout_s: float) -> float:
 
 
 def tree(pid: int) -> list[int]:
-    """Every process of the session the server was started in (MMS's java daemonizes away from
-    its parent, but stays in the session)."""
-    pids = []
+    """The server's descendants plus every process of its session: smc starts children in
+    sessions of their own, MMS's java daemonizes away from its parent but stays in the session."""
+    stats = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[3]) == pid:  # session id
-            pids.append(int(stat.parent.name))
-    return pids
+        stats[int(stat.parent.name)] = (int(fields[1]), int(fields[3]))  # ppid, session
+    found = {p for p, (_, sid) in stats.items() if sid == pid} | {pid}
+    grew = True
+    while grew:
+        more = {p for p, (ppid, _) in stats.items() if ppid in found} - found
+        grew = bool(more)
+        found |= more
+    return sorted(found)
 
 
 def memory_mb(pid: int) -> tuple[float, float]:

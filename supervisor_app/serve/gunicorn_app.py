@@ -1,6 +1,6 @@
 """The gunicorn master, run in-process by `smc serve --gunicorn-master` (the binary re-executed).
 
-Sync workers on a unix socket in smc's private run dir. Each worker imports the handler and runs
+Sync workers (serve/worker.py: a lean request path for nginx) on a unix socket in smc's private run dir. Each worker imports the handler and runs
 model_fn once at start (or the master does it once before forking, SMC_PRELOAD_MODEL=true), then
 tells the supervisor through the notify pipe; the supervisor owns readiness (see supervision.py).
 """
@@ -17,13 +17,14 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
-from gunicorn.errors import AppImportError
+from gunicorn.errors import AppImportError, HaltServer
 from gunicorn.glogging import Logger as GunicornLogger
 
 from supervisor_app import exitcodes, logs, usersite
 from supervisor_app.config.serve import ServeConfig
 from supervisor_app.errors import AppLoadError
 from supervisor_app.serve import handlers as handler_module
+from supervisor_app.serve.worker import NginxWorker
 from supervisor_app.serve.wsgi import App
 
 SOCKET_NAME = "gunicorn.sock"
@@ -119,6 +120,21 @@ class HeartbeatArbiter(Arbiter):
 
     notify_fd = -1
     last_beat = 0.0
+    halting = False
+
+    def halt(self, reason: Any = None, exit_status: int = 0) -> None:
+        self.halting = True
+        super().halt(reason, exit_status)
+
+    def reap_workers(self) -> None:
+        # When every worker fails to load at once, gunicorn's halt() reaps the second one and
+        # raises HaltServer again from inside halt(), ending the master with exit code 1
+        # instead of 4. Once halting, the first reason stands.
+        try:
+            super().reap_workers()
+        except HaltServer:
+            if not self.halting:
+                raise
 
     def murder_workers(self) -> None:
         super().murder_workers()
@@ -142,7 +158,7 @@ class ModelServer(BaseApplication):
         settings = {
             "bind": [f"unix:{self.run_dir / SOCKET_NAME}"],
             "workers": self.workers,
-            "worker_class": "sync",
+            "worker_class": NginxWorker,
             "timeout": math.ceil(self.config.gunicorn_timeout_s),
             "graceful_timeout": math.ceil(self.config.grace_s),
             "preload_app": self.config.preload_model,

@@ -58,7 +58,7 @@ def render_nginx_conf(settings: NginxSettings) -> str:
     temp = run / "nginx"
     read_timeout = math.ceil(settings.nginx_timeout_s)
     body_limit = settings.max_body_bytes
-    ping_log = "access_log /dev/stdout smc;" if settings.log_ping else "access_log off;"
+    ping_log = "access_log /dev/stdout smc buffer=64k flush=1s;" if settings.log_ping else "access_log off;"
     user = f"user {settings.user};\n" if settings.user else ""
     error_pages = "\n".join(
         f"        location = /_smc_error/{status} {{ internal; {_json_return(status, settings)} }}"
@@ -77,7 +77,9 @@ events {{
 
 http {{
     log_format smc escape=json '{_ACCESS_FORMAT}';
-    access_log /dev/stdout smc;
+    # Buffered: one write per 64 KiB or per second instead of one per request (the relay in smc
+    # and nginx both save a syscall per request); lines still show up within a second.
+    access_log /dev/stdout smc buffer=64k flush=1s;
     default_type application/json;
     server_tokens off;
     sendfile on;

@@ -312,10 +312,10 @@ class Supervisor:
             if child is self.nginx and self.gunicorn.pid:
                 self._stop_child(self.gunicorn)  # nginx drained: gunicorn has nothing in flight
             return
-        if child is self.gunicorn and code in (exitcodes.APP_LOAD, exitcodes.BOOT):
+        if child is self.gunicorn and (code in (exitcodes.APP_LOAD, exitcodes.BOOT) or (self.load_error and code)):
             # gunicorn halted: the handler or model cannot load, restarting would fail the same way.
             reason = (self.load_error or {}).get("message") or "gunicorn halted: a worker failed to boot"
-            self._stop(Outcome(code, reason, self.load_error))
+            self._stop(Outcome(exitcodes.APP_LOAD if self.load_error else code, reason, self.load_error))
             return
         if not child.ever_running:
             self._stop(Outcome(exitcodes.BOOT, f"{child.name} exited during start-up ({process.describe_exit(code)})"))
