@@ -45,6 +45,7 @@ demo: dist/smc $(TEST_VENV)/.ok
 
 bench: dist/smc $(TEST_VENV)/.ok
 	$(PY) bench/startup.py --smc dist/smc
+	$(PY) bench/train_overhead.py --smc dist/smc
 
 clean:
 	rm -rf dist .pyi-work
