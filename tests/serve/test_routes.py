@@ -252,3 +252,27 @@ def test_preload_loads_model_once_before_fork(start_server):
     assert len(loads) == 1, loads
     assert loads[0] not in pids  # the master loaded it; workers share it
 
+
+
+def test_submit_directory_and_program_without_py(start_server, opt_ml):
+    import shutil
+
+    from tests.serve.conftest import HANDLERS
+
+    elsewhere = opt_ml / "code"
+    shutil.copy(HANDLERS / "transform.py", elsewhere / "scaler.py")
+    server = start_server(None, env={"SAGEMAKER_SUBMIT_DIRECTORY": str(elsewhere), "SAGEMAKER_PROGRAM": "scaler"})
+    assert server.invoke("[3]").json()["scaled"] == [6]
+
+
+def test_chunked_request_body_is_accepted(start_server):
+    import http.client
+
+    server = start_server("example", env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0"})
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("POST", "/invocations", body=iter([b"1,2,3\n", b"0,0,0\n"]),
+                 headers={"Content-Type": "text/csv", "Accept": "text/csv"}, encode_chunked=True)
+    resp = conn.getresponse()
+    assert resp.status == 200
+    assert resp.read() == b"14.5\n0.5\n"
+    conn.close()

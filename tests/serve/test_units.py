@@ -171,3 +171,32 @@ def test_serve_supervisor_does_not_import_gunicorn_or_flask():
             "print(' '.join(sorted(m.split('.')[0] for m in sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert not {"gunicorn", "flask"} & set(result.stdout.split())
+
+
+def test_worker_request_path_parses_what_nginx_sends():
+    import socket
+
+    from supervisor_app.serve.worker import build_environ, read_request
+
+    left, right = socket.socketpair()
+    with left, right:
+        left.sendall(b"POST /invocations?a=1 HTTP/1.0\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 6\r\n"
+                     b"X-Amzn-SageMaker-Custom-Attributes: a=1\r\nAccept: text/csv\r\nAccept: */*\r\nX_Bad: y\r\n\r\n1,2")
+        left.sendall(b",3\n")
+        environ = build_environ(*read_request(right))
+    assert environ["PATH_INFO"] == "/invocations" and environ["QUERY_STRING"] == "a=1"
+    assert environ["CONTENT_TYPE"] == "text/csv" and environ["wsgi.input"].read() == b"1,2,3\n"
+    assert environ["HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES"] == "a=1"
+    assert environ["HTTP_ACCEPT"] == "text/csv,*/*"
+    assert not any("BAD" in key for key in environ)
+
+
+def test_worker_request_path_treats_an_empty_connection_as_a_probe():
+    import socket
+
+    from supervisor_app.serve.worker import read_request
+
+    left, right = socket.socketpair()
+    left.close()
+    with right:
+        assert read_request(right) is None
