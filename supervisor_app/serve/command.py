@@ -16,7 +16,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from supervisor_app import exitcodes, logs, process
+from supervisor_app import logs, process
 from supervisor_app.config import Config
 from supervisor_app.config.serve import ServeConfig, describe, load_serve_config
 from supervisor_app.errors import AppLoadError, BootError, ConfigError, UsageError
@@ -195,4 +195,4 @@ def _give_to_nginx_workers(directory: Path) -> None:
     os.chown(directory, nobody.pw_uid, nobody.pw_gid)
 
 
-__all__ = ["available_cpus", "check_port_free", "exitcodes", "find_nginx", "run"]
+__all__ = ["available_cpus", "check_port_free", "find_nginx", "run"]

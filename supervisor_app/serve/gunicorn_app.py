@@ -215,13 +215,5 @@ def run_master(config: ServeConfig, prefix: Path, environ: dict[str, str] | Any,
     return exitcodes.OK
 
 
-def main_exit_code_meaning(code: int) -> str:
-    """What the master's exit code tells the supervisor (gunicorn's arbiter conventions)."""
-    if code == exitcodes.APP_LOAD:
-        return "the handler or model failed to load"
-    if code == exitcodes.BOOT:
-        return "a worker failed to boot"
-    return ""
-
 
 __all__ = ["ModelServer", "SOCKET_NAME", "notify", "run_master"]

@@ -16,7 +16,6 @@ import json
 import os
 import selectors
 import signal
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 
 from supervisor_app import exitcodes, process
 from supervisor_app.serve.children import Child, LineRelay, State
+from supervisor_app.serve.probes import http_ping_answers, tcp_port_answers, unix_socket_answers
 
 _NGINX_BOOT_S = 10.0  # nginx binds within milliseconds; longer means it is stuck
 _PROBES_BEFORE_RESTART = 3
@@ -58,38 +58,6 @@ class Outcome:
 def backoff_s(failures: int) -> float:
     """0.25 s, 0.5 s, 1 s, ... capped at 8 s."""
     return min(0.25 * 2 ** max(failures - 1, 0), 8.0)
-
-
-def unix_socket_answers(path: Path) -> bool:
-    """The socket accepts connections; a full backlog (busy workers) still counts as alive."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.setblocking(False)
-        try:
-            sock.connect(str(path))
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-    return True
-
-
-def http_ping_answers(port: int, timeout_s: float) -> bool:
-    """nginx answers GET /ping (200 or 503: both mean nginx itself is working)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
-            sock.settimeout(timeout_s)
-            sock.sendall(b"GET /ping HTTP/1.0\r\nHost: smc-health\r\nUser-Agent: smc-health\r\n\r\n")
-            return sock.recv(12).startswith(b"HTTP/1.")
-    except OSError:
-        return False
-
-
-def tcp_port_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 class Supervisor:
