@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,10 @@ def run_master(config: ServeConfig, prefix: Path, environ: dict[str, str] | Any,
     usersite.prepare(prefix, environ)
     route_user_logging(log_level)
     os.set_inheritable(notify_fd, False)  # user subprocesses need not hold the supervisor's pipe
+    os.set_blocking(notify_fd, False)  # a stalled supervisor must not stall the master: drop the line
+    # stdout is smc's pipe: line buffering makes each print() of user code a line at once.
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True)
     try:
         ModelServer(config, run_dir, notify_fd, workers).run()
     except AppImportError:

@@ -88,6 +88,7 @@ class Supervisor:
         self.notify_pending = b""
         self.signals_seen = 0
         self.last_heartbeat = 0.0
+        self.ready_deadline = 0.0
 
     # -- setup -----------------------------------------------------------------------------------
     def _install_signals(self) -> int:
@@ -104,6 +105,9 @@ class Supervisor:
             os.set_blocking(stream.fileno(), False)
             out = self.out if name == "stdout" else self.err
             self.selector.register(stream, selectors.EVENT_READ, ("pipe", LineRelay(child.name, name, out, self.now_iso)))
+        if child is self.gunicorn:
+            # Each gunicorn start gets the full start-up budget to load the model.
+            self.ready_deadline = time.monotonic() + self.policy.startup_timeout_s
         self.log.info("child_started", child=child.name, child_pid=child.pid)
 
     # -- main loop -------------------------------------------------------------------------------
@@ -155,12 +159,13 @@ class Supervisor:
                 self._stop(Outcome(exitcodes.BOOT, f"nginx did not listen on port {self.port} within {_NGINX_BOOT_S:g} s"))
             else:
                 waits.append(0.02)  # nginx binds in milliseconds: a short bounded wait, only at start
-        if not self.ready and now - self.started > self.policy.startup_timeout_s:
+        loading = not self.ready and self.gunicorn.state in (State.STARTING, State.RUNNING)
+        if loading and now > self.ready_deadline:
             self._stop(Outcome(exitcodes.FAILURE, f"no worker loaded the model within {self.policy.startup_timeout_s:g} s "
                                "(SAGEMAKER_STARTUP_TIMEOUT)"))
             return 0.0
-        if not self.ready:
-            waits.append(self.policy.startup_timeout_s - (now - self.started))
+        if loading:
+            waits.append(self.ready_deadline - now)
         if now >= self.next_health:
             self._check_health()
             self.next_health = now + self.policy.health_interval_s
@@ -335,6 +340,7 @@ class Supervisor:
         """Stop in reverse start order: nginx drains its in-flight requests, then gunicorn."""
         if self.phase is Phase.STOPPING:
             return
+        failed_boot = outcome.exit_code != 0 and self.phase is Phase.BOOTING
         self.outcome = outcome
         self.phase = Phase.STOPPING
         self.stop_deadline = time.monotonic() + self.policy.grace_s
@@ -346,7 +352,9 @@ class Supervisor:
         for child in self.children:
             if child.state is State.BACKOFF:
                 child.state = State.STOPPED
-        if self.nginx.pid:
+        if failed_boot:
+            self._kill_all("start_up_failed")  # nothing was served yet: no requests to drain
+        elif self.nginx.pid:
             self._stop_child(self.nginx)
         elif self.gunicorn.pid:
             self._stop_child(self.gunicorn)

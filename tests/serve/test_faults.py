@@ -178,3 +178,10 @@ def test_oversize_body_on_realtime_limit_is_413(start_server):
     thread.join()
     assert results[0].status == 413
     assert "6 MiB" in results[0].json()["message"]
+
+
+def test_model_not_loaded_within_startup_timeout_exits_1(start_server):
+    server = start_server("echo", env={"ECHO_LOAD_DELAY_S": "30", "SAGEMAKER_STARTUP_TIMEOUT": "1"}, wait=False)
+    code, failed = _failure(server)
+    assert code == 1
+    assert "SAGEMAKER_STARTUP_TIMEOUT" in failed["reason"]

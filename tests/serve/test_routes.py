@@ -276,3 +276,9 @@ def test_chunked_request_body_is_accepted(start_server):
     assert resp.status == 200
     assert resp.read() == b"14.5\n0.5\n"
     conn.close()
+
+
+def test_user_print_becomes_a_json_line_at_once(echo_server):
+    echo_server.invoke({"print": "hello-from-predict"})
+    line = echo_server.wait_event("output", timeout=3, message="hello-from-predict")
+    assert line["component"] == "gunicorn" and line["stream"] == "stdout"
