@@ -20,11 +20,21 @@ from typing import Any
 from supervisor_app import exitcodes, logs, process
 from supervisor_app.config import Config
 from supervisor_app.config.settings import parse_log_level
-from supervisor_app.config.train import TrainConfig, load_train_config
+from supervisor_app.config.train import TrainConfig, load_dist_config, load_train_config
 from supervisor_app.errors import BootError, ConfigError, SmcError, UsageError, UserCodeError
 from supervisor_app.paths import Layout
-from supervisor_app.train import entry_point, environment, hyperparams, requirements, resources, runner
+from supervisor_app.train import (
+    entry_point,
+    environment,
+    hyperparams,
+    launchers,
+    requirements,
+    resources,
+    runner,
+)
+from supervisor_app.train.cluster import discover
 from supervisor_app.train.entry_point import Kind
+from supervisor_app.train.launchers import Launcher, dispatch
 from supervisor_app.train.requirements import InstallError
 
 
@@ -93,7 +103,6 @@ def _train(config: Config, layout: Layout, log: Any) -> int:
         log.info("hyperparameter_kept_raw", key=key, reason="not JSON")
     if not train.hyperparameters_file_found:
         log.info("hyperparameters_file_missing", file=str(layout.hyperparameters_file), using="{}")
-    _refuse_mpi(train, split)
     if train.framework_module:
         return _run_framework(train, split, layout, log)
 
@@ -116,15 +125,18 @@ def _train(config: Config, layout: Layout, log: Any) -> int:
     elif len(hosts) > 1:
         _wait_for_hosts(hosts, train.host_wait_s, log)
 
+    counts = _resources(train)
+    training_env = environment.training_env(train, split, counts)
+    launcher = launchers.choose(split.framework, training_env)
     foreign = process.foreign_env(train.environ)
     base_env = (
         process.self_env(train.environ)
-        if python.embedded and kind in (Kind.PROGRAM, Kind.PACKAGE)
+        if python.embedded and kind in (Kind.PROGRAM, Kind.PACKAGE) and launcher is Launcher.PROCESS
         else foreign
     )
-    counts = _resources(train)
     python_path = _python_path(code_dir, train.environ.get("PYTHONPATH", ""))
     env = environment.script_environment(base_env, train, split, counts, python_path)
+    env.update(launchers.tf_config_env(split.framework, training_env))
 
     pip_argv = requirements.pip_command(kind, code_dir, python, train.prefix)
     if pip_argv is not None:
@@ -138,6 +150,9 @@ def _train(config: Config, layout: Layout, log: Any) -> int:
         env={k: v for k, v in env.items() if k.startswith("SM_")},
         pythonpath=env["PYTHONPATH"],
     )
+    if launcher is not Launcher.PROCESS:
+        script = dispatch.Script(kind, name, user_args, python, code_dir, env, tuple(sm_names(env)))
+        return _run_distributed(config, train, split, training_env, launcher, script, log)
     log.info(
         "training_started",
         entry_point=name,
@@ -150,18 +165,22 @@ def _train(config: Config, layout: Layout, log: Any) -> int:
     return _finish(layout, name, outcome, train.stop_grace_s, log)
 
 
-def _refuse_mpi(train: TrainConfig, split: hyperparams.SplitHyperparameters) -> None:
-    """sagemaker-training would start mpirun here; running the script once per host instead
-    would silently train N unrelated models, so say so and stop."""
-    if not split.framework.get("sagemaker_mpi_enabled"):
-        return
-    groups = split.framework.get("sagemaker_distribution_instance_groups")
-    current = train.resource_config.get("current_group_name", environment.DEFAULT_INSTANCE_GROUP)
-    if groups is None or current in groups:
-        raise UserCodeError(
-            "sagemaker_mpi_enabled is set, but smc does not launch MPI jobs",
-            hint="start mpirun from your own entry point (e.g. train.sh), or drop distribution={'mpi': ...}",
-        )
+def _run_distributed(
+    config: Config,
+    train: TrainConfig,
+    split: hyperparams.SplitHyperparameters,
+    training_env: dict[str, Any],
+    launcher: Launcher,
+    script: dispatch.Script,
+    log: Any,
+) -> int:
+    cluster = discover(training_env, split.framework)
+    result = dispatch.run(launcher, cluster, train, load_dist_config(config), split.framework, script, log)
+    return _finish(config.layout, script.name, result.outcome, train.stop_grace_s, log, cause=result.cause)
+
+
+def sm_names(env: dict[str, str]) -> list[str]:
+    return [name for name in env if name.startswith("SM_")]
 
 
 def _run_framework(
@@ -248,9 +267,11 @@ def _start_hint(exc: OSError, name: str) -> str:
     return f"make {name} an executable (chmod +x, with a #! line), or name it .py or .sh"
 
 
-def _finish(layout: Layout, name: str, outcome: runner.Outcome, grace_s: float, log: Any) -> int:
+def _finish(
+    layout: Layout, name: str, outcome: runner.Outcome, grace_s: float, log: Any, cause: str | None = None
+) -> int:
     code = outcome.exit_code
-    if outcome.stop_signal is not None:
+    if outcome.stop_signal is not None and cause is None:
         signame = process.signal_name(outcome.stop_signal)
         how = (
             f"killed with SIGKILL after the {grace_s:g} s grace period"
@@ -260,11 +281,12 @@ def _finish(layout: Layout, name: str, outcome: runner.Outcome, grace_s: float, 
         cause = f"Training stopped: smc received {signame}; {name} {how}"
         _fail(layout, cause, outcome.stderr_tail, log, exit_code=exitcodes.from_signal(outcome.stop_signal))
         return exitcodes.from_signal(outcome.stop_signal)
-    if code == 0:
+    if code == 0 and outcome.stop_signal is None:
         runner.write_success(layout.success_file)
         log.info("training_succeeded", entry_point=name, exit_code=0)
         return exitcodes.OK
-    cause = f"Training script {name} failed: {process.describe_exit(code)}"
+    cause = cause or f"Training script {name} failed: {process.describe_exit(code)}"
+    code = exitcodes.from_signal(outcome.stop_signal) if outcome.stop_signal is not None else code
     _fail(layout, cause, outcome.stderr_tail, log, exit_code=code)
     return code
 

@@ -1,0 +1,49 @@
+"""Launchers for distributed jobs: which one a job asks for, as sagemaker-training decides it.
+
+- MPI (`sagemaker_mpi_enabled` and the current instance group distributed): mpi_job.py
+- torchrun (`sagemaker_torch_distributed_enabled`): torchrun.py
+- parameter server / multi-worker mirrored (TensorFlow): TF_CONFIG from tf_config.py
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+MPI_ENABLED = "sagemaker_mpi_enabled"
+TORCH_DISTRIBUTED_ENABLED = "sagemaker_torch_distributed_enabled"
+PARAMETER_SERVER_ENABLED = "sagemaker_parameter_server_enabled"
+MULTI_WORKER_MIRRORED_ENABLED = "sagemaker_multi_worker_mirrored_strategy_enabled"
+
+
+class Launcher(enum.Enum):
+    PROCESS = "process"
+    MPI = "mpi"
+    TORCHRUN = "torchrun"
+
+
+def choose(framework: Mapping[str, Any], training_env: Mapping[str, Any]) -> Launcher:
+    """MPI first, as in sagemaker-training's `train`; then torchrun (the PyTorch containers'
+    order puts MPI before it too). Only hosts of a distributed instance group launch."""
+    distributed = training_env["current_instance_group"] in training_env["distribution_instance_groups"]
+    if framework.get(MPI_ENABLED) and distributed:
+        return Launcher.MPI
+    if framework.get(TORCH_DISTRIBUTED_ENABLED) and distributed:
+        return Launcher.TORCHRUN
+    return Launcher.PROCESS
+
+
+def tf_config_env(framework: Mapping[str, Any], training_env: Mapping[str, Any]) -> dict[str, str]:
+    """TF_CONFIG for the script, where sagemaker-tensorflow-training would set it."""
+    from supervisor_app.train.launchers import tf_config
+
+    if training_env["current_instance_group"] not in training_env["distribution_instance_groups"]:
+        return {}
+    hosts = list(training_env["distribution_hosts"])
+    current = str(training_env["current_host"])
+    if framework.get(PARAMETER_SERVER_ENABLED) and len(training_env["hosts"]) > 1:
+        return {"TF_CONFIG": tf_config.render(tf_config.parameter_server(hosts, current))}
+    if framework.get(MULTI_WORKER_MIRRORED_ENABLED):
+        return {"TF_CONFIG": tf_config.render(tf_config.multi_worker_mirrored(hosts, current))}
+    return {}
