@@ -21,15 +21,25 @@ names=("$@")
 command -v docker >/dev/null || { echo "images: docker missing (apt-get install docker.io)" >&2; exit 1; }
 docker info >/dev/null 2>&1 || { echo "images: the Docker daemon does not answer (is it running?)" >&2; exit 1; }
 
+staging=$(mktemp -d /var/tmp/smc-images.XXXXXX)
+trap 'rm -rf "$staging"' EXIT
+
+quietly() {
+    # Run a step with its output in a log, shown only when the step fails.
+    local log=$staging/step.log
+    if ! "$@" >"$log" 2>&1; then
+        echo "images: failed: $*" >&2
+        tail -n 60 "$log" >&2
+        exit 1
+    fi
+}
+
 binary=${SMC_BINARY:-}
 if [[ -z $binary ]]; then
-    make -s binary >/dev/null
+    quietly make -s binary
     binary=dist/smc
 fi
 bash build/base-image.sh
-
-staging=$(mktemp -d /var/tmp/smc-images.XXXXXX)
-trap 'rm -rf "$staging"' EXIT
 
 wheels_for() {
     # Wheels of a pinned requirements.txt, fetched on the host (docker build may have no route to
@@ -57,7 +67,7 @@ build() {
             # The tabular project again, FROM scratch, with the self-contained (staticx) binary.
             local static=${SMC_STATIC_BINARY:-}
             if [[ -z $static ]]; then
-                bash build/static-binary.sh >/dev/null
+                quietly bash build/static-binary.sh
                 static=dist/smc-static
             fi
             cp -a examples/tabular/. "$context/"
@@ -71,11 +81,10 @@ build() {
         cp "$(wheels_for "$context/requirements.txt")"/*.whl "$context/wheels/"
     fi
     local image=smc-example-$name:$TAG started=$SECONDS
-    docker build -q -f "$context/$dockerfile" -t "$image" "$context" >/dev/null
+    quietly docker build -f "$context/$dockerfile" -t "$image" "$context"
     echo "images: built $image in $((SECONDS - started)) s"
 }
 
-mkdir -p "$staging"
 for name in "${names[@]}"; do
     mkdir -p "$staging/$name"
     build "$name"

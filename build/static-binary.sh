@@ -30,18 +30,24 @@ if [[ ! -f $STATICX_VENV/.ok ]]; then
     touch "$STATICX_VENV/.ok"
 fi
 
-# Up to date when no source is newer than the output.
+# Each step is redone only when a source is newer than its output.
 sources=(spec/smc.spec spec/smc-static.spec requirements "$0")
 mapfile -t py_sources < <(find supervisor_app -name '*.py')
-if [[ -f $OUT ]] && [[ -z $(find "${sources[@]}" "${py_sources[@]}" -newer "$OUT" -print -quit) ]]; then
+stale() { [[ ! -f $1 ]] || [[ -n $(find "${sources[@]}" "${py_sources[@]}" -newer "$1" -print -quit) ]]; }
+if ! stale "$OUT"; then
     echo "static-binary: $OUT is current"
     exit 0
 fi
 
 mkdir -p "$WORK" dist
-SETUPTOOLS_USE_DISTUTILS=stdlib "$BUILD_VENV/bin/pyinstaller" --noconfirm --log-level WARN \
-    --distpath "$WORK/dist" --workpath "$WORK" spec/smc-static.spec
-"$STATICX_VENV/bin/staticx" "$WORK/dist/smc" "$OUT.tmp"
+if stale "$WORK/dist/smc"; then
+    SETUPTOOLS_USE_DISTUTILS=stdlib "$BUILD_VENV/bin/pyinstaller" --noconfirm --log-level WARN \
+        --distpath "$WORK/dist" --workpath "$WORK" spec/smc-static.spec
+fi
+# --no-compress: staticx's default xz payload is inflated at every start (measured here: `smc
+# version` 780 ms compressed vs 186 ms uncompressed, onefile 136 ms); the file grows from 16 to 32 MB
+# but compresses to 18 MB in an image layer or download.
+"$STATICX_VENV/bin/staticx" --no-compress "$WORK/dist/smc" "$OUT.tmp"
 chmod 755 "$OUT.tmp"  # staticx writes mode 0700
 mv "$OUT.tmp" "$OUT"
 ls -l "$OUT"
