@@ -88,7 +88,40 @@ def test_pid1_in_a_pid_namespace_drains_and_leaves_no_zombies(start_server):
 
 
 def children_of_unshare(unshare_pid: int) -> int:
+    """The single child of a wrapper process (unshare, runuser)."""
     from tests.serve.conftest import children_of
 
     (pid1,) = children_of(unshare_pid)
     return pid1
+
+
+def test_runs_as_non_root_user_with_nginx_logs_relayed(smc_binary, tmp_path_factory):
+    """nginx started by a non-root smc writes to pipes smc created (it could not open a root-owned /dev/stdout)."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from tests.conftest import free_port
+    from tests.serve.conftest import Server, install_handler, nginx_required
+
+    nginx_required()
+    assert shutil.which("runuser"), "runuser (util-linux) needed"
+    base = Path(tempfile.mkdtemp(prefix="smc-nonroot-")) / "opt_ml"
+    try:
+        (base / "model").mkdir(parents=True)
+        install_handler(base, "example", {"feature_names": ["a", "b", "c"], "weights": [1, 1, 1], "intercept": 0})
+        binary = base.parent / "smc"
+        shutil.copy(smc_binary, binary)
+        for path in [base.parent, *base.parent.rglob("*")]:
+            os.chmod(path, 0o777 if path.is_dir() else 0o755)
+        server = Server(binary, base, free_port(), {}, wrapper=["runuser", "-u", "nobody", "--"])
+        server.wait_ready()
+        assert server.invoke("1,2,3\n", content_type="text/csv").json() == {"predictions": [6.0]}
+        bootloader = children_of_unshare(server.proc.pid)
+        os.kill(bootloader, signal.SIGTERM)  # runuser itself would answer SIGTERM by killing its child
+        assert server.wait_exit(20) == 0, server.output()
+        time.sleep(1.2)  # nginx flushes its buffered access log at least once a second
+        assert server.events("request"), server.output()
+    finally:
+        shutil.rmtree(base.parent, ignore_errors=True)
