@@ -100,6 +100,25 @@ def test_image_has_no_python(images, containers, example):
     assert result.stdout.strip() == "none"
 
 
+EMBEDDED_CHECKS = {
+    "tabular": "import ssl, sqlite3, json, ctypes; print(ssl.OPENSSL_VERSION)",
+    "sklearn": "import sklearn, numpy; print(sklearn.__file__)",
+    "scratch": "import ssl, sqlite3, json, ctypes; print(ssl.OPENSSL_VERSION)",
+}
+
+
+@pytest.mark.parametrize("example", ["tabular", "sklearn", "scratch"])
+def test_embedded_python_runs_in_image(images, containers, example):
+    result, _ = containers(images[example], "version")
+    assert result.returncode == 0 and result.stdout.startswith("smc "), result.stderr
+    result, _ = containers(images[example], "python", "-c", EMBEDDED_CHECKS[example])
+    assert result.returncode == 0, result.stderr
+    if example == "sklearn":  # installed at build time into SMC_PREFIX's site-packages
+        assert result.stdout.startswith("/opt/smc/lib/python3.11/site-packages/sklearn/"), result.stdout
+    else:
+        assert "OpenSSL" in result.stdout
+
+
 @pytest.mark.parametrize("example", ["tabular", "sklearn", "scratch"])
 def test_train_writes_model_and_exits_0(images, containers, tmp_path, example):
     base = write_job(tmp_path / "opt_ml", example)
