@@ -14,12 +14,14 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 _MAX_LINE = 64 * 1024
+_PR_SET_PDEATHSIG = 1
 _NGINX_LINE = re.compile(rb"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(\w+)\] (\d+)#\d+: (?:\*\d+ )?(.*)$")
 _NGINX_LEVELS = {b"emerg": "critical", b"alert": "critical", b"crit": "critical", b"error": "error",
                  b"warn": "warning", b"notice": "info", b"info": "info", b"debug": "debug"}
@@ -39,6 +41,7 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     stop_signal: int  # graceful stop: nginx QUIT, gunicorn TERM
+    death_signal: int = signal.SIGTERM  # sent by the kernel if smc itself dies (e.g. OOM-killed)
     pass_fds: tuple[int, ...] = ()
     pid: int = 0
     state: State = State.STOPPED
@@ -55,7 +58,7 @@ class Child:
         # and the whole group (master + workers) can be killed when a master dies.
         self.popen = subprocess.Popen(
             self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            pass_fds=self.pass_fds, start_new_session=True,
+            pass_fds=self.pass_fds, start_new_session=True, preexec_fn=_die_with_parent(self.death_signal),
         )
         self.pid = self.popen.pid
         self.state = State.STARTING
@@ -88,6 +91,21 @@ class Child:
         if self.popen is None:
             return []
         return [(self.popen.stdout, "stdout"), (self.popen.stderr, "stderr")]  # type: ignore[list-item]
+
+
+def _die_with_parent(signum: int) -> Callable[[], None] | None:
+    """preexec_fn asking the kernel to signal the child when smc dies, so a SIGKILLed smc does not
+    leave nginx holding the port. Children run in sessions of their own, so nothing else would."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: preexec must not import
+
+    def set_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+
+    return set_death_signal
 
 
 class LineRelay:

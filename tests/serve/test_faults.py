@@ -185,3 +185,18 @@ def test_model_not_loaded_within_startup_timeout_exits_1(start_server):
     code, failed = _failure(server)
     assert code == 1
     assert "SAGEMAKER_STARTUP_TIMEOUT" in failed["reason"]
+
+
+def test_smc_killed_hard_takes_its_children_along(start_server):
+    from tests.serve.conftest import proc_state
+
+    server = start_server("echo")
+    (supervisor,) = children_of(server.proc.pid)  # the onefile bootloader's one child: smc's Python
+    children = [_child_pid(server, "gunicorn"), _child_pid(server, "nginx")]
+    os.kill(supervisor, signal.SIGKILL)
+    server.wait_exit(10)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(proc_state(pid) not in (None, "Z") for pid in children):
+        time.sleep(0.05)
+    assert all(proc_state(pid) in (None, "Z") for pid in children)
+    assert server.ping(timeout=1) is None  # the port is free again
