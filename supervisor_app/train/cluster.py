@@ -107,6 +107,17 @@ def wait_for_peers(peers: tuple[str, ...], port: int, timeout_s: float, log: Any
         delay_s = min(delay_s * 2, _MAX_DELAY_S)
 
 
+def _greet(sock: socket.socket) -> None:
+    """An SSH server greets first; answering its greeting keeps it from logging every probe as
+    a broken connection. Other servers say nothing and are left alone."""
+    sock.settimeout(0.2)
+    try:
+        if sock.recv(256).startswith(b"SSH-"):
+            sock.sendall(b"SSH-2.0-smc-probe\r\n")
+    except OSError:
+        pass
+
+
 def probe(host: str, port: int, timeout_s: float = _PROBE_TIMEOUT_S) -> str | None:
     """None when host:port accepts a connection, else why not (for the log)."""
     try:
@@ -114,7 +125,8 @@ def probe(host: str, port: int, timeout_s: float = _PROBE_TIMEOUT_S) -> str | No
     except OSError:
         return "name does not resolve"
     try:
-        with socket.create_connection((address, port), timeout=timeout_s):
+        with socket.create_connection((address, port), timeout=timeout_s) as sock:
+            _greet(sock)
             return None
     except socket.timeout:
         return "connection timed out"

@@ -119,15 +119,17 @@ def _train(config: Config, layout: Layout, log: Any) -> int:
         entry_point.make_executable(path)
     python = entry_point.find_python(train.python, train.environ.get("PATH"))
 
-    hosts = list(train.resource_config["hosts"])
-    if train.studio_local_mode:
-        log.info("host_wait_skipped", reason="SM_STUDIO_LOCAL_MODE")
-    elif len(hosts) > 1:
-        _wait_for_hosts(hosts, train.host_wait_s, log)
-
     counts = _resources(train)
     training_env = environment.training_env(train, split, counts)
     launcher = launchers.choose(split.framework, training_env)
+    hosts = list(train.resource_config["hosts"])
+    if train.studio_local_mode:
+        log.info("host_wait_skipped", reason="SM_STUDIO_LOCAL_MODE")
+    elif launcher is Launcher.MPI:
+        pass  # the MPI launcher waits for each peer's name and SSH port itself, with a line per peer
+    elif len(hosts) > 1:
+        _wait_for_hosts(hosts, train.host_wait_s, log)
+
     foreign = process.foreign_env(train.environ)
     base_env = (
         process.self_env(train.environ)

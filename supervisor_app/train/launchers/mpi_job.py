@@ -10,6 +10,7 @@ non-zero when the job failed, was stopped, or its master vanished, never a blind
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shlex
@@ -104,8 +105,13 @@ def run_master(job: Job, command: list[str], cwd: Path, grace_s: float, log: Any
         env["OMPI_MCA_plm_rsh_args"] = f"-F {files.client_config}"
         log.info("mpi_job_started", hosts=list(job.cluster.hosts), command=command)
         outcome = runner.run(command, env, cwd, grace_s, log)
-        cause = None if outcome.exit_code == 0 and outcome.stop_signal is None else describe_failure(outcome, job.cluster)
+        failed = outcome.exit_code != 0 or outcome.stop_signal is not None
+        cause = describe_failure(outcome, job.cluster) if failed else None
         _notify_workers(job, files, outcome, cause, log)
+        if failed:
+            # The failure file keeps the failing rank's own last lines rather than mpirun's
+            # banner, which the cause already sums up.
+            outcome = dataclasses.replace(outcome, stderr_tail=failed_rank_stderr(outcome.stderr_tail))
         return Result(outcome, cause)
     finally:
         ssh.stop_sshd(sshd)
@@ -140,6 +146,25 @@ def describe_failure(outcome: runner.Outcome, cluster: Cluster) -> str:
             f"network failed); its ranks {_ranks_of(cluster, host)} are gone"
         )
     return f"MPI job failed: mpirun {process.describe_exit(outcome.exit_code)}"
+
+
+_TAGGED = re.compile(rb"^\[\d+,(\d+)\]<stderr>:(.*)$", re.MULTILINE)
+
+
+def failed_rank_stderr(tail: bytes) -> bytes:
+    """The stderr lines (--tag-output: `[job,rank]<stderr>:text`) of the rank mpirun reported
+    as failed, else of every rank; the whole tail when no rank wrote to stderr."""
+    text = tail.decode("utf-8", "replace")
+    match = _RANK_EXIT.search(text) or _RANK_SIGNAL.search(text)
+    lines = [(int(rank), line) for rank, line in _TAGGED.findall(tail)]
+    if match:
+        rank = int(match.group(1))
+        own = [line for r, line in lines if r == rank]
+        if own:
+            return b"\n".join(b"[rank %d] %s" % (rank, line) for line in own)
+    if lines:
+        return b"\n".join(b"[rank %d] %s" % (r, line) for r, line in lines)
+    return tail
 
 
 def _ranks_of(cluster: Cluster, host: str) -> str:

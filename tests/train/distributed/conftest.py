@@ -35,3 +35,21 @@ def tf_training_py() -> Path:
                 member = next(m for m in tar.getmembers() if m.name.endswith("sagemaker_tensorflow_container/training.py"))
                 target.write_bytes(tar.extractfile(member).read())
     return target
+
+
+@pytest.fixture(scope="session")
+def mpi_image(smc_binary: Path) -> str:
+    import dockercluster
+
+    problem = dockercluster.require_docker()
+    if problem:
+        pytest.fail(problem)
+    return dockercluster.build_image(smc_binary)
+
+
+@pytest.fixture
+def cluster(mpi_image: str, tmp_path: Path):
+    import dockercluster
+
+    with dockercluster.Cluster(mpi_image, tmp_path) as made:
+        yield made
