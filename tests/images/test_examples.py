@@ -142,6 +142,20 @@ def test_failing_script_leaves_failure_file_and_nonzero_exit(images, containers,
     assert not (base / "output" / "success").exists()
 
 
+def test_docker_stop_during_training_writes_failure_and_exits_143(images, containers, tmp_path):
+    base = write_job(tmp_path / "opt_ml", "tabular", {"epochs": "100000000", "learning-rate": "0.01"})
+    result, box = containers(images["tabular"], "train", detach=True, docker_args=job_mounts(base))
+    assert result.returncode == 0, result.stderr
+    deadline = time.monotonic() + 60
+    while "epoch=" not in box.logs():  # the script is running
+        assert time.monotonic() < deadline, box.logs()[-3000:]
+        time.sleep(0.2)
+    elapsed_s = stop(box)
+    assert box.exit_code() == 143, box.logs()[-3000:]  # 128 + SIGTERM, as SageMaker expects
+    assert elapsed_s < STOP_LIMIT_S, f"docker stop took {elapsed_s:.1f} s"
+    assert "SIGTERM" in (base / "output" / "failure").read_text()
+
+
 @pytest.mark.parametrize("example", ["tabular", "sklearn"])
 def test_serve_answers_ping_and_invocations_then_stops_with_0(images, containers, trained, example):
     box = serve_and_check(containers, images[example], trained(example) / "model", example)
