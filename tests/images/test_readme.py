@@ -1,4 +1,5 @@
-"""The README's Dockerfiles are the ones tests/images builds: each marked block equals its file."""
+"""The README's Dockerfiles are the ones tests/images builds: each block is marked with its file
+(`<!-- example:PATH -->` on the line before the ```dockerfile fence) and equals that file."""
 
 from __future__ import annotations
 
@@ -9,17 +10,23 @@ import pytest
 from tests.conftest import ROOT
 
 DOCKERFILES = ["examples/tabular/Dockerfile", "examples/sklearn/Dockerfile", "examples/tabular/Dockerfile.scratch"]
+BLOCK = re.compile(r"(?:<!-- example:(?P<path>\S+) -->\s*)?```dockerfile\n(?P<body>.*?)```", re.S)
 
 
-def readme_block(path: str) -> str | None:
-    """The ```dockerfile block right after `<!-- example:PATH -->` in README.md."""
+def readme_blocks() -> list[tuple[str | None, str]]:
     readme = (ROOT / "README.md").read_text()
-    match = re.search(rf"<!-- example:{re.escape(path)} -->\s*```dockerfile\n(.*?)```", readme, re.S)
-    return match.group(1) if match else None
+    return [(m.group("path"), m.group("body")) for m in BLOCK.finditer(readme)]
 
 
 @pytest.mark.parametrize("path", DOCKERFILES)
 def test_readme_shows_the_tested_dockerfile(path):
-    block = readme_block(path)
-    assert block is not None, f"README.md has no `<!-- example:{path} -->` marker before a ```dockerfile block"
-    assert block == (ROOT / path).read_text(), f"README.md's copy of {path} differs from the file the tests build"
+    bodies = [body for marked, body in readme_blocks() if marked == path]
+    assert bodies, f"README.md has no `<!-- example:{path} -->` marker before a ```dockerfile block"
+    for body in bodies:
+        assert body == (ROOT / path).read_text(), f"README.md's copy of {path} differs from the file the tests build"
+
+
+def test_readme_has_no_untested_dockerfile():
+    unmarked = [body.splitlines()[0] for marked, body in readme_blocks() if marked not in DOCKERFILES]
+    assert not unmarked, f"README.md has ```dockerfile blocks that no test builds (first lines: {unmarked}); " \
+        "mark each with `<!-- example:PATH -->` of a Dockerfile in tests/images/test_readme.py"
