@@ -9,7 +9,9 @@ import pytest
 
 from tests.conftest import ROOT
 
+# Built by tests/images; other example Dockerfiles (examples/mpi) are built by their own tests.
 DOCKERFILES = ["examples/tabular/Dockerfile", "examples/sklearn/Dockerfile", "examples/tabular/Dockerfile.scratch"]
+TESTED = set(DOCKERFILES) | {"examples/mpi/Dockerfile"}
 BLOCK = re.compile(r"(?:<!-- example:(?P<path>\S+) -->\s*)?```dockerfile\n(?P<body>.*?)```", re.S)
 
 
@@ -27,6 +29,13 @@ def test_readme_shows_the_tested_dockerfile(path):
 
 
 def test_readme_has_no_untested_dockerfile():
-    unmarked = [body.splitlines()[0] for marked, body in readme_blocks() if marked not in DOCKERFILES]
+    unmarked = [body.splitlines()[0] for marked, body in readme_blocks() if marked not in TESTED]
     assert not unmarked, f"README.md has ```dockerfile blocks that no test builds (first lines: {unmarked}); " \
-        "mark each with `<!-- example:PATH -->` of a Dockerfile in tests/images/test_readme.py"
+        "mark each with `<!-- example:PATH -->` of a tested Dockerfile (TESTED in tests/images/test_readme.py)"
+
+
+@pytest.mark.parametrize("path", sorted(TESTED - set(DOCKERFILES)))
+def test_readme_copy_of_other_examples_is_current(path):
+    for marked, body in readme_blocks():
+        if marked == path:
+            assert body == (ROOT / path).read_text(), f"README.md's copy of {path} differs from the file"
