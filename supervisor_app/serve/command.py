@@ -13,7 +13,7 @@ import shutil
 import socket
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from supervisor_app import logs, process
@@ -106,7 +106,7 @@ def _run_master(config: Config, serve_config: ServeConfig, args: list[str]) -> i
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def _check_model(config: ServeConfig) -> None:

@@ -221,4 +221,4 @@ def run_master(config: ServeConfig, prefix: Path, environ: dict[str, str] | Any,
 
 
 
-__all__ = ["ModelServer", "SOCKET_NAME", "notify", "run_master"]
+__all__ = ["SOCKET_NAME", "ModelServer", "notify", "run_master"]

@@ -192,8 +192,9 @@ class Supervisor:
             self._stop(Outcome(exitcodes.OK, f"stopped by {name}"))
         else:
             self.log.warning("stop_forced", signal=name)
-            self.outcome = Outcome(exitcodes.from_signal(signum), f"forced stop by a second {name}")
-            self._kill_all("second_signal")
+            if self.outcome is None or self.outcome.exit_code == 0:
+                self.outcome = Outcome(exitcodes.from_signal(signum), f"forced stop by a second {name}")
+            self._kill_all("second_signal")  # a failure already being stopped keeps its own exit code
 
     def _read_notify(self) -> None:
         try:
