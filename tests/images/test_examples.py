@@ -167,6 +167,7 @@ def test_serve_answers_ping_and_invocations_then_stops_with_0(images, containers
 def test_docker_stop_drains_in_flight_request(images, containers, tmp_path):
     model = tmp_path / "model"
     (model / "code").mkdir(parents=True)
+    model.chmod(0o777)  # the handler writes its in_flight marker here
     shutil.copy(FIXTURES / "slow_inference.py", model / "code" / "inference.py")
     result, box = containers(images["tabular"], "serve", detach=True, publish=True,
                              docker_args=["-v", f"{model}:/opt/ml/model", *SERVE_ENV])
@@ -182,7 +183,10 @@ def test_docker_stop_drains_in_flight_request(images, containers, tmp_path):
 
     client = threading.Thread(target=slow_request)
     client.start()
-    time.sleep(1)  # the handler is now sleeping
+    deadline = time.monotonic() + 20
+    while not (model / "in_flight").exists():  # the handler has the request and sleeps
+        assert time.monotonic() < deadline and client.is_alive(), answer or box.logs()[-3000:]
+        time.sleep(0.05)
     elapsed_s = stop(box)
     client.join(timeout=30)
     assert answer.get("reply") == (200, json.dumps({"slept_s": 3.0})), answer

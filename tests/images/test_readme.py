@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 # Built by tests/images; other example Dockerfiles (examples/mpi) are built by their own tests.
 DOCKERFILES = ["examples/tabular/Dockerfile", "examples/sklearn/Dockerfile", "examples/tabular/Dockerfile.scratch"]
 TESTED = set(DOCKERFILES) | {"examples/mpi/Dockerfile"}
-BLOCK = re.compile(r"(?:<!-- example:(?P<path>\S+) -->\s*)?```dockerfile\n(?P<body>.*?)```", re.S)
+BLOCK = re.compile(r"(?:<!-- example:(?P<path>\S+) -->\s*)?```dockerfile\n(?P<body>.*?)```", re.DOTALL)
 
 
 def readme_blocks() -> list[tuple[str | None, str]]:

@@ -200,3 +200,18 @@ def test_worker_request_path_treats_an_empty_connection_as_a_probe():
     left.close()
     with right:
         assert read_request(right) is None
+
+
+def test_s3_submit_directory_falls_back_to_model_code():
+    config = serve_config(SAGEMAKER_SUBMIT_DIRECTORY="s3://bucket/code.tar.gz", SAGEMAKER_BASE_DIR="/x")
+    assert config.code_dir == Path("/x/model/code")
+    assert serve_config(SAGEMAKER_SUBMIT_DIRECTORY="/srv/code").code_dir == Path("/srv/code")
+    assert serve_config(SAGEMAKER_PROGRAM="handler.py").module_name == "handler"
+
+
+def test_available_cpus_is_positive_and_within_affinity():
+    import os
+
+    from supervisor_app.serve.command import available_cpus
+
+    assert 1 <= available_cpus() <= len(os.sched_getaffinity(0))

@@ -154,13 +154,15 @@ def test_framework_module_is_called_with_the_image_python(smc, tmp_path):
     assert f'framework main {{"epochs":2}} {base}/code' in done.stdout
 
 
-def test_mpi_jobs_are_refused_with_a_clear_message(smc, tmp_path):
+def test_mpi_jobs_without_open_mpi_fail_with_a_clear_message(smc, tmp_path):
+    # MPI jobs are launched by smc (issue 6, tests/train/distributed); without Open MPI and sshd
+    # in the image the job stops before the script, naming the Debian packages to install.
     base = make_job(tmp_path)
     write_json(
         base / "input/config/hyperparameters.json",
         {"sagemaker_program": json.dumps("train.py"), "sagemaker_mpi_enabled": "true"},
     )
     script(base, "train.py", "print('ran')\n")
-    done = smc("train", env=train_env(base))
-    assert done.returncode == 1
-    assert failure(base).startswith("sagemaker_mpi_enabled is set, but smc does not launch MPI jobs")
+    done = smc("train", env=train_env(base, PATH=str(tmp_path)))
+    assert done.returncode == 3
+    assert failure(base).startswith("sagemaker_mpi_enabled is set, but the image lacks")

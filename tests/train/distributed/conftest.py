@@ -32,7 +32,11 @@ def tf_training_py() -> Path:
             )  # fmt: skip
             sdist = next(TF_CACHE.glob("sagemaker_tensorflow_training-*.tar.gz"))
             with tarfile.open(sdist) as tar:
-                member = next(m for m in tar.getmembers() if m.name.endswith("sagemaker_tensorflow_container/training.py"))
+                member = next(
+                    m
+                    for m in tar.getmembers()
+                    if m.name.endswith("sagemaker_tensorflow_container/training.py")
+                )
                 target.write_bytes(tar.extractfile(member).read())
     return target
 

@@ -16,6 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "mpi"
@@ -24,7 +25,9 @@ BUILD_TIMEOUT_S = 900
 
 
 def docker(*args: str, timeout: float = 120, check: bool = False, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=check, **kw)
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=check, **kw
+    )
 
 
 def require_docker() -> str | None:
@@ -46,7 +49,9 @@ def content_key(smc_binary: Path, dockerfile: str = "Dockerfile", extra: bytes =
     return digest.hexdigest()[:12]
 
 
-def build_image(smc_binary: Path, dockerfile: str = "Dockerfile", repo: str = IMAGE_REPO, extra_files=()) -> str:
+def build_image(
+    smc_binary: Path, dockerfile: str = "Dockerfile", repo: str = IMAGE_REPO, extra_files=()
+) -> str:
     """The example image with this smc, built once per content key; older keys are removed."""
     extra = b"".join(Path(f).read_bytes() for f in extra_files)
     tag = f"{repo}:{content_key(smc_binary, dockerfile, extra + dockerfile.encode())}"
@@ -56,9 +61,13 @@ def build_image(smc_binary: Path, dockerfile: str = "Dockerfile", repo: str = IM
             shutil.copy(smc_binary, Path(context) / "smc")
             for f in extra_files:
                 shutil.copy(f, Path(context) / Path(f).name)
-            done = docker("build", "-q", "-f", f"{context}/{dockerfile}", "-t", tag, context, timeout=BUILD_TIMEOUT_S)
+            done = docker(
+                "build", "-q", "-f", f"{context}/{dockerfile}", "-t", tag, context, timeout=BUILD_TIMEOUT_S
+            )
             if done.returncode != 0:
-                raise RuntimeError(f"docker build of {tag} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+                raise RuntimeError(
+                    f"docker build of {tag} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+                )
     for line in docker("images", repo, "--format", "{{.Repository}}:{{.Tag}}").stdout.split():
         if line != tag:
             docker("rmi", line)
@@ -84,12 +93,13 @@ class Cluster:
     ident: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     hosts: list[Host] = field(default_factory=list)
     started_at: float = 0.0
+    entrypoint: str | None = None  # the image's own when None
 
     @property
     def network(self) -> str:
         return f"smc-mpi-{self.ident}"
 
-    def __enter__(self) -> Cluster:
+    def __enter__(self) -> Self:
         docker("network", "create", self.network, check=True)
         return self
 
@@ -117,6 +127,8 @@ class Cluster:
         for host in self.hosts:
             argv = ["run", "-d", "--name", host.container, "--hostname", host.name, "--network", self.network,
                     "--network-alias", host.name, "-e", f"TRAINING_JOB_NAME=job-{self.ident}"]  # fmt: skip
+            if self.entrypoint:
+                argv += ["--entrypoint", self.entrypoint]
             for key, value in (env or {}).items():
                 argv += ["-e", f"{key}={value}"]
             for sub in ("input", "model", "output"):
@@ -135,7 +147,9 @@ class Cluster:
             try:
                 done = docker("wait", host.container, timeout=left)
             except subprocess.TimeoutExpired:
-                raise AssertionError(f"{host.name} still runs after {timeout_s:g} s:\n{self.logs(host.name)[-3000:]}") from None
+                raise AssertionError(
+                    f"{host.name} still runs after {timeout_s:g} s:\n{self.logs(host.name)[-3000:]}"
+                ) from None
             codes[host.name] = int(done.stdout.strip())
         return codes
 

@@ -14,7 +14,10 @@ JOB_TIMEOUT_S = 90
 
 
 def _ranks_ok(log: str) -> dict[int, str]:
-    return {int(m.group(1)): m.group(2) for m in re.finditer(r"allreduce rank=(\d+) size=\d+ host=(\S+) .* ok", log)}
+    return {
+        int(m.group(1)): m.group(2)
+        for m in re.finditer(r"allreduce rank=(\d+) size=\d+ host=(\S+) .* ok", log)
+    }
 
 
 def test_mpi_allreduce_sums_across_two_hosts_and_the_model_lands_on_the_master(cluster):
@@ -88,7 +91,11 @@ def test_mpi_docker_stop_on_the_master_stops_the_whole_job(cluster):
     assert codes["algo-1"] == 143, codes  # SIGTERM handled in time: 128 + 15, not SIGKILL's 137
     assert codes["algo-2"] != 0, codes
     assert time.monotonic() - stopped_at < 25
-    assert cluster.host("algo-1").failure().startswith("MPI job stopped: smc on the master algo-1 received SIGTERM")
+    assert (
+        cluster.host("algo-1")
+        .failure()
+        .startswith("MPI job stopped: smc on the master algo-1 received SIGTERM")
+    )
     assert "MPI job stopped" in cluster.host("algo-2").failure()
 
 
@@ -107,5 +114,7 @@ def test_mpi_worker_names_the_master_that_never_came(cluster):
     codes = cluster.wait(30)
     assert codes == {"algo-2": 3}  # BootError
     failure = cluster.host("algo-2").failure()
-    assert failure.startswith("peer host(s) never answered on port 22 within 2 s: algo-1 (name does not resolve)"), failure
+    assert failure.startswith(
+        "peer host(s) never answered on port 22 within 2 s: algo-1 (name does not resolve)"
+    ), failure
     assert '"event":"peer_waiting"' in cluster.logs("algo-2")
