@@ -88,4 +88,6 @@ def private_file(seed: bytes, comment: str) -> str:
     data += struct.pack(">I", 1) + _string(blob) + _string(private)
     text = base64.b64encode(data).decode()
     lines = [text[i : i + 70] for i in range(0, len(text), 70)]
-    return "-----BEGIN OPENSSH PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END OPENSSH PRIVATE KEY-----\n"
+    return (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END OPENSSH PRIVATE KEY-----\n"
+    )

@@ -207,10 +207,14 @@ def _notify(
             check=False,
         )
     except subprocess.TimeoutExpired:
-        log.warning("worker_not_told_outcome", host=host, reason=f"ssh timed out after {_NOTIFY_TIMEOUT_S:g} s")
+        log.warning(
+            "worker_not_told_outcome", host=host, reason=f"ssh timed out after {_NOTIFY_TIMEOUT_S:g} s"
+        )
         return
     if done.returncode != 0:
-        log.warning("worker_not_told_outcome", host=host, reason=done.stderr.strip()[-300:] or done.returncode)
+        log.warning(
+            "worker_not_told_outcome", host=host, reason=done.stderr.strip()[-300:] or done.returncode
+        )
     else:
         log.info("worker_told_outcome", host=host)
 

@@ -30,7 +30,13 @@ def torchrun_command(
             hint="use a train.py script; torchrun cannot start packages or shell scripts",
         )
     command = ["neuron_parallel_compile"] if environ.get(NEURON_COMPILE) == "1" else []
-    command += ["torchrun", "--nnodes", str(len(cluster.hosts)), "--nproc_per_node", str(cluster.processes_per_host)]
+    command += [
+        "torchrun",
+        "--nnodes",
+        str(len(cluster.hosts)),
+        "--nproc_per_node",
+        str(cluster.processes_per_host),
+    ]
     if len(cluster.hosts) > 1:
         command += [
             "--master_addr", cluster.master,
