@@ -169,7 +169,7 @@ class ServeConfig:
 
     @property
     def module_name(self) -> str:
-        return self.program[:-3] if self.program.endswith(".py") else self.program
+        return self.program.removesuffix(".py")
 
     @property
     def max_payload_bytes(self) -> int:

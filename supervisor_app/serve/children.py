@@ -58,7 +58,8 @@ class Child:
         # and the whole group (master + workers) can be killed when a master dies.
         self.popen = subprocess.Popen(
             self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            pass_fds=self.pass_fds, start_new_session=True, preexec_fn=_die_with_parent(self.death_signal),
+            pass_fds=self.pass_fds, start_new_session=True,
+            preexec_fn=_die_with_parent(self.death_signal),  # noqa: PLW1509 (the supervisor has one thread)
         )
         self.pid = self.popen.pid
         self.state = State.STARTING

@@ -9,7 +9,7 @@ import flask
 
 MODEL_DIR = os.environ["BENCH_MODEL_DIR"]
 sys.path.insert(0, os.path.join(MODEL_DIR, "code"))
-import inference  # noqa: E402
+import inference
 
 
 class ScoringService:
