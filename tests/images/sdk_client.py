@@ -175,7 +175,7 @@ def main() -> int:
         started = time.monotonic()
         try:
             report[name] = {"ok": True, **STEPS[name](sess, plan, results)}
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of a step is reported, the next step still runs
             report[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}",
                             "traceback": traceback.format_exc()[-3000:]}
         report[name]["seconds"] = round(time.monotonic() - started, 1)

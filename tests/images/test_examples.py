@@ -178,7 +178,7 @@ def test_docker_stop_drains_in_flight_request(images, containers, tmp_path):
     def slow_request():
         try:
             answer["reply"] = post(box.url("/invocations"), "3", "text/plain", "application/json")
-        except Exception as exc:  # reported below
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             answer["error"] = repr(exc)
 
     client = threading.Thread(target=slow_request)
