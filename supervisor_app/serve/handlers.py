@@ -210,7 +210,8 @@ class InferenceService:
         self.model_dir = model_dir
         self.default_accept = default_accept
         # The toolkit's defaults decode to numpy arrays; follow them when the user's env has numpy.
-        self.use_numpy = content.numpy_available() and not (handlers.has("input_fn") and handlers.has("output_fn"))
+        uses_defaults = not handlers.has("transform_fn") and not (handlers.has("input_fn") and handlers.has("output_fn"))
+        self.use_numpy = uses_defaults and content.numpy_available()
         self.encodable = content.encodable(self.use_numpy)
         if self.use_numpy:
             import numpy  # noqa: F401  # now, not during the first request
