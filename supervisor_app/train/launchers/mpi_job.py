@@ -121,6 +121,11 @@ _RANK_EXIT = re.compile(r"Process name:\s*\[\[\d+,\d+\],(\d+)\]\s*Exit code:\s*(
 _RANK_SIGNAL = re.compile(r"process rank (\d+) with PID \d+ on node (\S+) exited on signal (\d+)")
 _LOST_DAEMON = re.compile(r"Remote daemon:\s*\[\[\d+,\d+\],\d+\] on node (\S+)")
 _DAEMON_ON_NODE = re.compile(r"daemon on node (\S+?)[ .,\n]")
+_SSH_DENIED = re.compile(r"\S+@(\S+?): Permission denied")
+_SSH_CONNECT = re.compile(r"ssh: connect to host (\S+) port \d+: (.+)")
+_SSH_RESOLVE = re.compile(r"ssh: Could not resolve hostname (\S+?):")
+# Open MPI warns for every -x of an unset variable (the toolkit's -x LD_LIBRARY_PATH): noise.
+_UNSET_WARNING = re.compile(rb"^.*Warning: could not find environment variable .*\n?", re.MULTILINE)
 
 
 def describe_failure(outcome: runner.Outcome, cluster: Cluster) -> str:
@@ -138,12 +143,23 @@ def describe_failure(outcome: runner.Outcome, cluster: Cluster) -> str:
     if match:
         rank, host, sig = int(match.group(1)), match.group(2), int(match.group(3))
         return f"MPI job failed: rank {rank} on {host} was {process.describe_exit(128 + sig)}"
+    match = _SSH_DENIED.search(text)
+    if match:
+        return (
+            f"MPI job failed: the master {cluster.master} cannot log in to {match.group(1)} over SSH "
+            "(Permission denied): the hosts do not share a key; give every host the same "
+            "SMC_MPI_SSH_SECRET or SMC_MPI_SSH_KEY_FILE"
+        )
+    match = _SSH_CONNECT.search(text) or _SSH_RESOLVE.search(text)
+    if match:
+        why = match.group(2).strip() if match.re is _SSH_CONNECT else "name does not resolve"
+        return f"MPI job failed: the master {cluster.master} cannot reach {match.group(1)} over SSH ({why})"
     match = _LOST_DAEMON.search(text) or _DAEMON_ON_NODE.search(text)
     if match:
         host = match.group(1)
         return (
             f"MPI job failed: mpirun lost contact with host {host} (its container stopped or the "
-            f"network failed); its ranks {_ranks_of(cluster, host)} are gone"
+            f"network failed); {_ranks_of(cluster, host)} gone"
         )
     return f"MPI job failed: mpirun {process.describe_exit(outcome.exit_code)}"
 
@@ -154,6 +170,7 @@ _TAGGED = re.compile(rb"^\[\d+,(\d+)\]<stderr>:(.*)$", re.MULTILINE)
 def failed_rank_stderr(tail: bytes) -> bytes:
     """The stderr lines (--tag-output: `[job,rank]<stderr>:text`) of the rank mpirun reported
     as failed, else of every rank; the whole tail when no rank wrote to stderr."""
+    tail = _UNSET_WARNING.sub(b"", tail)
     text = tail.decode("utf-8", "replace")
     match = _RANK_EXIT.search(text) or _RANK_SIGNAL.search(text)
     lines = [(int(rank), line) for rank, line in _TAGGED.findall(tail)]
@@ -169,9 +186,10 @@ def failed_rank_stderr(tail: bytes) -> bytes:
 
 def _ranks_of(cluster: Cluster, host: str) -> str:
     if host not in cluster.hosts:
-        return "?"
+        return "its ranks are"
     first = cluster.hosts.index(host) * cluster.processes_per_host
-    return "-".join(dict.fromkeys((str(first), str(first + cluster.processes_per_host - 1))))
+    last = first + cluster.processes_per_host - 1
+    return f"its rank {first} is" if first == last else f"its ranks {first}-{last} are"
 
 
 def _notify_workers(

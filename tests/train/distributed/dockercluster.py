@@ -109,8 +109,15 @@ class Cluster:
             docker("rm", "-f", *names, timeout=60)
         docker("network", "rm", self.network, timeout=60)
 
-    def start(self, hyperparameters: dict, env: dict | None = None, only: list[str] | None = None) -> None:
-        """Start every host of the job, or `only` some of them (the others never come)."""
+    def start(
+        self,
+        hyperparameters: dict,
+        env: dict | None = None,
+        only: list[str] | None = None,
+        host_env: dict[str, dict] | None = None,
+    ) -> None:
+        """Start every host of the job, or `only` some of them (the others never come);
+        `host_env` adds variables for some hosts."""
         names = [f"algo-{i + 1}" for i in range(self.size)]
         for name in only or names:
             base = self.root / name
@@ -129,7 +136,7 @@ class Cluster:
                     "--network-alias", host.name, "-e", f"TRAINING_JOB_NAME=job-{self.ident}"]  # fmt: skip
             if self.entrypoint:
                 argv += ["--entrypoint", self.entrypoint]
-            for key, value in (env or {}).items():
+            for key, value in {**(env or {}), **(host_env or {}).get(host.name, {})}.items():
                 argv += ["-e", f"{key}={value}"]
             for sub in ("input", "model", "output"):
                 argv += ["-v", f"{host.base / sub}:/opt/ml/{sub}"]

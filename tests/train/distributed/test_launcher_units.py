@@ -101,7 +101,18 @@ def test_failure_names_a_rank_killed_by_a_signal():
 def test_failure_names_the_host_whose_daemon_was_lost():
     text = "ORTE has lost communication with a remote daemon.\n\n  HNP daemon   : [[1,0],0] on node algo-1\n  Remote daemon: [[1,0],1] on node algo-2\n"
     cause = describe_failure(_outcome(text, 1), CLUSTER)
-    assert cause.startswith("MPI job failed: mpirun lost contact with host algo-2") and "ranks 2-3" in cause
+    assert cause.startswith("MPI job failed: mpirun lost contact with host algo-2") and cause.endswith(
+        "its ranks 2-3 are gone"
+    )
+
+
+def test_failure_names_the_host_the_master_cannot_log_in_to():
+    text = '[algo-1:00009] Warning: could not find environment variable "LD_LIBRARY_PATH"\nroot@algo-2: Permission denied (publickey).\n'
+    cause = describe_failure(_outcome(text, 255), CLUSTER)
+    assert cause.startswith(
+        "MPI job failed: the master algo-1 cannot log in to algo-2 over SSH (Permission denied)"
+    )
+    assert failed_rank_stderr(text.encode()) == b"root@algo-2: Permission denied (publickey).\n"
 
 
 def test_failure_of_a_stopped_job_says_who_stopped_it():

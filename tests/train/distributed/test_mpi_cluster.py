@@ -118,3 +118,18 @@ def test_mpi_worker_names_the_master_that_never_came(cluster):
         "peer host(s) never answered on port 22 within 2 s: algo-1 (name does not resolve)"
     ), failure
     assert '"event":"peer_waiting"' in cluster.logs("algo-2")
+
+
+def test_mpi_hosts_without_a_shared_key_fail_naming_the_host(cluster):
+    cluster.start(
+        {"sagemaker_mpi_enabled": True},
+        env={"SMC_MPI_MASTER_LOST_S": "2"},
+        host_env={"algo-2": {"SMC_MPI_SSH_SECRET": "not-the-masters"}},
+    )
+    codes = cluster.wait(JOB_TIMEOUT_S)
+    assert codes["algo-1"] != 0 and codes["algo-2"] != 0, codes
+    assert cluster.host("algo-1").failure().startswith(
+        "MPI job failed: the master algo-1 cannot log in to algo-2 over SSH (Permission denied)"
+    )
+    # The master could not tell it either; the worker notices its master is gone.
+    assert cluster.host("algo-2").failure().startswith("MPI job lost: the master algo-1 stopped answering")
