@@ -126,6 +126,7 @@ def test_gunicorn_master_killed_is_restarted(start_server):
 def test_nginx_killed_is_restarted(start_server):
     server = start_server("echo")
     nginx = _child_pid(server, "nginx")
+    server.wait_event("child_running", child="nginx", child_pid=nginx)  # dying before that is a boot failure
     os.kill(nginx, signal.SIGKILL)
     server.wait_event("child_exited", child="nginx", child_pid=nginx)
     deadline = time.monotonic() + 10
