@@ -118,6 +118,7 @@ def run_master(job: Job, command: list[str], cwd: Path, grace_s: float, log: Any
 
 
 _RANK_EXIT = re.compile(r"Process name:\s*\[\[\d+,\d+\],(\d+)\]\s*Exit code:\s*(\d+)")
+_RANK_ABORT = re.compile(r"MPI_ABORT was invoked on rank (\d+) in communicator \S+\s+with errorcode (\d+)")
 _RANK_SIGNAL = re.compile(r"process rank (\d+) with PID \d+ on node (\S+) exited on signal (\d+)")
 _LOST_DAEMON = re.compile(r"Remote daemon:\s*\[\[\d+,\d+\],\d+\] on node (\S+)")
 _DAEMON_ON_NODE = re.compile(r"daemon on node (\S+?)[ .,\n]")
@@ -134,6 +135,11 @@ def describe_failure(outcome: runner.Outcome, cluster: Cluster) -> str:
     if outcome.stop_signal is not None:
         how = process.signal_name(outcome.stop_signal)
         return f"MPI job stopped: smc on the master {cluster.master} received {how}"
+    match = _RANK_ABORT.search(text)
+    if match:
+        rank, code = int(match.group(1)), int(match.group(2))
+        host = cluster.host_of_rank(rank) or "an unknown host"
+        return f"MPI job failed: rank {rank} on {host} aborted the job (MPI_Abort, error code {code})"
     match = _RANK_EXIT.search(text)
     if match:
         rank, code = int(match.group(1)), int(match.group(2))
@@ -172,7 +178,7 @@ def failed_rank_stderr(tail: bytes) -> bytes:
     as failed, else of every rank; the whole tail when no rank wrote to stderr."""
     tail = _UNSET_WARNING.sub(b"", tail)
     text = tail.decode("utf-8", "replace")
-    match = _RANK_EXIT.search(text) or _RANK_SIGNAL.search(text)
+    match = _RANK_ABORT.search(text) or _RANK_EXIT.search(text) or _RANK_SIGNAL.search(text)
     lines = [(int(rank), line) for rank, line in _TAGGED.findall(tail)]
     if match:
         rank = int(match.group(1))

@@ -57,3 +57,45 @@ def cluster(mpi_image: str, tmp_path: Path):
 
     with dockercluster.Cluster(mpi_image, tmp_path) as made:
         yield made
+
+
+MPI4PY = "mpi4py==4.1.2"
+MPI4PY_CACHE = Path.home() / ".cache" / "smc" / "wheels-mpi4py-4.1.2"
+PYTHON_DOCKERFILE = """\
+FROM {base}
+# A Python MPI program on an image without Python: mpi4py for smc's embedded interpreter.
+COPY mpi4py-*.whl /tmp/
+RUN smc -m pip install -q --no-index --disable-pip-version-check --root-user-action=ignore /tmp/mpi4py-*.whl \\
+    && rm /tmp/mpi4py-*.whl
+COPY allreduce.py /opt/ml/code/allreduce.py
+ENV SAGEMAKER_PROGRAM=allreduce.py
+"""
+
+
+@pytest.fixture(scope="session")
+def mpi_python_image(mpi_image: str) -> str:
+    """examples/mpi with its Python program and mpi4py (wheel fetched on the host, cached)."""
+    import dockercluster
+
+    MPI4PY_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(MPI4PY_CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not list(MPI4PY_CACHE.glob("*.whl")):
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
+                 "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+                 "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_5_x86_64", "--platform",
+                 "manylinux1_x86_64", MPI4PY, "-d", str(MPI4PY_CACHE)],
+                check=True, timeout=300,
+            )  # fmt: skip
+    wheel = next(MPI4PY_CACHE.glob("*.whl"))
+    files = {wheel.name: wheel, "allreduce.py": dockercluster.EXAMPLE / "code" / "allreduce.py"}
+    return dockercluster.build_derived(mpi_image, "smc-mpi-python-test", PYTHON_DOCKERFILE, files)
+
+
+@pytest.fixture
+def python_cluster(mpi_python_image: str, tmp_path: Path):
+    import dockercluster
+
+    with dockercluster.Cluster(mpi_python_image, tmp_path) as made:
+        yield made

@@ -177,3 +177,26 @@ class Cluster:
                 return time.time()
             time.sleep(0.2)
         raise AssertionError(f"{text!r} never appeared in {name}'s log:\n{self.logs(name)[-3000:]}")
+
+
+def build_derived(base: str, repo: str, dockerfile: str, files: dict[str, Path]) -> str:
+    """An image FROM `base` (given as `FROM {base}` in dockerfile), with `files` in its context;
+    tagged by the content of all of it and built once."""
+    digest = hashlib.sha256(base.encode() + dockerfile.encode())
+    for name, path in sorted(files.items()):
+        digest.update(name.encode() + b"\0" + path.read_bytes())
+    tag = f"{repo}:{digest.hexdigest()[:12]}"
+    if docker("image", "inspect", tag).returncode != 0:
+        with tempfile.TemporaryDirectory(prefix="smc-mpi-build-", dir="/var/tmp") as context:
+            Path(context, "Dockerfile").write_text(dockerfile.format(base=base))
+            for name, path in files.items():
+                shutil.copy(path, Path(context, name))
+            done = docker("build", "-q", "-t", tag, context, timeout=BUILD_TIMEOUT_S)
+            if done.returncode != 0:
+                raise RuntimeError(
+                    f"docker build of {tag} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+                )
+    for line in docker("images", repo, "--format", "{{.Repository}}:{{.Tag}}").stdout.split():
+        if line != tag:
+            docker("rmi", line)
+    return tag

@@ -128,8 +128,10 @@ def test_mpi_hosts_without_a_shared_key_fail_naming_the_host(cluster):
     )
     codes = cluster.wait(JOB_TIMEOUT_S)
     assert codes["algo-1"] != 0 and codes["algo-2"] != 0, codes
-    assert cluster.host("algo-1").failure().startswith(
-        "MPI job failed: the master algo-1 cannot log in to algo-2 over SSH (Permission denied)"
+    assert (
+        cluster.host("algo-1")
+        .failure()
+        .startswith("MPI job failed: the master algo-1 cannot log in to algo-2 over SSH (Permission denied)")
     )
     # The master could not tell it either; the worker notices its master is gone.
     assert cluster.host("algo-2").failure().startswith("MPI job lost: the master algo-1 stopped answering")
