@@ -9,13 +9,14 @@ TEST_VENV ?= $(CACHE_DIR)/test-$(shell cat requirements/test.txt requirements/ru
 PY := $(TEST_VENV)/bin/python
 SOURCES := $(shell find supervisor_app -name '*.py') spec/smc.spec requirements/build.txt requirements/runtime.txt
 
-.PHONY: venvs binary test demo bench clean help
+.PHONY: venvs binary test demo bench images clean help
 
 help:
 	@echo "make demo    build dist/smc, train the example model, serve it and invoke it"
 	@echo "make test    build dist/smc and run the test suite against it"
 	@echo "make binary  build the one-file binary dist/smc"
 	@echo "make bench   print size and start-up numbers (bench/)"
+	@echo "make images  build smc-base and the example images smc-example-*:test (scratch: staticx dist/smc-static)"
 
 $(BUILD_VENV)/.ok: requirements/build.txt requirements/runtime.txt
 	$(PYTHON) -m venv $(BUILD_VENV)
@@ -46,6 +47,9 @@ demo: dist/smc $(TEST_VENV)/.ok
 bench: dist/smc $(TEST_VENV)/.ok
 	$(PY) bench/startup.py --smc dist/smc
 	$(PY) bench/train_overhead.py --smc dist/smc
+
+images: dist/smc
+	SMC_BINARY=$(CURDIR)/dist/smc bash build/images.sh
 
 clean:
 	rm -rf dist .pyi-work
