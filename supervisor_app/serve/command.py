@@ -45,7 +45,11 @@ def serve(config: Config, serve_config: ServeConfig) -> int:
     check_port_free(serve_config.port)
     workers = serve_config.workers or available_cpus()
     log.info("serve_config", **{**describe(serve_config), "workers": workers, "nginx": nginx_path})
-    run_dir = Path(tempfile.mkdtemp(prefix="smc-serve-", dir=serve_config.tmp_dir))
+    try:
+        run_dir = Path(tempfile.mkdtemp(prefix="smc-serve-", dir=serve_config.tmp_dir))
+    except OSError as exc:
+        raise BootError(f"cannot create smc's run directory in {serve_config.tmp_dir}: {exc.strerror}",
+                        hint="set TMPDIR to a writable directory (nginx.conf and the gunicorn socket go there)") from None
     try:
         return _supervise(config, serve_config, run_dir, nginx_path, workers, log)
     finally:

@@ -201,3 +201,4 @@ def test_smc_killed_hard_takes_its_children_along(start_server):
         time.sleep(0.05)
     assert all(proc_state(pid) in (None, "Z") for pid in children)
     assert server.ping(timeout=1) is None  # the port is free again
+
