@@ -47,6 +47,7 @@ demo: dist/smc $(TEST_VENV)/.ok
 bench: dist/smc $(TEST_VENV)/.ok
 	$(PY) bench/startup.py --smc dist/smc
 	$(PY) bench/train_overhead.py --smc dist/smc
+	$(PY) bench/serve/run.py --smc dist/smc $(if $(shell command -v java),,--skip-mms)
 
 images: dist/smc
 	SMC_BINARY=$(CURDIR)/dist/smc bash build/images.sh
