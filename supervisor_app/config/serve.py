@@ -24,6 +24,7 @@ from supervisor_app.errors import ConfigError
 REALTIME_MAX_PAYLOAD_MB = 6
 BATCH_MAX_PAYLOAD_MB = 100
 MIB = 1024 * 1024
+DEFAULT_PROGRAM = "inference.py"
 
 
 def parse_port(name: str, raw: str) -> int:
@@ -92,8 +93,10 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
     Setting("workers", ("SAGEMAKER_MODEL_SERVER_WORKERS",), parse_positive_int, None,
             "Number of gunicorn worker processes (one model copy each); default: CPUs available to "
             "the container (cgroup quota and CPU affinity).", G),
-    Setting("program", ("SAGEMAKER_PROGRAM",), parse_str, "inference.py",
-            "Handler module (`.py` optional) with model_fn/input_fn/predict_fn/output_fn or transform_fn.", G),
+    Setting("program", ("SAGEMAKER_PROGRAM",), parse_str, DEFAULT_PROGRAM,
+            "Handler module (`.py` optional) with model_fn/input_fn/predict_fn/output_fn or transform_fn. "
+            "When the named file is not in the code dir but inference.py is (an image whose ENV names "
+            "its training script), inference.py is used and the log says so.", G),
     Setting("submit_dir", ("SAGEMAKER_SUBMIT_DIRECTORY",), parse_str, None,
             "Directory holding the handler module; default MODEL_DIR/code. An s3:// URL is not "
             "downloaded by serve: smc then uses MODEL_DIR/code and says so.", G),
@@ -149,6 +152,7 @@ class ServeConfig:
     timeout_s: float
     workers: int | None
     program: str
+    program_requested: str  # SAGEMAKER_PROGRAM as given; differs from program after the fallback
     default_accept: str
     max_payload_mb: int
     batch: bool
@@ -201,6 +205,11 @@ def load_serve_config(config: Config) -> ServeConfig:
             f"SAGEMAKER_PROGRAM={program!r} is not a module file name",
             hint="set SAGEMAKER_PROGRAM to a file name such as inference.py, relative to the code directory",
         )
+    program_requested = program
+    if not _module_exists(code_dir, program) and _module_exists(code_dir, DEFAULT_PROGRAM):
+        # One image serves as both training and inference container, and SAGEMAKER_PROGRAM
+        # (ENV in the Dockerfile) names the training script: use the handler that is there.
+        program = DEFAULT_PROGRAM
     return ServeConfig(
         model_dir=layout.model_dir,
         code_dir=code_dir,
@@ -210,7 +219,13 @@ def load_serve_config(config: Config) -> ServeConfig:
         path_env=config.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
         **{k: v for k, v in values.items() if k not in ("submit_dir", "program")},
         program=program,
+        program_requested=program_requested,
     )
+
+
+def _module_exists(code_dir: Path, program: str) -> bool:
+    name = program[:-3] if program.endswith(".py") else program
+    return (code_dir / f"{name}.py").is_file() or (code_dir / name / "__init__.py").is_file()
 
 
 def describe(config: ServeConfig) -> dict[str, object]:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import errno
 import os
-import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -15,6 +12,7 @@ from supervisor_app.config import Config
 from supervisor_app.config.doctor import DoctorConfig
 from supervisor_app.config.serve import ServeConfig
 from supervisor_app.doctor.findings import Finding, fail, ok, warn
+from supervisor_app.errors import SmcError
 
 BIND_TO_PORT_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true"
 MULTI_MODEL_LABEL = "com.amazonaws.sagemaker.capabilities.multi-models=true"
@@ -72,21 +70,13 @@ def check_user(serve: ServeConfig | None) -> Finding:
     return ok("user", f"running as uid {uid} (not root): smc needs no root, see the opt_ml check for writable dirs")
 
 
-def find_nginx(serve: ServeConfig) -> str | None:
-    if serve.nginx:
-        return serve.nginx if os.access(serve.nginx, os.X_OK) else None
-    return shutil.which("nginx", path=serve.path_env)
-
-
 def check_nginx(config: Config, serve: ServeConfig) -> Finding:
-    path = find_nginx(serve)
-    if path is None:
-        where = f"SMC_NGINX={serve.nginx}" if serve.nginx else "PATH"
-        return fail(
-            "nginx",
-            f"nginx not found ({where}); smc serve puts nginx in front of gunicorn",
-            "install it in the image (Debian/Ubuntu: apt-get install -y nginx-light), or set SMC_NGINX to its path",
-        )
+    from supervisor_app.serve.command import find_nginx  # the very lookup serve does
+
+    try:
+        path = find_nginx(serve)
+    except SmcError as exc:
+        return fail("nginx", f"{exc.message}; smc serve puts nginx in front of gunicorn", exc.hint)
     try:
         result = subprocess.run(
             [path, "-v"], capture_output=True, text=True, timeout=10, env=process.foreign_env(config.environ)
@@ -100,18 +90,12 @@ def check_nginx(config: Config, serve: ServeConfig) -> Finding:
 
 
 def check_port(serve: ServeConfig) -> Finding:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("0.0.0.0", serve.port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return fail(
-                    "port",
-                    f"port {serve.port} is already in use",
-                    "stop whatever listens there, or choose another port with SAGEMAKER_BIND_TO_PORT",
-                )
-            return fail("port", f"cannot listen on port {serve.port}: {exc.strerror}", "run as root or use a port >= 1024")
+    from supervisor_app.serve.command import check_port_free  # the very check serve does
+
+    try:
+        check_port_free(serve.port)
+    except SmcError as exc:
+        return fail("port", exc.message, exc.hint)
     return ok("port", f"port {serve.port} is free")
 
 

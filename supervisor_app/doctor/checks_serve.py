@@ -40,6 +40,15 @@ def check_handler(config: Config, serve: ServeConfig) -> list[Finding]:
         return [fail("handler", exc.message, exc.hint, str(module))]
     names = ", ".join(sorted(loaded.hooks))
     findings = [ok("handler", f"{loaded.path.name} imports and defines {names}", str(loaded.path))]
+    if serve.program != serve.program_requested:
+        findings.append(
+            warn(
+                "handler",
+                f"SAGEMAKER_PROGRAM={serve.program_requested} is not in {serve.code_dir}; serve uses {serve.program}",
+                "fine when the image's ENV names the training script; otherwise fix SAGEMAKER_PROGRAM",
+                str(loaded.path),
+            )
+        )
     requirements = serve.code_dir / "requirements.txt"
     if requirements.exists():
         findings.append(

@@ -6,7 +6,6 @@ with (the onefile bootloader reuses the unpacked folder, ~50 ms); users never ty
 
 from __future__ import annotations
 
-import math
 import os
 import pwd
 import shutil
@@ -16,7 +15,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from supervisor_app import logs, process
+from supervisor_app import cpus, logs, process
 from supervisor_app.config import Config
 from supervisor_app.config.serve import ServeConfig, describe, load_serve_config
 from supervisor_app.errors import AppLoadError, BootError, ConfigError, UsageError
@@ -43,8 +42,16 @@ def serve(config: Config, serve_config: ServeConfig) -> int:
     _check_model(serve_config)
     nginx_path = find_nginx(serve_config)
     check_port_free(serve_config.port)
-    workers = serve_config.workers or available_cpus()
+    workers = serve_config.workers or cpus.available_cpus()
     log.info("serve_config", **{**describe(serve_config), "workers": workers, "nginx": nginx_path})
+    if serve_config.program != serve_config.program_requested:
+        log.warning(
+            "handler_program_fallback",
+            requested=serve_config.program_requested,
+            missing_in=str(serve_config.code_dir),
+            using=serve_config.program,
+            why="SAGEMAKER_PROGRAM names a file the code dir does not have (often the training script)",
+        )
     try:
         run_dir = Path(tempfile.mkdtemp(prefix="smc-serve-", dir=serve_config.tmp_dir))
     except OSError as exc:
@@ -140,7 +147,8 @@ def find_nginx(config: ServeConfig) -> str:
         path = Path(config.nginx)
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise BootError(f"SMC_NGINX={config.nginx} is not an executable file",
-                            hint="point SMC_NGINX at the nginx binary, or unset it to use nginx from PATH")
+                            hint="point SMC_NGINX at the nginx binary (Debian/Ubuntu: apt-get install -y nginx-light), "
+                                 "or unset it to use nginx from PATH")
         return str(path)
     found = shutil.which("nginx", path=config.path_env)
     if not found:
@@ -165,31 +173,6 @@ def check_port_free(port: int) -> None:
             ) from None
 
 
-def available_cpus() -> int:
-    """CPUs this container may use: affinity, then the cgroup CPU quota (v2, else v1)."""
-    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    quota = _cgroup_cpu_quota()
-    if quota:
-        count = min(count, max(1, math.ceil(quota)))
-    return max(1, count)
-
-
-def _cgroup_cpu_quota() -> float | None:
-    try:
-        fields = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if fields and fields[0] != "max":
-            return int(fields[0]) / int(fields[1])
-        return None
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
-        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
-        return quota / period if quota > 0 and period > 0 else None
-    except (OSError, ValueError):
-        return None
-
-
 def _give_to_nginx_workers(directory: Path) -> None:
     """nginx started as root runs its workers as `nobody`; they buffer large bodies here."""
     try:
@@ -199,4 +182,4 @@ def _give_to_nginx_workers(directory: Path) -> None:
     os.chown(directory, nobody.pw_uid, nobody.pw_gid)
 
 
-__all__ = ["available_cpus", "check_port_free", "find_nginx", "run"]
+__all__ = ["check_port_free", "find_nginx", "run"]

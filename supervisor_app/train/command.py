@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from supervisor_app import exitcodes, logs, process
+from supervisor_app import cpus, exitcodes, logs, process
 from supervisor_app.config import Config
 from supervisor_app.config.settings import parse_log_level
 from supervisor_app.config.train import TrainConfig, load_dist_config, load_train_config
@@ -153,7 +153,7 @@ def _train(config: Config, layout: Layout, log: Any) -> int:
         pythonpath=env["PYTHONPATH"],
     )
     if launcher is not Launcher.PROCESS:
-        script = dispatch.Script(kind, name, user_args, python, code_dir, env, tuple(sm_names(env)))
+        script = dispatch.Script(kind, name, user_args, python, code_dir, env, tuple(_sm_names(env)))
         return _run_distributed(config, train, split, training_env, launcher, script, log)
     log.info(
         "training_started",
@@ -181,7 +181,7 @@ def _run_distributed(
     return _finish(config.layout, script.name, result.outcome, train.stop_grace_s, log, cause=result.cause)
 
 
-def sm_names(env: dict[str, str]) -> list[str]:
+def _sm_names(env: dict[str, str]) -> list[str]:
     return [name for name in env if name.startswith("SM_")]
 
 
@@ -220,7 +220,7 @@ def _resources(train: TrainConfig) -> environment.Resources:
     foreign = process.foreign_env(train.environ)
     path = foreign.get("PATH")
     return environment.Resources(
-        num_cpus=resources.num_cpus(),
+        num_cpus=cpus.available_cpus(),
         num_gpus=resources.num_gpus(foreign),
         num_neurons=resources.num_neurons(
             str(train.resource_config.get("current_instance_type", "local")), foreign

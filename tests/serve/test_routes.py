@@ -282,3 +282,18 @@ def test_user_print_becomes_a_json_line_at_once(echo_server):
     echo_server.invoke({"print": "hello-from-predict"})
     line = echo_server.wait_event("output", timeout=3, message="hello-from-predict")
     assert line["component"] == "gunicorn" and line["stream"] == "stdout"
+
+
+def test_program_naming_the_training_script_falls_back_to_inference_py(start_server):
+    """An image whose ENV SAGEMAKER_PROGRAM=train.py serves with model/code/inference.py, and says so."""
+    server = start_server("example", env={"SAGEMAKER_PROGRAM": "train.py"})
+    response = server.invoke("1,2,3\n", content_type="text/csv", accept="application/json")
+    assert response.status == 200, response.body
+    fallback = server.wait_event("handler_program_fallback")
+    assert fallback["requested"] == "train.py" and fallback["using"] == "inference.py"
+
+
+def test_program_that_exists_is_used_as_named(start_server, opt_ml):
+    server = start_server("example", env={"SAGEMAKER_PROGRAM": "inference.py"})
+    assert server.invoke("1,2,3\n", content_type="text/csv").status == 200
+    assert server.events("handler_program_fallback") == []

@@ -212,6 +212,6 @@ def test_s3_submit_directory_falls_back_to_model_code():
 def test_available_cpus_is_positive_and_within_affinity():
     import os
 
-    from supervisor_app.serve.command import available_cpus
+    from supervisor_app.cpus import available_cpus
 
     assert 1 <= available_cpus() <= len(os.sched_getaffinity(0))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from trainkit import JOBS, clean_env, make_job, train_env, write_json
 
-from supervisor_app.train import resources
+from supervisor_app.cpus import available_cpus
 
 pytestmark = pytest.mark.toolkit
 
@@ -81,7 +81,7 @@ def test_differential_script_sees_what_the_toolkit_gives(case, tmp_path, smc, to
     assert got_env.pop("PYTHONUNBUFFERED") == "1" and "PYTHONUNBUFFERED" not in exp_env
     # 3. CPUs: smc counts the CPUs this process may use (affinity, cgroup quota); the toolkit
     #    counts the host's. Equal here unless the test runs under a CPU limit.
-    cpus = resources.num_cpus()
+    cpus = available_cpus()
     assert got_env["SM_NUM_CPUS"] == str(cpus)
     if exp_env["SM_NUM_CPUS"] != str(cpus):
         assert cpus < int(exp_env["SM_NUM_CPUS"])

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from supervisor_app.config.train import decode_hyperparameters
-from supervisor_app.train import environment, hyperparams, resources, runner, s3
+from supervisor_app import cpus
+from supervisor_app.train import environment, hyperparams, runner, s3
 
 
 def test_decode_hyperparameters_json_else_raw_and_reports_non_strings():
@@ -95,22 +96,22 @@ def test_failure_text_puts_cause_first_and_fits_1024_bytes_even_with_multibyte_t
 )
 def test_cgroup_v2_cpu_limit(tmp_path: Path, cpu_max, expected):
     (tmp_path / "cpu.max").write_text(cpu_max + "\n")
-    assert resources.cgroup_cpu_limit(tmp_path) == expected
+    assert cpus.cgroup_cpu_limit(tmp_path) == expected
 
 
 def test_cgroup_v1_cpu_limit(tmp_path: Path):
     (tmp_path / "cpu").mkdir()
     (tmp_path / "cpu/cpu.cfs_quota_us").write_text("300000\n")
     (tmp_path / "cpu/cpu.cfs_period_us").write_text("100000\n")
-    assert resources.cgroup_cpu_limit(tmp_path) == 3
+    assert cpus.cgroup_cpu_limit(tmp_path) == 3
     (tmp_path / "cpu/cpu.cfs_quota_us").write_text("-1\n")
-    assert resources.cgroup_cpu_limit(tmp_path) is None
+    assert cpus.cgroup_cpu_limit(tmp_path) is None
 
 
 def test_num_cpus_is_at_most_the_host_count(tmp_path: Path):
     import os
 
-    assert 1 <= resources.num_cpus(tmp_path) <= (os.cpu_count() or 1)
+    assert 1 <= cpus.available_cpus(tmp_path) <= (os.cpu_count() or 1)
 
 
 @pytest.mark.parametrize("token", ["", "session-token"])
