@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import structlog
 
@@ -113,6 +113,33 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+class ConsoleLines:
+    """Binary stream adapter for relayed child output: JSON lines written to it come out in the
+    console format, so a terminal shows one format, not smc's console lines mixed with JSON."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._render = structlog.dev.ConsoleRenderer(colors=_isatty(stream), timestamp_key="ts")
+
+    def write(self, data: bytes) -> int:
+        rendered = []
+        for line in data.split(b"\n"):
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+                text = self._render(None, str(record.get("level", "info")), record)
+                rendered.append(text.encode("utf-8", "replace"))
+            except (ValueError, AttributeError, TypeError):
+                rendered.append(line)
+        if rendered:
+            self._stream.write(b"\n".join(rendered) + b"\n")
+        return len(data)
+
+    def flush(self) -> None:
+        self._stream.flush()
 
 
 def get_logger(component: str, **fields: Any) -> Any:

@@ -12,6 +12,7 @@ import shutil
 import socket
 import sys
 import tempfile
+from typing import Any
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
                     serve_config.restart_limit, serve_config.restart_window_s, serve_config.startup_timeout_s)
     supervisor = Supervisor(gunicorn, nginx, run_dir, socket_path, run_dir / nginx_conf.READY_FILE,
                             serve_config.port, notify_read, policy, log, _now_iso,
-                            sys.stdout.buffer, sys.stderr.buffer)
+                            *_relay_streams(config))
     outcome = supervisor.run()
     process.reap()
     if outcome.load_error:
@@ -114,6 +115,13 @@ def _run_master(config: Config, serve_config: ServeConfig, args: list[str]) -> i
     run_dir, notify_fd, workers = Path(args[0]), int(args[1]), int(args[2])
     logs.configure(config.log_level, "json")  # the supervisor relays JSON lines as they are
     return run_master(serve_config, config.prefix, config.environ, run_dir, notify_fd, workers, config.log_level)
+
+
+def _relay_streams(config: Config) -> tuple[Any, Any]:
+    """Where children's lines go: as JSON, or rendered for people when smc logs to a terminal."""
+    if logs.wants_console(config.log_format, sys.stdout):
+        return logs.ConsoleLines(sys.stdout.buffer), logs.ConsoleLines(sys.stderr.buffer)
+    return sys.stdout.buffer, sys.stderr.buffer
 
 
 def _now_iso() -> str:

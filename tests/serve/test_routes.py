@@ -297,3 +297,14 @@ def test_program_that_exists_is_used_as_named(start_server, opt_ml):
     server = start_server("example", env={"SAGEMAKER_PROGRAM": "inference.py"})
     assert server.invoke("1,2,3\n", content_type="text/csv").status == 200
     assert server.events("handler_program_fallback") == []
+
+
+def test_console_format_renders_children_lines_too(start_server):
+    """On a terminal (or SMC_LOG_FORMAT=console) gunicorn's and nginx's relayed lines match smc's own."""
+    server = start_server("example", env={"SMC_LOG_FORMAT": "console"})
+    assert server.invoke("1,2,3\n", content_type="text/csv").status == 200
+    server.stop()
+    lines = [line for line in server.output().splitlines() if line.strip() and not line.startswith("---")]
+    assert any("component=gunicorn" in line for line in lines)
+    assert any("component=nginx" in line and "event" not in line.split()[0] for line in lines)
+    assert not [line for line in lines if line.lstrip().startswith("{")]
