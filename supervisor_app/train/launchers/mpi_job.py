@@ -104,7 +104,9 @@ def run_master(job: Job, command: list[str], cwd: Path, grace_s: float, log: Any
         # mpirun starts orted on the workers with `ssh <these args> host orted ...`.
         env["OMPI_MCA_plm_rsh_args"] = f"-F {files.client_config}"
         log.info("mpi_job_started", hosts=list(job.cluster.hosts), command=command)
+        started = time.monotonic()
         outcome = runner.run(command, env, cwd, grace_s, log)
+        log.info("mpi_job_ended", exit_code=outcome.exit_code, duration_s=round(time.monotonic() - started, 3))
         failed = outcome.exit_code != 0 or outcome.stop_signal is not None
         cause = describe_failure(outcome, job.cluster) if failed else None
         _notify_workers(job, files, outcome, cause, log)

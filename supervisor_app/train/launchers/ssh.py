@@ -129,8 +129,12 @@ def _public_of(key: Path, origin: str) -> str:
 
 
 def start_sshd(sshd: str, files: SshFiles, environ: dict[str, str], log: Any) -> subprocess.Popen:
-    # sshd refuses to start without its privilege separation directory.
-    Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
+    # sshd refuses to start without its privilege separation directory (a non-root user cannot
+    # make it; sshd then says so itself).
+    try:
+        Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("sshd_dir_not_made", path="/run/sshd", error=exc.strerror)
     command = [sshd, "-D", "-e", "-f", str(files.sshd_config)]
     child = subprocess.Popen(command, env=environ, process_group=0, close_fds=True)
     log.info("sshd_started", pid=child.pid, command=command, key=files.key_origin)

@@ -94,6 +94,8 @@ class Cluster:
     hosts: list[Host] = field(default_factory=list)
     started_at: float = 0.0
     entrypoint: str | None = None  # the image's own when None
+    # SageMaker's containers answer gethostname() with an EC2-style name, not algo-N.
+    ec2_hostnames: bool = False
 
     @property
     def network(self) -> str:
@@ -132,7 +134,8 @@ class Cluster:
             self.hosts.append(Host(name, f"{self.network}-{name}", base))
         self.started_at = time.time()
         for host in self.hosts:
-            argv = ["run", "-d", "--name", host.container, "--hostname", host.name, "--network", self.network,
+            hostname = f"ip-10-0-0-{host.name.rsplit('-', 1)[1]}" if self.ec2_hostnames else host.name
+            argv = ["run", "-d", "--name", host.container, "--hostname", hostname, "--network", self.network,
                     "--network-alias", host.name, "-e", f"TRAINING_JOB_NAME=job-{self.ident}"]  # fmt: skip
             if self.entrypoint:
                 argv += ["--entrypoint", self.entrypoint]

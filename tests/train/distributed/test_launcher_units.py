@@ -91,6 +91,18 @@ def test_failure_names_rank_and_host_from_mpiruns_report():
     )
 
 
+def test_failure_names_the_rank_that_called_mpi_abort():
+    text = (
+        "[1,1]<stderr>:RuntimeError: boom\n"
+        "MPI_ABORT was invoked on rank 1 in communicator MPI_COMM_WORLD\n  with errorcode 1.\n"
+    )
+    one_per_host = Cluster(("algo-1", "algo-2"), "algo-1", "algo-1", "eth0", 1, "local")
+    assert describe_failure(_outcome(text, 1), one_per_host) == (
+        "MPI job failed: rank 1 on algo-2 aborted the job (MPI_Abort, error code 1)"
+    )
+    assert failed_rank_stderr(text.encode()) == b"[rank 1] RuntimeError: boom"
+
+
 def test_failure_names_a_rank_killed_by_a_signal():
     text = "mpirun noticed that process rank 2 with PID 0 on node algo-2 exited on signal 9 (Killed).\n"
     assert describe_failure(_outcome(text, 137), CLUSTER).startswith(

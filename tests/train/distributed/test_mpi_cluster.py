@@ -135,3 +135,13 @@ def test_mpi_hosts_without_a_shared_key_fail_naming_the_host(cluster):
     )
     # The master could not tell it either; the worker notices its master is gone.
     assert cluster.host("algo-2").failure().startswith("MPI job lost: the master algo-1 stopped answering")
+
+
+def test_mpi_works_when_container_hostnames_are_not_the_job_host_names(cluster):
+    # On SageMaker gethostname() is not algo-N; mpirun must still treat algo-1 as itself.
+    cluster.ec2_hostnames = True
+    cluster.start({"sagemaker_mpi_enabled": True, "sagemaker_mpi_num_of_processes_per_host": 2})
+    codes = cluster.wait(JOB_TIMEOUT_S)
+    log = cluster.logs("algo-1")
+    assert codes == {"algo-1": 0, "algo-2": 0}, log[-3000:]
+    assert _ranks_ok(log) == {0: "ip-10-0-0-1", 1: "ip-10-0-0-1", 2: "ip-10-0-0-2", 3: "ip-10-0-0-2"}
