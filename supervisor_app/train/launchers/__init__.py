@@ -2,7 +2,8 @@
 
 - MPI (`sagemaker_mpi_enabled` and the current instance group distributed): mpi_job.py
 - torchrun (`sagemaker_torch_distributed_enabled`): torchrun.py
-- parameter server / multi-worker mirrored (TensorFlow): TF_CONFIG from tf_config.py
+- parameter servers (TensorFlow): a ps task beside the script, parameter_server.py
+- TF_CONFIG for parameter servers and multi-worker mirrored: tf_config.py
 """
 
 from __future__ import annotations
@@ -21,16 +22,20 @@ class Launcher(enum.Enum):
     PROCESS = "process"
     MPI = "mpi"
     TORCHRUN = "torchrun"
+    PARAMETER_SERVER = "parameter_server"
 
 
 def choose(framework: Mapping[str, Any], training_env: Mapping[str, Any]) -> Launcher:
     """MPI first, as in sagemaker-training's `train`; then torchrun (the PyTorch containers'
-    order puts MPI before it too). Only hosts of a distributed instance group launch."""
+    order puts MPI before it too); then TensorFlow parameter servers (more than one host, as in
+    the TF containers). Only hosts of a distributed instance group launch."""
     distributed = training_env["current_instance_group"] in training_env["distribution_instance_groups"]
     if framework.get(MPI_ENABLED) and distributed:
         return Launcher.MPI
     if framework.get(TORCH_DISTRIBUTED_ENABLED) and distributed:
         return Launcher.TORCHRUN
+    if framework.get(PARAMETER_SERVER_ENABLED) and distributed and len(training_env["hosts"]) > 1:
+        return Launcher.PARAMETER_SERVER
     return Launcher.PROCESS
 
 

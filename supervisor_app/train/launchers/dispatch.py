@@ -7,10 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from supervisor_app.config.train import DistConfig, TrainConfig
-from supervisor_app.train import runner
+from supervisor_app.train import entry_point, runner
 from supervisor_app.train.cluster import Cluster
 from supervisor_app.train.entry_point import Kind, Python
-from supervisor_app.train.launchers import Launcher, mpi_command, mpi_job, torchrun
+from supervisor_app.train.launchers import (
+    Launcher,
+    background,
+    mpi_command,
+    mpi_job,
+    parameter_server,
+    torchrun,
+)
 from supervisor_app.train.launchers.mpi_job import Result
 
 
@@ -34,6 +41,8 @@ def run(
     script: Script,
     log: Any,
 ) -> Result:
+    if launcher is Launcher.PARAMETER_SERVER:
+        return _run_with_parameter_server(cluster, train, script, log)
     if launcher is Launcher.TORCHRUN:
         command = torchrun.torchrun_command(cluster, script.kind, script.name, script.args, script.env)
         torchrun.require_torchrun(command, script.env.get("PATH"))
@@ -61,3 +70,17 @@ def run(
     exported = (*script.exported, *mpi_command.EXTRA_EXPORTS)
     command = mpi_command.mpirun_command(cluster, framework, exported, script.env, program)
     return mpi_job.run_master(job, command, script.code_dir, train.stop_grace_s, log)
+
+
+def _run_with_parameter_server(cluster: Cluster, train: TrainConfig, script: Script, log: Any) -> Result:
+    server = parameter_server.start_server(list(script.python.argv), cluster, script.env, log)
+    try:
+        path = script.code_dir / script.name
+        command = entry_point.build_command(script.kind, path, script.name, script.args, script.python)
+        log.info("training_started", launcher="parameter_server", command=command, cwd=str(script.code_dir))
+        outcome = runner.run(command, script.env, script.code_dir, train.stop_grace_s, log)
+        if outcome.stop_signal is None:
+            parameter_server.wait_for_master_to_finish(cluster, log)
+        return Result(outcome, None)
+    finally:
+        background.stop(server)

@@ -29,7 +29,7 @@ from supervisor_app.errors import BootError
 from supervisor_app.train import cluster as cluster_mod
 from supervisor_app.train import runner
 from supervisor_app.train.cluster import Cluster
-from supervisor_app.train.launchers import ssh
+from supervisor_app.train.launchers import background, ssh
 
 _NOTIFY_TIMEOUT_S = 20.0
 _POLL_S = 0.25
@@ -106,7 +106,9 @@ def run_master(job: Job, command: list[str], cwd: Path, grace_s: float, log: Any
         log.info("mpi_job_started", hosts=list(job.cluster.hosts), command=command)
         started = time.monotonic()
         outcome = runner.run(command, env, cwd, grace_s, log)
-        log.info("mpi_job_ended", exit_code=outcome.exit_code, duration_s=round(time.monotonic() - started, 3))
+        log.info(
+            "mpi_job_ended", exit_code=outcome.exit_code, duration_s=round(time.monotonic() - started, 3)
+        )
         failed = outcome.exit_code != 0 or outcome.stop_signal is not None
         cause = describe_failure(outcome, job.cluster) if failed else None
         _notify_workers(job, files, outcome, cause, log)
@@ -116,7 +118,7 @@ def run_master(job: Job, command: list[str], cwd: Path, grace_s: float, log: Any
             outcome = dataclasses.replace(outcome, stderr_tail=failed_rank_stderr(outcome.stderr_tail))
         return Result(outcome, cause)
     finally:
-        ssh.stop_sshd(sshd)
+        background.stop(sshd)
 
 
 _RANK_EXIT = re.compile(r"Process name:\s*\[\[\d+,\d+\],(\d+)\]\s*Exit code:\s*(\d+)")
@@ -264,7 +266,7 @@ def run_worker(job: Job, log: Any) -> Result:
         log.info("mpi_worker_waiting", master=master, status_file=str(job.status_file))
         return _wait_for_outcome(job, sshd, log)
     finally:
-        ssh.stop_sshd(sshd)
+        background.stop(sshd)
 
 
 def _clear_status(path: Path) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from supervisor_app.config.train import DistConfig
 from supervisor_app.errors import BootError, ConfigError
-from supervisor_app.train.launchers import ed25519
+from supervisor_app.train.launchers import background, ed25519
 
 SSHD_PATHS = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
 SSHD_PACKAGE = "openssh-server"
@@ -136,7 +136,7 @@ def start_sshd(sshd: str, files: SshFiles, environ: dict[str, str], log: Any) ->
     except OSError as exc:
         log.warning("sshd_dir_not_made", path="/run/sshd", error=exc.strerror)
     command = [sshd, "-D", "-e", "-f", str(files.sshd_config)]
-    child = subprocess.Popen(command, env=environ, process_group=0, close_fds=True)
+    child = background.start(command, environ)
     log.info("sshd_started", pid=child.pid, command=command, key=files.key_origin)
     return child
 
@@ -147,14 +147,3 @@ def check_sshd_alive(child: subprocess.Popen, port: int) -> None:
             f"sshd exited at start with code {child.returncode} (port {port})",
             hint="see sshd's message above; another sshd on the port? set SMC_MPI_SSH_PORT",
         )
-
-
-def stop_sshd(child: subprocess.Popen) -> None:
-    try:
-        os.killpg(child.pid, 15)
-    except (ProcessLookupError, PermissionError):
-        return
-    try:
-        child.wait(timeout=5)
-    except (subprocess.TimeoutExpired, ChildProcessError):
-        pass

@@ -1,9 +1,11 @@
 """The launchers through the frozen binary, on one machine: torchrun (a stand-in on PATH records
-what it was given), TF_CONFIG, and MPI in an image without Open MPI or sshd."""
+what it was given), TF_CONFIG and the parameter-server task (a stand-in tensorflow records it),
+and MPI in an image without Open MPI or sshd."""
 
 from __future__ import annotations
 
 import json
+import os
 
 from trainkit import failure, hyperparameters, make_job, script, train_env, write_json
 
@@ -92,3 +94,80 @@ def test_mpi_in_an_image_without_open_mpi_says_which_package_to_install(smc, tmp
     text = failure(base)
     assert text.startswith("sagemaker_mpi_enabled is set, but the image lacks"), text
     assert "openmpi-bin" in text and "apt-get install -y --no-install-recommends" in text
+
+
+FAKE_TENSORFLOW = """
+# Stands in for tensorflow: records how smc's parameter-server task builds its server.
+import json, os, time
+
+class _ClusterSpec:
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+class _Server:
+    def __init__(self, spec, job_name, task_index, config):
+        record = {"cluster": spec.cluster, "job_name": job_name, "task_index": task_index,
+                  "config": config, "pid": os.getpid(), "tf_config": os.environ["TF_CONFIG"]}
+        with open(os.environ["SM_OUTPUT_DATA_DIR"] + "/ps_server.json", "w") as f:
+            json.dump(record, f)
+
+    def join(self):
+        time.sleep(3600)
+
+class train:
+    ClusterSpec = _ClusterSpec
+
+class distribute:
+    Server = _Server
+
+class compat:
+    class v1:
+        @staticmethod
+        def ConfigProto(**kw):
+            return kw
+"""
+
+
+def test_parameter_server_task_runs_beside_the_script_and_stops_with_it(smc, tmp_path):
+    base = make_job(tmp_path)
+    write_json(
+        base / "input/config/resourceconfig.json", {"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]}
+    )
+    hyperparameters(base, sagemaker_program="train.py", sagemaker_parameter_server_enabled=True)
+    script(
+        base,
+        "train.py",
+        "import os, time\n"
+        "out = os.environ['SM_OUTPUT_DATA_DIR']\n"
+        "for _ in range(100):\n"
+        "    if os.path.exists(out + '/ps_server.json'): break\n"
+        "    time.sleep(0.1)\n"
+        "open(out + '/tf_config', 'w').write(os.environ['TF_CONFIG'])\n",
+    )
+    fake = tmp_path / "fake_tf"
+    (fake / "tensorflow").mkdir(parents=True)
+    (fake / "tensorflow" / "__init__.py").write_text(FAKE_TENSORFLOW)
+    done = smc("train", env=train_env(base, SM_STUDIO_LOCAL_MODE="true", PYTHONPATH=str(fake)), timeout=60)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    server = json.loads((base / "output/data/ps_server.json").read_text())
+    ps_config = {
+        "cluster": {
+            "master": ["algo-1:2222"],
+            "ps": ["algo-1:2223", "algo-2:2223"],
+            "worker": ["algo-2:2222"],
+        },
+        "environment": "cloud",
+        "task": {"index": 0, "type": "ps"},
+    }
+    assert json.loads(server["tf_config"]) == ps_config
+    assert (
+        server["cluster"] == ps_config["cluster"] and server["job_name"] == "ps" and server["task_index"] == 0
+    )
+    assert server["config"] == {"device_count": {"GPU": 0}}
+    assert json.loads((base / "output/data/tf_config").read_text())["task"] == {"index": 0, "type": "master"}
+    try:
+        os.kill(server["pid"], 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    assert not alive, "the parameter server outlived the job"
