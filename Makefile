@@ -39,9 +39,11 @@ dist/smc: $(BUILD_VENV)/.ok $(SOURCES)
 binary: dist/smc
 
 test: dist/smc $(TEST_VENV)/.ok
+	bash build/system-deps.sh test
 	SMC_BINARY=$(CURDIR)/dist/smc $(PY) -m pytest $(PYTEST_ARGS)
 
 demo: dist/smc $(TEST_VENV)/.ok
+	bash build/system-deps.sh demo
 	$(PY) examples/demo.py --smc dist/smc
 
 bench: dist/smc $(TEST_VENV)/.ok
