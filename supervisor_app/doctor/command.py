@@ -12,6 +12,7 @@ from supervisor_app.config.serve import ServeConfig, load_serve_config
 from supervisor_app.doctor import checks_env, checks_serve, checks_train, report
 from supervisor_app.doctor.findings import FAIL, Finding, fail
 from supervisor_app.errors import SmcError, UsageError
+from supervisor_app.train.launchers.checks import check_launchers
 
 USAGE = "usage: smc doctor [train|serve] [--json]"
 
@@ -46,6 +47,7 @@ def collect(config: Config, modes: set[str]) -> list[Finding]:
         train, job_findings = checks_train.load_job(config)
         findings += job_findings
         findings += checks_train.check_entry_point(config, train)
+        findings += check_launchers(config, train)
     if serve is not None:
         findings.append(checks_env.check_nginx(config, serve))
         findings.append(checks_env.check_port(serve))

@@ -224,3 +224,11 @@ def test_noexec_temp_dir_fails(tmp_path):
     report = json.loads(result.stdout)
     finding = by_check(report, "tmp_dir")
     assert result.returncode == 1 and "noexec" in finding["message"] and "--tmpfs /tmp:exec" in finding["hint"]
+
+
+def test_mpi_job_in_an_image_without_open_mpi_says_which_packages(smc, tmp_path):
+    env = job_tree(tmp_path / "ml")
+    (tmp_path / "ml/input/config/hyperparameters.json").write_text(json.dumps({"sagemaker_mpi_enabled": "true"}))
+    code, report = doctor(smc, "train", env={**env, "PATH": "/nonexistent"})
+    finding = by_check(report, "mpi_programs")
+    assert code == 1 and "openmpi-bin" in finding["message"] and "apt-get install" in finding["hint"]
