@@ -56,7 +56,7 @@ TRAIN_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "stop_grace_s",
-        ("SMC_STOP_GRACE_S",),
+        ("SMC_STOP_GRACE_SECONDS",),
         parse_seconds,
         30.0,
         "Seconds between forwarding SIGTERM/SIGINT to the training script's process group and "
@@ -65,7 +65,7 @@ TRAIN_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "host_wait_s",
-        ("SMC_HOST_WAIT_S",),
+        ("SMC_HOST_WAIT_SECONDS",),
         parse_seconds,
         900.0,
         "Multi-host jobs: how long to wait for every host in resourceconfig.json to resolve in DNS "
@@ -383,7 +383,7 @@ def _json_type(value: Any) -> str:
 DIST_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "peer_wait_s",
-        ("SMC_PEER_WAIT_S",),
+        ("SMC_PEER_WAIT_SECONDS",),
         parse_seconds,
         600.0,
         "Distributed jobs: how long to wait for every peer host to resolve and answer on its port "
@@ -420,7 +420,7 @@ DIST_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "master_lost_s",
-        ("SMC_MPI_MASTER_LOST_S",),
+        ("SMC_MPI_MASTER_LOST_SECONDS",),
         parse_seconds,
         10.0,
         "MPI workers: how long the master's SSH port may stay silent before the worker gives up "

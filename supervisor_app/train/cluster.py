@@ -101,7 +101,7 @@ def wait_for_peers(peers: tuple[str, ...], port: int, timeout_s: float, log: Any
             raise BootError(
                 f"peer host(s) never answered on port {port} within {timeout_s:g} s: {names}",
                 hint=f"every host must run the same image with `smc train`; {what}. "
-                "Raise SMC_PEER_WAIT_S if hosts start slowly",
+                "Raise SMC_PEER_WAIT_SECONDS if hosts start slowly",
             )
         time.sleep(delay_s)
         delay_s = min(delay_s * 2, _MAX_DELAY_S)

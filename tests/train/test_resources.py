@@ -77,7 +77,7 @@ def test_multi_host_job_waits_for_dns_then_fails_with_a_clear_message(smc, tmp_p
         {"current_host": "algo-1", "hosts": ["localhost", "algo-smc-unresolvable.invalid"]},
     )
     script(base, "train.py", "print('ran')\n")
-    done = smc("train", env=train_env(base, SAGEMAKER_PROGRAM="train.py", SMC_HOST_WAIT_S="1"))
+    done = smc("train", env=train_env(base, SAGEMAKER_PROGRAM="train.py", SMC_HOST_WAIT_SECONDS="1"))
     assert done.returncode == 3
     assert failure(base).startswith(
         "host 'algo-smc-unresolvable.invalid' of resourceconfig.json does not resolve after 1 s"

@@ -93,7 +93,7 @@ def test_stdout_is_unbuffered_lines_arrive_while_the_script_runs(smc_binary, tmp
     base = make_job(tmp_path)
     script(base, "train.py", "import time\nprint('epoch=1 loss=0.25;')\ntime.sleep(30)\n")
     env = clean_env()
-    env.update(train_env(base, SAGEMAKER_PROGRAM="train.py", SMC_STOP_GRACE_S="1"))
+    env.update(train_env(base, SAGEMAKER_PROGRAM="train.py", SMC_STOP_GRACE_SECONDS="1"))
     proc = subprocess.Popen([str(smc_binary), "train"], env=env, stdout=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 15

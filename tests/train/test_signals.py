@@ -79,7 +79,7 @@ def test_sigterm_reaches_the_scripts_whole_process_group(smc_binary, tmp_path):
 def test_sigkill_follows_the_grace_period_for_a_script_ignoring_sigterm(smc_binary, tmp_path):
     base = make_job(tmp_path)
     script(base, "train.py", IGNORES_STOP)
-    proc = _start(smc_binary, base, SMC_STOP_GRACE_S="1")
+    proc = _start(smc_binary, base, SMC_STOP_GRACE_SECONDS="1")
     _wait_for(base / "output/data/child_ready")
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
@@ -149,7 +149,7 @@ def test_stop_before_the_script_starts_still_reports_and_exits_128_plus_n(smc_bi
         {"current_host": "algo-1", "hosts": ["algo-1", "algo-smc-unresolvable.invalid"]},
     )
     script(base, "train.py", "print('ran')\n")
-    proc = _start(smc_binary, base, SMC_HOST_WAIT_S="60")
+    proc = _start(smc_binary, base, SMC_HOST_WAIT_SECONDS="60")
     deadline = time.monotonic() + 20
     for line in proc.stdout:  # wait until smc is in its DNS wait
         if '"event":"host_not_resolvable_yet"' in line or time.monotonic() > deadline:

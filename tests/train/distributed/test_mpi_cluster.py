@@ -100,7 +100,7 @@ def test_mpi_docker_stop_on_the_master_stops_the_whole_job(cluster):
 
 
 def test_mpi_worker_gives_up_when_the_master_vanishes(cluster):
-    cluster.start({"sagemaker_mpi_enabled": True, "sleep-s": 120}, env={"SMC_MPI_MASTER_LOST_S": "3"})
+    cluster.start({"sagemaker_mpi_enabled": True, "sleep-s": 120}, env={"SMC_MPI_MASTER_LOST_SECONDS": "3"})
     cluster.wait_for_log("algo-1", "first_line rank=1 host=algo-2", 60)
     cluster.docker_kill("algo-1")
     codes = cluster.wait(30)
@@ -110,7 +110,7 @@ def test_mpi_worker_gives_up_when_the_master_vanishes(cluster):
 
 
 def test_mpi_worker_names_the_master_that_never_came(cluster):
-    cluster.start({"sagemaker_mpi_enabled": True}, env={"SMC_PEER_WAIT_S": "2"}, only=["algo-2"])
+    cluster.start({"sagemaker_mpi_enabled": True}, env={"SMC_PEER_WAIT_SECONDS": "2"}, only=["algo-2"])
     codes = cluster.wait(30)
     assert codes == {"algo-2": 3}  # BootError
     failure = cluster.host("algo-2").failure()
@@ -123,7 +123,7 @@ def test_mpi_worker_names_the_master_that_never_came(cluster):
 def test_mpi_hosts_without_a_shared_key_fail_naming_the_host(cluster):
     cluster.start(
         {"sagemaker_mpi_enabled": True},
-        env={"SMC_MPI_MASTER_LOST_S": "2"},
+        env={"SMC_MPI_MASTER_LOST_SECONDS": "2"},
         host_env={"algo-2": {"SMC_MPI_SSH_SECRET": "not-the-masters"}},
     )
     codes = cluster.wait(JOB_TIMEOUT_S)
