@@ -2,8 +2,9 @@
 
 Supports -c CODE, -m MODULE, SCRIPT (file, directory or zip with __main__.py), - (stdin) and an
 interactive prompt, with sys.argv, __main__ and sys.path[0] set as CPython sets them. Leading
--b -B -d -E -I -O -OO -P -q -s -S -u -v -W ARG -X OPT are accepted; see README for which ones can
-only be acknowledged (a frozen interpreter's optimisation level is fixed at build time).
+-b -B -d -E -I -O -OO -P -q -s -S -u -v -W ARG -X OPT are accepted; some can only be acknowledged:
+a frozen interpreter's optimisation level is fixed at build time (-O), and -S still applies smc's
+site dirs, since without them pip-installed packages would be invisible.
 """
 
 from __future__ import annotations
@@ -109,8 +110,6 @@ def run(args: list[str], prefix: Path, environ: dict[str, str] | os._Environ) ->
             isolated="I" in parsed.flags,
         ),
     )
-    if "S" in parsed.flags:
-        pass  # site dirs were still applied: without them pip-installed packages are invisible
     safe_path = "I" in parsed.flags or "P" in parsed.flags or (
         "E" not in parsed.flags and bool(environ.get("PYTHONSAFEPATH"))
     )
