@@ -97,6 +97,11 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
             "Handler module (`.py` optional) with model_fn/input_fn/predict_fn/output_fn or transform_fn. "
             "When the named file is not in the code dir but inference.py is (an image whose ENV names "
             "its training script), inference.py is used and the log says so.", G),
+    Setting("wsgi_app", ("SMC_WSGI_APP",), parse_str, None,
+            "Serve your own WSGI app instead of the handler contract: `module:attribute` in the code dir, "
+            "e.g. `predictor:app` of a Flask \"bring your own container\" project (Flask is bundled). "
+            "smc still runs nginx, gunicorn, readiness, timeouts and JSON logs; /invocations and "
+            "/execution-parameters go to your app.", G),
     Setting("submit_dir", ("SAGEMAKER_SUBMIT_DIRECTORY",), parse_str, None,
             "Directory holding the handler module; default MODEL_DIR/code. An s3:// URL is not "
             "downloaded by serve: smc then uses MODEL_DIR/code and says so.", G),
@@ -153,6 +158,7 @@ class ServeConfig:
     workers: int | None
     program: str
     program_requested: str  # SAGEMAKER_PROGRAM as given; differs from program after the fallback
+    wsgi_app: str | None  # SMC_WSGI_APP: the user's own WSGI app instead of the handler contract
     default_accept: str
     max_payload_mb: int
     batch: bool

@@ -34,6 +34,14 @@ def check_handler(config: Config, serve: ServeConfig) -> list[Finding]:
             )
         ]
     usersite.prepare(config.prefix, config.environ)
+    if serve.wsgi_app:
+        from supervisor_app.serve.user_app import load_user_app
+
+        try:
+            load_user_app(serve.code_dir, serve.wsgi_app)
+        except SmcError as exc:
+            return [fail("handler", exc.message, exc.hint)]
+        return [ok("handler", f"SMC_WSGI_APP={serve.wsgi_app} imports and is a WSGI callable")]
     try:
         loaded = handlers.load_handlers(serve.code_dir, serve.module_name, serve.code_dir_requested)
     except SmcError as exc:

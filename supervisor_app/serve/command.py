@@ -140,6 +140,8 @@ def _check_model(config: ServeConfig) -> None:
             "submit_directory_ignored", submit_dir=config.code_dir_requested, code_dir=str(config.code_dir),
             why="serve does not download code; package it in model.tar.gz under code/",
         )
+    if config.wsgi_app:
+        return  # the worker imports the user's app and reports what is wrong with it
     path = config.code_dir / f"{config.module_name}.py"
     if not path.is_file() and not (config.code_dir / config.module_name / "__init__.py").is_file():
         where = f"SAGEMAKER_SUBMIT_DIRECTORY={config.code_dir_requested}" if config.code_dir_requested else \

@@ -25,6 +25,7 @@ from supervisor_app import exitcodes, logs, usersite
 from supervisor_app.config.serve import ServeConfig
 from supervisor_app.errors import AppLoadError
 from supervisor_app.serve import handlers as handler_module
+from supervisor_app.serve.user_app import load_user_app
 from supervisor_app.serve.worker import NginxWorker
 from supervisor_app.serve.wsgi import App
 
@@ -179,9 +180,17 @@ class ModelServer(BaseApplication):
         arbiter.notify_fd = self.notify_fd
         arbiter.run()
 
-    def load(self) -> App:
-        """Runs in each worker (or once in the master with preload): import handler, load model."""
+    def load(self) -> Any:
+        """Runs in each worker (or once in the master with preload): import handler, load model;
+        or import the user's own WSGI app (SMC_WSGI_APP)."""
         config = self.config
+        if config.wsgi_app:
+            try:
+                app = load_user_app(config.code_dir, config.wsgi_app)
+            except AppLoadError as exc:
+                self._fail("handler_import_failed", exc)
+            self.log.info("wsgi_app_loaded", app=config.wsgi_app, code_dir=str(config.code_dir))
+            return app
         try:
             handlers = handler_module.load_handlers(config.code_dir, config.module_name, config.code_dir_requested)
         except AppLoadError as exc:

@@ -126,15 +126,15 @@ def _missing_hint(module_path: Path, requested_dir: str | None) -> str:
     )
 
 
-def load_handlers(code_dir: Path, module_name: str, requested_dir: str | None = None) -> Handlers:
-    """Import the handler module from code_dir; AppLoadError says missing vs raising and how to fix."""
+def import_user_module(code_dir: Path, module_name: str, missing_hint: str, what: str = "handler module") -> Any:
+    """Import module_name from code_dir; AppLoadError tells a missing file from one raising on import."""
     path = code_dir / f"{module_name}.py"
     if not path.is_file() and not (code_dir / module_name / "__init__.py").is_file():
-        raise AppLoadError(f"handler module {path} not found", hint=_missing_hint(path, requested_dir))
+        raise AppLoadError(f"{what} {path} not found", hint=missing_hint)
     if str(code_dir) not in sys.path:
         sys.path.insert(0, str(code_dir))  # the toolkit also puts the code dir first: sibling imports work
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except BaseException as exc:  # SystemExit from user code at import is a load failure too
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -143,6 +143,12 @@ def load_handlers(code_dir: Path, module_name: str, requested_dir: str | None = 
             f"{path.name} raised {type(exc).__name__} on import: {exc}",
             hint=f"fix the error{where}; the traceback is in the log (event handler_import_failed)",
         ) from exc
+
+
+def load_handlers(code_dir: Path, module_name: str, requested_dir: str | None = None) -> Handlers:
+    """Import the handler module from code_dir; AppLoadError says missing vs raising and how to fix."""
+    path = code_dir / f"{module_name}.py"
+    module = import_user_module(code_dir, module_name, _missing_hint(path, requested_dir))
     hooks = {name: getattr(module, name) for name in HOOKS if callable(getattr(module, name, None))}
     handlers = Handlers(module_name, path, hooks)
     _validate(handlers)

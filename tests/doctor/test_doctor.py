@@ -232,3 +232,15 @@ def test_mpi_job_in_an_image_without_open_mpi_says_which_packages(smc, tmp_path)
     code, report = doctor(smc, "train", env={**env, "PATH": "/nonexistent"})
     finding = by_check(report, "mpi_programs")
     assert code == 1 and "openmpi-bin" in finding["message"] and "apt-get install" in finding["hint"]
+
+
+def test_byo_wsgi_app_is_imported_and_checked(smc, tmp_path):
+    base = tmp_path / "ml"
+    code = base / "model" / "code"
+    code.mkdir(parents=True)
+    shutil.copy(ROOT / "tests" / "fixtures" / "handlers" / "byo_predictor.py", code / "predictor.py")
+    env = {"SAGEMAKER_BASE_DIR": str(base), "SMC_NGINX": NGINX}
+    _, report = doctor(smc, "serve", env={**env, "SMC_WSGI_APP": "predictor:app"})
+    assert by_check(report, "handler")["status"] == "ok"
+    code_, report = doctor(smc, "serve", env={**env, "SMC_WSGI_APP": "predictor:nope"})
+    assert code_ == 1 and "has no attribute 'nope'" in by_check(report, "handler")["message"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import threading
 import time
 
-from tests.serve.conftest import Response
+from tests.conftest import ROOT
+from tests.serve.conftest import DEMO_MODEL, Response
 
 
 def test_ping_is_200_with_empty_body_when_model_loaded(echo_server):
@@ -308,3 +311,29 @@ def test_console_format_renders_children_lines_too(start_server):
     assert any("component=gunicorn" in line for line in lines)
     assert any("component=nginx" in line and "event" not in line.split()[0] for line in lines)
     assert not [line for line in lines if line.lstrip().startswith("{")]
+
+
+def _install_byo(opt_ml):
+    code = opt_ml / "model" / "code"
+    code.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "tests" / "fixtures" / "handlers" / "byo_predictor.py", code / "predictor.py")
+    (opt_ml / "model" / "model.json").write_text(json.dumps(DEMO_MODEL))
+
+
+def test_byo_flask_app_is_served_unchanged(start_server, opt_ml):
+    """SMC_WSGI_APP serves an existing Flask predictor (bundled Flask) behind smc's nginx and supervision."""
+    _install_byo(opt_ml)
+    server = start_server(None, env={"SMC_WSGI_APP": "predictor:app"})
+    response = server.invoke("1,2,3\n0,0,0\n", content_type="text/csv")
+    assert response.status == 200 and response.headers["content-type"].startswith("text/csv")
+    assert [float(v) for v in response.body.split()] == [1 + 4 + 9 + 0.5, 0.5]
+    assert server.invoke({"x": 1}).status == 415  # the app's own answer
+    assert server.wait_event("wsgi_app_loaded")["app"] == "predictor:app"
+    assert server.wait_event("request", path="/invocations", status=200)["inference_id"]
+
+
+def test_byo_flask_app_with_a_wrong_attribute_fails_to_start_with_exit_4(start_server, opt_ml):
+    _install_byo(opt_ml)
+    server = start_server(None, env={"SMC_WSGI_APP": "predictor:application"}, wait=False)
+    assert server.wait_exit() == 4
+    assert "has no attribute 'application'" in server.output()
