@@ -238,8 +238,9 @@ def test_byo_wsgi_app_is_imported_and_checked(smc, tmp_path):
     base = tmp_path / "ml"
     code = base / "model" / "code"
     code.mkdir(parents=True)
-    shutil.copy(ROOT / "tests" / "fixtures" / "handlers" / "byo_predictor.py", code / "predictor.py")
-    env = {"SAGEMAKER_BASE_DIR": str(base), "SMC_NGINX": NGINX}
+    shutil.copy(ROOT / "bench" / "serve" / "seed" / "predictor.py", code / "predictor.py")
+    shutil.copy(ROOT / "examples" / "tabular" / "code" / "inference.py", code / "inference.py")
+    env = {"SAGEMAKER_BASE_DIR": str(base), "SMC_NGINX": NGINX, "BENCH_MODEL_DIR": str(base / "model")}
     _, report = doctor(smc, "serve", env={**env, "SMC_WSGI_APP": "predictor:app"})
     assert by_check(report, "handler")["status"] == "ok"
     code_, report = doctor(smc, "serve", env={**env, "SMC_WSGI_APP": "predictor:nope"})

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import time
 
 from tests.conftest import ROOT
-from tests.serve.conftest import DEMO_MODEL, Response
+from tests.serve.conftest import DEMO_MODEL, Response, install_handler
 
 
 def test_ping_is_200_with_empty_body_when_model_loaded(echo_server):
@@ -313,17 +312,17 @@ def test_console_format_renders_children_lines_too(start_server):
     assert not [line for line in lines if line.lstrip().startswith("{")]
 
 
-def _install_byo(opt_ml):
-    code = opt_ml / "model" / "code"
-    code.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "tests" / "fixtures" / "handlers" / "byo_predictor.py", code / "predictor.py")
-    (opt_ml / "model" / "model.json").write_text(json.dumps(DEMO_MODEL))
+def _install_byo(opt_ml) -> dict[str, str]:
+    """The seed stack's Flask predictor from bench/serve (shaped like the scikit BYO example's), as is."""
+    install_handler(opt_ml, "example", DEMO_MODEL)
+    shutil.copy(ROOT / "bench" / "serve" / "seed" / "predictor.py", opt_ml / "model" / "code" / "predictor.py")
+    return {"BENCH_MODEL_DIR": str(opt_ml / "model")}
 
 
 def test_byo_flask_app_is_served_unchanged(start_server, opt_ml):
     """SMC_WSGI_APP serves an existing Flask predictor (bundled Flask) behind smc's nginx and supervision."""
-    _install_byo(opt_ml)
-    server = start_server(None, env={"SMC_WSGI_APP": "predictor:app"})
+    env = _install_byo(opt_ml)
+    server = start_server(None, env={**env, "SMC_WSGI_APP": "predictor:app"})
     response = server.invoke("1,2,3\n0,0,0\n", content_type="text/csv")
     assert response.status == 200 and response.headers["content-type"].startswith("text/csv")
     assert [float(v) for v in response.body.split()] == [1 + 4 + 9 + 0.5, 0.5]
@@ -333,7 +332,7 @@ def test_byo_flask_app_is_served_unchanged(start_server, opt_ml):
 
 
 def test_byo_flask_app_with_a_wrong_attribute_fails_to_start_with_exit_4(start_server, opt_ml):
-    _install_byo(opt_ml)
-    server = start_server(None, env={"SMC_WSGI_APP": "predictor:application"}, wait=False)
+    env = _install_byo(opt_ml)
+    server = start_server(None, env={**env, "SMC_WSGI_APP": "predictor:application"}, wait=False)
     assert server.wait_exit() == 4
     assert "has no attribute 'application'" in server.output()
