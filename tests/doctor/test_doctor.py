@@ -179,13 +179,22 @@ def _as_uid_1000(smc_binary: Path, args: list[str], env: dict[str, str]) -> subp
     assert setpriv, "setpriv (util-linux) is needed for the non-root test"
     full = clean_env()
     full.update(env)
-    return subprocess.run(
-        [setpriv, "--reuid", "1000", "--regid", "1000", "--clear-groups", str(smc_binary), *args],
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    # The checkout may sit below a folder uid 1000 cannot enter (e.g. /root): run a copy.
+    copy_dir = Path(tempfile.mkdtemp(prefix="smc-uid1000-", dir="/tmp"))
+    try:
+        binary = copy_dir / "smc"
+        shutil.copy(smc_binary, binary)
+        os.chmod(copy_dir, 0o755)
+        os.chmod(binary, 0o755)
+        return subprocess.run(
+            [setpriv, "--reuid", "1000", "--regid", "1000", "--clear-groups", str(binary), *args],
+            env=full,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        shutil.rmtree(copy_dir)
 
 
 def test_non_root_user_on_a_low_port_fails(smc_binary, tmp_path):
