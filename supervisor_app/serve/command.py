@@ -12,9 +12,9 @@ import shutil
 import socket
 import sys
 import tempfile
-from typing import Any
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from supervisor_app import cpus, logs, process
 from supervisor_app.config import Config

@@ -19,8 +19,9 @@ from typing import Any
 
 from supervisor_app import cpus, exitcodes, logs, process
 from supervisor_app.config import Config
+from supervisor_app.config.dist import load_dist_config
 from supervisor_app.config.settings import parse_log_level
-from supervisor_app.config.train import TrainConfig, load_dist_config, load_train_config
+from supervisor_app.config.train import TrainConfig, load_train_config
 from supervisor_app.errors import BootError, ConfigError, SmcError, UsageError, UserCodeError
 from supervisor_app.paths import Layout
 from supervisor_app.train import (

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from supervisor_app import process
 from supervisor_app.config import Config
-from supervisor_app.config.train import TrainConfig, load_dist_config
+from supervisor_app.config.dist import load_dist_config
+from supervisor_app.config.train import TrainConfig
 from supervisor_app.doctor.findings import Finding, fail, ok, warn
 from supervisor_app.errors import ConfigError
 from supervisor_app.train.launchers import MPI_ENABLED, TORCH_DISTRIBUTED_ENABLED, mpi_job, ssh

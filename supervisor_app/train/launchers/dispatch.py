@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor_app.config.train import DistConfig, TrainConfig
+from supervisor_app.config.dist import DistConfig
+from supervisor_app.config.train import TrainConfig
 from supervisor_app.train import entry_point, runner
 from supervisor_app.train.cluster import Cluster
 from supervisor_app.train.entry_point import Kind, Python

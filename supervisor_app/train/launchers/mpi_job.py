@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor_app import exitcodes, process
-from supervisor_app.config.train import DistConfig
+from supervisor_app.config.dist import DistConfig
 from supervisor_app.errors import BootError
 from supervisor_app.train import cluster as cluster_mod
 from supervisor_app.train import runner

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor_app.config.train import DistConfig
+from supervisor_app.config.dist import DistConfig
 from supervisor_app.errors import BootError, ConfigError
 from supervisor_app.train.launchers import background, ed25519
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from supervisor_app import logs
-from supervisor_app.config.train import DistConfig
+from supervisor_app.config.dist import DistConfig
 from supervisor_app.errors import BootError, ConfigError
 from supervisor_app.train import runner
 from supervisor_app.train.cluster import Cluster, discover, wait_for_peers
