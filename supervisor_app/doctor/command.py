@@ -11,25 +11,32 @@ from supervisor_app.config.doctor import load_doctor_config
 from supervisor_app.config.serve import ServeConfig, load_serve_config
 from supervisor_app.doctor import checks_env, checks_serve, checks_train, report
 from supervisor_app.doctor.findings import FAIL, Finding, fail
+from supervisor_app.doctor.image import check_image
 from supervisor_app.errors import SmcError, UsageError
 from supervisor_app.train.launchers.checks import check_launchers
 
-USAGE = "usage: smc doctor [train|serve] [--json]"
+USAGE = "usage: smc doctor [train|serve] [--json] [--image IMAGE]"
 
 
-def parse_args(args: list[str]) -> tuple[set[str], bool]:
+def parse_args(args: list[str]) -> tuple[set[str], bool, str | None]:
     modes: set[str] = set()
     as_json = False
-    for arg in args:
+    image = None
+    rest = iter(args)
+    for arg in rest:
         if arg == "--json":
             as_json = True
+        elif arg == "--image":
+            image = next(rest, None)
+            if not image:
+                raise UsageError("smc doctor: --image needs an image name", hint=USAGE)
         elif arg in ("train", "serve"):
             modes.add(arg)
         elif arg in ("-h", "--help"):
-            raise UsageError("smc doctor checks this container", hint=USAGE)
+            raise UsageError("smc doctor checks this container, or an image from the host", hint=USAGE)
         else:
             raise UsageError(f"smc doctor: unknown argument {arg!r}", hint=USAGE)
-    return modes or {"train", "serve"}, as_json
+    return modes or {"train", "serve"}, as_json, image
 
 
 def collect(config: Config, modes: set[str]) -> list[Finding]:
@@ -58,9 +65,14 @@ def collect(config: Config, modes: set[str]) -> list[Finding]:
 
 
 def run(config: Config, args: list[str]) -> int:
-    modes, as_json = parse_args(args)
-    findings = collect(config, modes)
+    modes, as_json, image = parse_args(args)
+    if image:
+        findings = check_image(image, modes, config.environ)
+        subject = f"image {image}"
+    else:
+        findings = collect(config, modes)
+        subject = str(config.base_dir)
     render = report.render_json if as_json else report.render_human
-    sys.stdout.write(render(findings, str(config.base_dir)) + "\n")
+    sys.stdout.write(render(findings, subject) + "\n")
     sys.stdout.flush()
     return exitcodes.FAILURE if any(f.status == FAIL for f in findings) else exitcodes.OK

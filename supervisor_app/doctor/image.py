@@ -1,0 +1,113 @@
+"""`smc doctor --image IMAGE`, run on the host before a push: what only the image's own metadata
+shows (ENTRYPOINT form, SageMaker's capability labels), then the in-image checks, by running
+`smc doctor --json` inside a throwaway container of that image."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Mapping
+from typing import Any
+
+from supervisor_app import process
+from supervisor_app.doctor.findings import Finding, fail, ok, warn
+
+BIND_TO_PORT_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
+MULTI_MODEL_LABEL = "com.amazonaws.sagemaker.capabilities.multi-models"
+_DOCKER_TIMEOUT_S = 120.0
+
+
+def check_image(image: str, modes: set[str], environ: Mapping[str, str]) -> list[Finding]:
+    docker = shutil.which("docker", path=environ.get("PATH"))
+    if docker is None:
+        return [fail("image", "docker not found on PATH", "install the Docker CLI, or run `smc doctor` inside the image")]
+    env = process.foreign_env(environ)
+    inspected = _run([docker, "image", "inspect", "--format", "{{json .Config}}", image], env)
+    if inspected.returncode != 0:
+        return [
+            fail(
+                "image",
+                f"docker cannot inspect {image}: {inspected.stderr.strip()}",
+                "build or tag the image first (docker build -t NAME .), then pass that NAME",
+            )
+        ]
+    config: dict[str, Any] = json.loads(inspected.stdout or "{}") or {}
+    findings = [check_entrypoint(config), *check_labels(config)]
+    entrypoint = config.get("Entrypoint") or []
+    smc_path = entrypoint[0] if entrypoint and "smc" in entrypoint[0].rsplit("/", 1)[-1] else "smc"
+    findings += _inside(docker, image, smc_path, modes, env)
+    return findings
+
+
+def check_entrypoint(config: Mapping[str, Any]) -> Finding:
+    entrypoint = config.get("Entrypoint") or []
+    if not entrypoint:
+        return fail(
+            "entrypoint",
+            "the image has no ENTRYPOINT; SageMaker runs `docker run IMAGE train|serve`",
+            'add ENTRYPOINT ["smc"] to the Dockerfile',
+        )
+    if entrypoint[:2] == ["/bin/sh", "-c"]:
+        return fail(
+            "entrypoint",
+            f"ENTRYPOINT is in shell form ({entrypoint[2] if len(entrypoint) > 2 else ''!r}): the shell "
+            "drops the `train`/`serve` argument and SIGTERM never reaches smc",
+            'use the exec form: ENTRYPOINT ["smc"]',
+        )
+    if "smc" not in entrypoint[0].rsplit("/", 1)[-1]:
+        return warn(
+            "entrypoint",
+            f"ENTRYPOINT is {entrypoint}, not smc",
+            'ENTRYPOINT ["smc"] lets SageMaker\'s `train` and `serve` reach smc directly',
+        )
+    return ok("entrypoint", f"ENTRYPOINT {json.dumps(entrypoint)} (exec form)")
+
+
+def check_labels(config: Mapping[str, Any]) -> list[Finding]:
+    labels = config.get("Labels") or {}
+    findings = []
+    if str(labels.get(BIND_TO_PORT_LABEL, "")).lower() == "true":
+        findings.append(ok("label_bind_to_port", f"{BIND_TO_PORT_LABEL}=true: usable in inference pipelines"))
+    else:
+        findings.append(
+            warn(
+                "label_bind_to_port",
+                f"no {BIND_TO_PORT_LABEL}=true label: SageMaker refuses the image in inference pipelines and "
+                "multi-container endpoints (smc itself honours SAGEMAKER_BIND_TO_PORT)",
+                f"add LABEL {BIND_TO_PORT_LABEL}=true to the Dockerfile",
+            )
+        )
+    if str(labels.get(MULTI_MODEL_LABEL, "")).lower() == "true":
+        findings.append(
+            fail(
+                "multi_model",
+                f"{MULTI_MODEL_LABEL}=true announces the multi-model API (/models), which smc serve does not provide",
+                f"remove LABEL {MULTI_MODEL_LABEL}=true and deploy one model per endpoint",
+            )
+        )
+    return findings
+
+
+def _inside(docker: str, image: str, smc_path: str, modes: set[str], env: dict[str, str]) -> list[Finding]:
+    argv = [docker, "run", "--rm", "--entrypoint", smc_path, image, "doctor", "--json", *sorted(modes)]
+    result = _run(argv, env)
+    try:
+        report = json.loads(result.stdout)
+        return [Finding(**{"hint": "", "path": "", **f}) for f in report["findings"]]
+    except (ValueError, KeyError, TypeError):
+        tail = (result.stderr or result.stdout).strip()[-500:]
+        return [
+            fail(
+                "in_image",
+                f"`smc doctor` could not run inside {image} (exit {result.returncode}): {tail}",
+                "COPY the smc binary into the image (e.g. /usr/local/bin/smc) and keep /tmp writable and exec",
+            )
+        ]
+
+
+def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=_DOCKER_TIMEOUT_S, env=env)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return subprocess.CompletedProcess(argv, 1, "", str(exc))
