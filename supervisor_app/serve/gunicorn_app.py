@@ -41,6 +41,24 @@ def notify(fd: int, event: str, **fields: Any) -> None:
         pass  # the supervisor is gone; gunicorn will notice its own fate
 
 
+# gunicorn's own sentences, keyed by their format string, as snake_case facts with fields; any
+# other line keeps event "gunicorn". The formatted sentence stays in `message` for people.
+_GUNICORN_EVENTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "Starting gunicorn %s": ("gunicorn_starting", ("version",)),
+    "Listening at: %s (%s)": ("gunicorn_listening", ("address", "master_pid")),
+    "Using worker: %s": ("gunicorn_worker_class", ("worker_class",)),
+    "Booting worker with pid: %s": ("worker_booting", ("worker_pid",)),
+    "Worker exiting (pid: %s)": ("worker_exiting", ("worker_pid",)),
+    "Worker (pid:%s) exited with code %s.": ("worker_exited", ("worker_pid", "exit_code")),
+    "Worker (pid:%s) was sent %s!": ("worker_signalled", ("worker_pid", "signal")),
+    "Worker (pid:%s) was sent %s! Perhaps out of memory?": ("worker_killed", ("worker_pid", "signal")),
+    "WORKER TIMEOUT (pid:%s)": ("worker_timeout", ("worker_pid",)),
+    "Autorestarting worker after current request.": ("worker_max_requests", ()),
+    "Handling signal: %s": ("signal_received", ("signal",)),
+    "Shutting down: %s": ("gunicorn_stopping", ("name",)),
+}
+
+
 class JsonLogger(GunicornLogger):
     """gunicorn's error and access logs as smc JSON lines."""
 
@@ -53,7 +71,9 @@ class JsonLogger(GunicornLogger):
             text = str(msg) % args if args else str(msg)
         except (TypeError, ValueError):
             text = f"{msg} {args}"
-        getattr(self.log, method)("gunicorn", message=text, exc_info=exc_info)
+        event, names = _GUNICORN_EVENTS.get(str(msg), ("gunicorn", ()))
+        fields = dict(zip(names, args)) if len(names) == len(args) else {}
+        getattr(self.log, method)(event, message=text, exc_info=exc_info, **fields)
 
     def critical(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         self._emit("critical", msg, args, kwargs.get("exc_info"))
