@@ -111,13 +111,13 @@ def _supervise(child: subprocess.Popen, wake_r: int, grace_s: float, log: Any) -
                             "stop_requested",
                             signal=process.signal_name(signum),
                             grace_s=grace_s,
-                            pid=child.pid,
+                            child_pid=child.pid,
                         )
                     _signal_group(child.pid, signum)
                 elif signum in FORWARDED_SIGNALS:
                     _signal_group(child.pid, signum)
         if deadline is not None and not killed and time.monotonic() >= deadline:
-            log.warning("stop_grace_expired", grace_s=grace_s, signal="SIGKILL", pid=child.pid)
+            log.warning("stop_grace_expired", grace_s=grace_s, signal="SIGKILL", child_pid=child.pid)
             _signal_group(child.pid, signal.SIGKILL)
             killed = True
             deadline = None
@@ -125,7 +125,7 @@ def _supervise(child: subprocess.Popen, wake_r: int, grace_s: float, log: Any) -
             if pid == child.pid:
                 status = raw
             else:
-                log.debug("orphan_reaped", pid=pid, exit_code=process.exit_code(raw))
+                log.debug("orphan_reaped", orphan_pid=pid, exit_code=process.exit_code(raw))
     _drain(err_fd, tail)
     if stop_signal is not None:
         _signal_group(child.pid, signal.SIGKILL)  # a stop stops everything the script started

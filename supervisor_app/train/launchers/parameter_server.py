@@ -39,7 +39,7 @@ def server_environment(cluster: Cluster, env: dict[str, str]) -> dict[str, str]:
 def start_server(python_argv: list[str], cluster: Cluster, env: dict[str, str], log: Any) -> Any:
     server_env = server_environment(cluster, env)
     child = background.start([*python_argv, "-c", SERVER_CODE], server_env)
-    log.info("parameter_server_started", pid=child.pid, tf_config=server_env["TF_CONFIG"])
+    log.info("parameter_server_started", server_pid=child.pid, tf_config=server_env["TF_CONFIG"])
     return child
 
 

@@ -137,7 +137,7 @@ def start_sshd(sshd: str, files: SshFiles, environ: dict[str, str], log: Any) ->
         log.warning("sshd_dir_not_made", path="/run/sshd", error=exc.strerror)
     command = [sshd, "-D", "-e", "-f", str(files.sshd_config)]
     child = background.start(command, environ)
-    log.info("sshd_started", pid=child.pid, command=command, key=files.key_origin)
+    log.info("sshd_started", sshd_pid=child.pid, command=command, key=files.key_origin)
     return child
 
 
