@@ -80,8 +80,14 @@ build() {
         mkdir -p "$context/wheels"
         cp "$(wheels_for "$context/requirements.txt")"/*.whl "$context/wheels/"
     fi
-    local image=smc-example-$name:$TAG started=$SECONDS
+    local image=smc-example-$name:$TAG started=$SECONDS previous
+    previous=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
     quietly docker build -f "$context/$dockerfile" -t "$image" "$context"
+    # The image this tag named before is ours and now untagged: remove it (and its build stages)
+    # instead of leaving a dangling copy per rebuild. Still in use by a container: keep it.
+    if [[ -n $previous && $previous != "$(docker image inspect -f '{{.Id}}' "$image")" ]]; then
+        docker image rm "$previous" >/dev/null 2>&1 || true
+    fi
     echo "images: built $image in $((SECONDS - started)) s"
 }
 
