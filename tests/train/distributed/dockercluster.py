@@ -49,11 +49,21 @@ def content_key(smc_binary: Path, dockerfile: str = "Dockerfile", extra: bytes =
     return digest.hexdigest()[:12]
 
 
+def ensure_base_image() -> str:
+    """smc-base:latest from build/base-image.sh (instant when current); its id, for the content key."""
+    script = EXAMPLE.parent.parent / "build" / "base-image.sh"
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    if done.returncode != 0:
+        raise RuntimeError(f"build/base-image.sh failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return docker("image", "inspect", "-f", "{{.Id}}", "smc-base:latest").stdout.strip()
+
+
 def build_image(
     smc_binary: Path, dockerfile: str = "Dockerfile", repo: str = IMAGE_REPO, extra_files=()
 ) -> str:
     """The example image with this smc, built once per content key; older keys are removed."""
-    extra = b"".join(Path(f).read_bytes() for f in extra_files)
+    base_id = ensure_base_image()
+    extra = b"".join(Path(f).read_bytes() for f in extra_files) + base_id.encode()
     tag = f"{repo}:{content_key(smc_binary, dockerfile, extra + dockerfile.encode())}"
     if docker("image", "inspect", tag).returncode != 0:
         with tempfile.TemporaryDirectory(prefix="smc-mpi-build-", dir="/var/tmp") as context:
