@@ -65,23 +65,14 @@ def build_image(
     base_id = ensure_base_image()
     extra = b"".join(Path(f).read_bytes() for f in extra_files) + base_id.encode()
     tag = f"{repo}:{content_key(smc_binary, dockerfile, extra + dockerfile.encode())}"
-    if docker("image", "inspect", tag).returncode != 0:
-        with tempfile.TemporaryDirectory(prefix="smc-mpi-build-", dir="/var/tmp") as context:
-            shutil.copytree(EXAMPLE, context, dirs_exist_ok=True)
-            shutil.copy(smc_binary, Path(context) / "smc")
-            for f in extra_files:
-                shutil.copy(f, Path(context) / Path(f).name)
-            done = docker(
-                "build", "-q", "-f", f"{context}/{dockerfile}", "-t", tag, context, timeout=BUILD_TIMEOUT_S
-            )
-            if done.returncode != 0:
-                raise RuntimeError(
-                    f"docker build of {tag} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
-                )
-    for line in docker("images", repo, "--format", "{{.Repository}}:{{.Tag}}").stdout.split():
-        if line != tag:
-            docker("rmi", line)
-    return tag
+
+    def fill(context: Path) -> None:
+        shutil.copytree(EXAMPLE, context, dirs_exist_ok=True)
+        shutil.copy(smc_binary, context / "smc")
+        for f in extra_files:
+            shutil.copy(f, context / Path(f).name)
+
+    return _build_once(tag, repo, fill, dockerfile)
 
 
 @dataclass
@@ -199,12 +190,23 @@ def build_derived(base: str, repo: str, dockerfile: str, files: dict[str, Path])
     for name, path in sorted(files.items()):
         digest.update(name.encode() + b"\0" + path.read_bytes())
     tag = f"{repo}:{digest.hexdigest()[:12]}"
+
+    def fill(context: Path) -> None:
+        (context / "Dockerfile").write_text(dockerfile.format(base=base))
+        for name, path in files.items():
+            shutil.copy(path, context / name)
+
+    return _build_once(tag, repo, fill)
+
+
+def _build_once(tag: str, repo: str, fill, dockerfile: str = "Dockerfile") -> str:
+    """Build `tag` from a context that fill(context_dir) writes, unless it exists; drop older tags of repo."""
     if docker("image", "inspect", tag).returncode != 0:
         with tempfile.TemporaryDirectory(prefix="smc-mpi-build-", dir="/var/tmp") as context:
-            Path(context, "Dockerfile").write_text(dockerfile.format(base=base))
-            for name, path in files.items():
-                shutil.copy(path, Path(context, name))
-            done = docker("build", "-q", "-t", tag, context, timeout=BUILD_TIMEOUT_S)
+            fill(Path(context))
+            done = docker(
+                "build", "-q", "-f", f"{context}/{dockerfile}", "-t", tag, context, timeout=BUILD_TIMEOUT_S
+            )
             if done.returncode != 0:
                 raise RuntimeError(
                     f"docker build of {tag} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
