@@ -77,6 +77,16 @@ def parse_nonnegative_int(name: str, raw: str) -> int:
     return value
 
 
+def parse_nonnegative_seconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds", hint=f"set {name} to 0 or more, e.g. 5")
+    return value
+
+
 G = "serve"
 
 SERVE_SETTINGS: tuple[Setting, ...] = (
@@ -138,8 +148,19 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
             "Window of the give-up policy, in seconds.", G),
     Setting("log_ping", ("SMC_LOG_PING",), parse_bool, False,
             "true: write access log lines for GET /ping too (off by default: SageMaker pings every few seconds).", G),
-    Setting("worker_connections", ("SMC_NGINX_WORKER_CONNECTIONS",), parse_positive_int, 2048,
-            "nginx worker_connections (concurrent client connections).", G),
+    Setting("drain_s", ("SMC_DRAIN_SECONDS",), parse_nonnegative_seconds, 5.0,
+            "On SIGTERM/SIGINT, before nginx stops accepting: seconds during which nginx still answers "
+            "requests on open connections, each with `Connection: close`, so keep-alive clients leave "
+            "between requests; ends early once no client connection is open. Part of the stop grace.", G),
+    Setting("worker_crash_limit", ("SMC_WORKER_CRASH_LIMIT",), parse_positive_int, 10,
+            "Give-up policy for gunicorn workers: when workers die unexpectedly (killed, crashed, "
+            "timed out) this many times within SMC_WORKER_CRASH_WINDOW_SECONDS, smc stops and exits 1 "
+            "naming the cause.", G),
+    Setting("worker_crash_window_s", ("SMC_WORKER_CRASH_WINDOW_SECONDS",), parse_seconds, 60.0,
+            "Window of the worker give-up policy, in seconds.", G),
+    Setting("worker_connections", ("SMC_NGINX_WORKER_CONNECTIONS",), parse_positive_int, 16384,
+            "nginx worker_connections (concurrent client connections, idle keep-alive ones included); "
+            "smc raises its open-file limit to fit (up to the hard limit).", G),
     Setting("keepalive_s", ("SMC_KEEPALIVE_SECONDS",), parse_nonnegative_int, 75,
             "Seconds nginx keeps an idle client connection open (0 disables keep-alive).", G),
 )
@@ -175,6 +196,9 @@ class ServeConfig:
     log_ping: bool
     worker_connections: int
     keepalive_s: int
+    drain_s: float
+    worker_crash_limit: int
+    worker_crash_window_s: float
     path_env: str  # PATH, where nginx is looked up
 
     @property

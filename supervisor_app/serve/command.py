@@ -22,6 +22,7 @@ from supervisor_app.config.serve import ServeConfig, describe, load_serve_config
 from supervisor_app.errors import AppLoadError, BootError, ConfigError, UsageError
 from supervisor_app.serve import nginx as nginx_conf
 from supervisor_app.serve.children import Child
+from supervisor_app.serve.connections import raise_open_file_limit
 from supervisor_app.serve.supervision import Policy, Supervisor
 
 _MASTER_FLAG = "--gunicorn-master"
@@ -75,11 +76,12 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
         _give_to_nginx_workers(temp_dir)
     socket_path = run_dir / SOCKET_NAME
     conf_path = run_dir / nginx_conf.CONF_FILE
+    nofile = _fit_open_file_limit(serve_config.worker_connections, log)
     conf_path.write_text(nginx_conf.render_nginx_conf(nginx_conf.NginxSettings(
         run_dir=run_dir, socket_path=socket_path, port=serve_config.port,
         max_body_bytes=serve_config.max_payload_bytes, timeout_s=serve_config.timeout_s,
         nginx_timeout_s=serve_config.nginx_timeout_s, worker_connections=serve_config.worker_connections,
-        keepalive_s=serve_config.keepalive_s, log_ping=serve_config.log_ping,
+        keepalive_s=serve_config.keepalive_s, log_ping=serve_config.log_ping, rlimit_nofile=nofile,
     )))
     notify_read, notify_write = os.pipe()
     gunicorn = Child(
@@ -91,7 +93,9 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
                   process.foreign_env(config.environ), stop_signal=3)
     process.become_subreaper()
     policy = Policy(serve_config.grace_s, serve_config.health_interval_s, serve_config.health_timeout_s,
-                    serve_config.restart_limit, serve_config.restart_window_s, serve_config.startup_timeout_s)
+                    serve_config.restart_limit, serve_config.restart_window_s, serve_config.startup_timeout_s,
+                    drain_s=serve_config.drain_s, worker_crash_limit=serve_config.worker_crash_limit,
+                    worker_crash_window_s=serve_config.worker_crash_window_s)
     supervisor = Supervisor(gunicorn, nginx, run_dir, socket_path, run_dir / nginx_conf.READY_FILE,
                             serve_config.port, notify_read, policy, log, _now_iso,
                             *_relay_streams(config))
@@ -115,6 +119,18 @@ def _run_master(config: Config, serve_config: ServeConfig, args: list[str]) -> i
     run_dir, notify_fd, workers = Path(args[0]), int(args[1]), int(args[2])
     logs.configure(config.log_level, "json")  # the supervisor relays JSON lines as they are
     return run_master(serve_config, config.prefix, config.environ, run_dir, notify_fd, workers, config.log_level)
+
+
+def _fit_open_file_limit(worker_connections: int, log: Any) -> int:
+    """nginx and gunicorn inherit smc's RLIMIT_NOFILE: raise it so worker_connections fit.
+    Returns the limit nginx's workers should ask for (no more than smc could get)."""
+    wanted = nginx_conf.worker_rlimit_nofile(worker_connections)
+    soft, hard = raise_open_file_limit(wanted)
+    if soft < wanted:
+        log.warning("open_file_limit_low", soft=soft, hard=hard, wanted=wanted,
+                    why=f"fewer than {worker_connections} client connections fit "
+                        "(SMC_NGINX_WORKER_CONNECTIONS); raise it with docker run --ulimit nofile=N:N")
+    return min(soft, wanted)
 
 
 def _relay_streams(config: Config) -> tuple[Any, Any]:

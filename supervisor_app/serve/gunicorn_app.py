@@ -25,7 +25,9 @@ from supervisor_app import exitcodes, logs, usersite
 from supervisor_app.config.serve import ServeConfig
 from supervisor_app.errors import AppLoadError
 from supervisor_app.serve import handlers as handler_module
+from supervisor_app.serve.causes import OomCounter
 from supervisor_app.serve.user_app import load_user_app
+from supervisor_app.serve.worker_exits import reap_workers
 from supervisor_app.serve.worker import NginxWorker
 from supervisor_app.serve.wsgi import App
 
@@ -87,6 +89,10 @@ class JsonLogger(GunicornLogger):
     def info(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         self._emit("info", msg, args, kwargs.get("exc_info"))
 
+    def log_event(self, level: str, event: str, **fields: Any) -> None:
+        """An smc event with fields (not one of gunicorn's sentences)."""
+        getattr(self.log, level)(event, **fields)
+
     def debug(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         self._emit("debug", msg, args, kwargs.get("exc_info"))
 
@@ -143,6 +149,7 @@ class HeartbeatArbiter(Arbiter):
     notify_fd = -1
     last_beat = 0.0
     halting = False
+    oom: OomCounter | None = None
 
     def halt(self, reason: Any = None, exit_status: int = 0) -> None:
         self.halting = True
@@ -153,7 +160,7 @@ class HeartbeatArbiter(Arbiter):
         # raises HaltServer again from inside halt(), ending the master with exit code 1
         # instead of 4. Once halting, the first reason stands.
         try:
-            super().reap_workers()
+            reap_workers(self, self.oom or OomCounter(), self.timeout, lambda event, **fields: notify(self.notify_fd, event, **fields))
         except HaltServer:
             if not self.halting:
                 raise
@@ -198,6 +205,7 @@ class ModelServer(BaseApplication):
     def run(self) -> None:
         arbiter = HeartbeatArbiter(self)
         arbiter.notify_fd = self.notify_fd
+        arbiter.oom = OomCounter()  # the baseline: a later SIGKILL is the OOM killer's only if it grew
         arbiter.run()
 
     def load(self) -> Any:

@@ -3,7 +3,13 @@
 nginx answers GET /ping itself from a readiness file the supervisor creates once a worker has
 loaded the model and removes when draining or restarting gunicorn: a stat() per ping, so /ping
 never queues behind busy workers. Everything else goes to gunicorn on a unix socket. Errors nginx
-generates itself (413, 502, 504, ...) get JSON bodies like the app's.
+generates itself (400, 413, 502, 504, ...) get JSON bodies like the app's, from named locations:
+those cannot be requested from outside, and they keep the client's method and path for the log.
+
+Drain (SIGTERM): the supervisor creates the drain file; from then on every request passes once
+through @smc_draining, whose `keepalive_timeout 0` makes nginx answer with `Connection: close`
+and close the connection after the response, so keep-alive clients leave between requests
+instead of having a request cut when nginx quits (see docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -13,23 +19,42 @@ from dataclasses import dataclass
 from pathlib import Path
 
 READY_FILE = "ready"
+DRAIN_FILE = "draining"
 CONF_FILE = "nginx.conf"
 
 _ACCESS_FORMAT = (
     '{"ts":"$time_iso8601","level":"info","component":"nginx","event":"request",'
-    '"method":"$request_method","path":"$uri","status":$status,"bytes":$body_bytes_sent,'
+    '"method":"$smc_log_method","path":"$smc_log_path","status":$status,"bytes":$body_bytes_sent,'
     '"request_s":$request_time,"upstream_s":"$upstream_response_time",'
     '"inference_id":"$inference_id","remote":"$remote_addr","pid":$pid}'
 )
 
-# status -> (phrase, message) for answers nginx produces without the app
+# status nginx produces without the app -> (status sent, phrase, message). 494 is nginx's internal
+# code for a header over large_client_header_buffers; it answers 400, as nginx itself does.
 _NGINX_ERRORS = {
-    400: ("Bad Request", "malformed HTTP request"),
-    413: ("Payload Too Large", "request body over {limit} (SAGEMAKER_MAX_PAYLOAD_IN_MB)"),
-    502: ("Bad Gateway", "the model server worker ended before answering; see the log for the cause"),
-    503: ("Service Unavailable", "the model server is not ready"),
-    504: ("Gateway Timeout", "no answer within {timeout} s (SAGEMAKER_MODEL_SERVER_TIMEOUT)"),
+    400: (400, "Bad Request", "malformed HTTP request"),
+    404: (404, "Not Found", "no such path"),
+    405: (405, "Method Not Allowed", "method not allowed (TRACE and CONNECT are never served)"),
+    408: (408, "Request Timeout", "the request did not arrive in time"),
+    411: (411, "Length Required", "send a Content-Length or a chunked body"),
+    413: (413, "Payload Too Large", "request body over {limit} (SAGEMAKER_MAX_PAYLOAD_IN_MB)"),
+    414: (414, "URI Too Long", "request line over {header_kib} KiB"),
+    494: (400, "Bad Request", "request header too large: a header line over {header_kib} KiB, or all headers over "
+          "{headers_kib} KiB"),
+    500: (500, "Internal Server Error", "internal error in the front server"),
+    501: (501, "Not Implemented", "unsupported Transfer-Encoding"),
+    502: (502, "Bad Gateway", "the model server worker ended before answering; see the log for the cause"),
+    503: (503, "Service Unavailable", "the model server is not ready"),
+    504: (504, "Gateway Timeout", "no answer within {timeout} s (SAGEMAKER_MODEL_SERVER_TIMEOUT)"),
+    505: (505, "HTTP Version Not Supported", "use HTTP/1.0 or HTTP/1.1"),
 }
+# large_client_header_buffers: one header line (or the request line) up to 16 KiB, all headers up
+# to 4 x 16 KiB; SageMaker itself limits custom attributes to 1024 characters.
+_HEADER_BUFFER_KIB = 16
+_HEADER_BUFFERS = 4
+_URI_ERROR_PAGES = (400, 414)
+_URI_ERROR_PREFIX = "/_smc_error/"
+_LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 
 
 @dataclass(frozen=True)
@@ -44,13 +69,32 @@ class NginxSettings:
     keepalive_s: int
     log_ping: bool
     user: str | None = None  # `user` directive when nginx starts as root
+    rlimit_nofile: int = 0  # worker_rlimit_nofile; 0: what worker_connections needs
 
 
 def _json_return(status: int, settings: NginxSettings) -> str:
-    phrase, message = _NGINX_ERRORS[status]
+    sent, phrase, message = _NGINX_ERRORS[status]
     limit = f"{settings.max_body_bytes // (1024 * 1024)} MiB" if settings.max_body_bytes else "the limit"
-    message = message.format(limit=limit, timeout=f"{settings.timeout_s:g}")
-    return f"return {status} '{{\"error\":\"{phrase}\",\"status\":{status},\"message\":\"{message}\"}}';"
+    message = message.format(limit=limit, timeout=f"{settings.timeout_s:g}", header_kib=_HEADER_BUFFER_KIB,
+                             headers_kib=_HEADER_BUFFER_KIB * _HEADER_BUFFERS)
+    return f"return {sent} '{{\"error\":\"{phrase}\",\"status\":{sent},\"message\":\"{message}\"}}';"
+
+
+def _error_pages(settings: NginxSettings) -> tuple[str, str]:
+    """error_page lines and the locations answering them. Named locations are unreachable from
+    outside and keep the client's method and URI. nginx refuses a named location for a request
+    without a URI (a malformed or too long request line), so 400 and 414 go to `internal` URI
+    locations; the access log then takes method and path from the request line ($smc_log_*)."""
+    pages, locations = [], []
+    for status in _NGINX_ERRORS:
+        answer = _json_return(status, settings)
+        if status in _URI_ERROR_PAGES:
+            pages.append(f"        error_page {status} {_URI_ERROR_PREFIX}{status};")
+            locations.append(f"        location = {_URI_ERROR_PREFIX}{status} {{ internal; {answer} }}")
+        else:
+            pages.append(f"        error_page {status} @smc_error_{status};")
+            locations.append(f"        location @smc_error_{status} {{ {answer} }}")
+    return "\n".join(pages), "\n".join(locations)
 
 
 def render_nginx_conf(settings: NginxSettings) -> str:
@@ -60,19 +104,17 @@ def render_nginx_conf(settings: NginxSettings) -> str:
     body_limit = settings.max_body_bytes
     ping_log = "access_log /dev/stdout smc buffer=64k flush=1s;" if settings.log_ping else "access_log off;"
     user = f"user {settings.user};\n" if settings.user else ""
-    error_pages = "\n".join(
-        f"        location = /_smc_error/{status} {{ internal; {_json_return(status, settings)} }}"
-        for status in _NGINX_ERRORS
-    )
+    error_pages, error_locations = _error_pages(settings)
     return f"""# Rendered by smc serve; lives only in {run}.
 {user}worker_processes 1;
 daemon off;
 pid {run}/nginx.pid;
 error_log stderr warn;
-worker_rlimit_nofile {max(1024, settings.worker_connections * 2)};
+worker_rlimit_nofile {settings.rlimit_nofile or worker_rlimit_nofile(settings.worker_connections)};
 
 events {{
     worker_connections {settings.worker_connections};
+    multi_accept on;
 }}
 
 http {{
@@ -87,11 +129,31 @@ http {{
     keepalive_timeout {settings.keepalive_s};
     client_max_body_size {body_limit};
     client_body_buffer_size 1m;
+    large_client_header_buffers {_HEADER_BUFFERS} {_HEADER_BUFFER_KIB}k;
+    uninitialized_variable_warn off;  # $smc_drained is set only on a request's second pass (drain)
     client_body_temp_path {temp}/body;
     proxy_temp_path {temp}/proxy;
     fastcgi_temp_path {temp}/fastcgi;
     uwsgi_temp_path {temp}/uwsgi;
     scgi_temp_path {temp}/scgi;
+
+    # The access log's method and path: the client's, also after a redirect to an error page.
+    map $uri $smc_log_method {{
+        ~^{_URI_ERROR_PREFIX} $smc_request_method;
+        default $request_method;
+    }}
+    map $uri $smc_log_path {{
+        ~^{_URI_ERROR_PREFIX} $smc_request_path;
+        default $uri;
+    }}
+    map $request $smc_request_method {{
+        "~^([^ ]+) " $1;
+        default "";
+    }}
+    map $request $smc_request_path {{
+        "~^\\S+ ([^ ?]*)" $1;
+        default "";
+    }}
 
     map $http_x_amzn_sagemaker_inference_id $inference_id {{
         "" $request_id;
@@ -103,13 +165,25 @@ http {{
     }}
 
     server {{
-        listen {settings.port} deferred backlog=1024;
+        listen {settings.port} deferred backlog={_LISTEN_BACKLOG};
         server_name _;
-        error_page 400 /_smc_error/400;
-        error_page 413 /_smc_error/413;
-        error_page 502 /_smc_error/502;
-        error_page 503 /_smc_error/503;
-        error_page 504 /_smc_error/504;
+{error_pages}
+
+        # Drain: while the drain file exists, each request's first pass jumps to @smc_draining,
+        # which turns keep-alive off for it and sends it back through the normal locations.
+        error_page 418 = @smc_draining;
+        set $smc_drain "$smc_drained";
+        if (-f {run}/{DRAIN_FILE}) {{
+            set $smc_drain "${{smc_drain}}d";
+        }}
+        if ($smc_drain = "d") {{
+            return 418;
+        }}
+        location @smc_draining {{
+            keepalive_timeout 0;
+            set $smc_drained 1;
+            rewrite ^ $uri last;
+        }}
 
         location = /ping {{
             {ping_log}
@@ -140,7 +214,12 @@ http {{
             add_header X-Amzn-SageMaker-Inference-Id $inference_id always;
         }}
 
-{error_pages}
+{error_locations}
     }}
 }}
 """
+
+
+def worker_rlimit_nofile(worker_connections: int) -> int:
+    """A client connection and its upstream connection each take a descriptor."""
+    return max(1024, worker_connections * 2 + 64)

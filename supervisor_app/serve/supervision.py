@@ -4,8 +4,13 @@ One thread, one selector: signal handlers only queue (signal.set_wakeup_fd), chi
 relayed line by line, the gunicorn master and its workers report through a notify pipe. Timers
 (health checks, restart backoff, stop grace) set the select timeout; nothing polls on a fixed tick.
 
-Phases: BOOTING -> SERVING -> STOPPING. Readiness is a file nginx stats on every /ping: created
-when a worker reports its model loaded, removed when gunicorn goes away or smc starts stopping.
+Phases: BOOTING -> SERVING -> STOPPING. Readiness is a file nginx stats on every /ping: present
+while at least one gunicorn worker holds a loaded model (workers report loading, the master reports
+their exits), removed when the last one dies, when gunicorn goes away or when smc starts stopping.
+
+A signalled stop drains first: a drain file makes nginx answer every request with
+`Connection: close` for up to SMC_DRAIN_SECONDS (ending early once no client connection is open),
+then nginx stops accepting (QUIT) and finishes in-flight requests, then gunicorn (TERM).
 """
 
 from __future__ import annotations
@@ -23,13 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from supervisor_app import exitcodes, process
+from supervisor_app.serve import causes
 from supervisor_app.serve.children import Child, LineRelay, State
+from supervisor_app.serve.connections import open_client_connections
+from supervisor_app.serve.nginx import DRAIN_FILE
 from supervisor_app.serve.probes import http_ping_answers, tcp_port_answers, unix_socket_answers
 
 _NGINX_BOOT_S = 10.0  # nginx binds within milliseconds; longer means it is stuck
 _PROBES_BEFORE_RESTART = 3
 _HEARTBEAT_SLACK_S = 3.0  # the master beats about once a second; allow for a slow fork or GC pause
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_DRAIN_POLL_S = 0.1  # how often the drain looks for open client connections
 
 
 class Phase(enum.Enum):
@@ -46,6 +55,9 @@ class Policy:
     restart_limit: int
     restart_window_s: float
     startup_timeout_s: float
+    drain_s: float = 0.0
+    worker_crash_limit: int = 10
+    worker_crash_window_s: float = 60.0
 
 
 @dataclass
@@ -89,6 +101,13 @@ class Supervisor:
         self.signals_seen = 0
         self.last_heartbeat = 0.0
         self.ready_deadline = 0.0
+        self.drain_file = run_dir / DRAIN_FILE
+        self.drain_started = 0.0
+        self.drain_until = 0.0  # 0: not draining
+        self.kill_reasons: dict[int, str] = {}  # pid -> why smc itself killed it
+        self.ready_workers: set[int] = set()  # workers that loaded the model and are alive
+        self.worker_crashes: list[float] = []  # monotonic times of unexpected worker exits
+        self.oom = causes.OomCounter()
 
     # -- setup -----------------------------------------------------------------------------------
     def _install_signals(self) -> int:
@@ -130,6 +149,7 @@ class Supervisor:
                     self._relay(key.fileobj, relay)
         self._flush_pipes()
         self._unready()
+        self.drain_file.unlink(missing_ok=True)
         assert self.outcome is not None
         return self.outcome
 
@@ -142,9 +162,15 @@ class Supervisor:
         waits = [self.policy.health_interval_s]
         if self.phase is Phase.STOPPING:
             if now >= self.stop_deadline:
+                if self.outcome is not None and self.outcome.exit_code == exitcodes.OK:
+                    self.outcome = Outcome(exitcodes.GRACE_EXPIRED,
+                                           f"the stop grace of {self.policy.grace_s:g} s (SMC_STOP_GRACE_SECONDS) "
+                                           "expired with requests in flight; they were cut")
                 self._kill_all("grace_expired")
             else:
                 waits.append(self.stop_deadline - now)
+            if self.drain_until:
+                waits.append(self._drain_tick(now))
             return max(0.0, min(waits))
         for child in self.children:
             if child.state is State.BACKOFF:
@@ -215,17 +241,46 @@ class Supervisor:
                 self.last_heartbeat = time.monotonic()
             elif name == "worker_ready":
                 self._on_worker_ready(event.get("pid"))
+            elif name == "worker_exited":
+                self._on_worker_exit(event)
             elif name == "app_load_failed":
                 self.load_error = {"message": str(event.get("message", "")), "hint": str(event.get("hint", ""))}
 
     def _on_worker_ready(self, worker_pid: Any) -> None:
-        if self.phase is Phase.STOPPING or not self.gunicorn.pid or self.ready:
+        if self.phase is Phase.STOPPING or not self.gunicorn.pid:
+            return
+        if isinstance(worker_pid, int):
+            self.ready_workers.add(worker_pid)
+        if self.ready:
             return
         self.ready_file.touch()
         self.ready = True
-        self.log.info("model_ready", worker_pid=worker_pid, elapsed_s=round(time.monotonic() - self.started, 3))
+        now = time.monotonic()
+        # elapsed_s: since this gunicorn start (a restart loads the model again); since_start_s: since smc started.
+        self.log.info("model_ready", worker_pid=worker_pid, elapsed_s=round(now - self.gunicorn.started_at, 3),
+                      since_start_s=round(now - self.started, 3), gunicorn_starts=len(self.gunicorn.restarts) + 1)
         if self.phase is Phase.BOOTING and self.nginx.state is State.RUNNING:
             self.phase = Phase.SERVING
+
+    def _on_worker_exit(self, event: dict[str, Any]) -> None:
+        """The gunicorn master reaped a worker: capacity may be gone, and crashes may be looping."""
+        self.ready_workers.discard(event.get("worker_pid"))  # type: ignore[arg-type]
+        if self.ready and not self.ready_workers and self.phase is not Phase.STOPPING:
+            self._unready()  # /ping 503 until a replacement worker has loaded the model
+            self.log.warning("no_worker_ready", why="the last worker holding the model exited; /ping answers 503 "
+                             "until a new worker has loaded it")
+        if event.get("expected") or self.phase is Phase.STOPPING:
+            return
+        now = time.monotonic()
+        window_s = self.policy.worker_crash_window_s
+        self.worker_crashes = [t for t in self.worker_crashes if now - t < window_s] + [now]
+        if len(self.worker_crashes) >= self.policy.worker_crash_limit:
+            cause = event.get("cause") or "unknown cause"
+            self.log.error("giving_up", child="gunicorn_worker", failures=len(self.worker_crashes), window_s=window_s,
+                           cause=cause)
+            self._stop(Outcome(exitcodes.FAILURE,
+                               f"gunicorn workers died {len(self.worker_crashes)} times within {window_s:g} s "
+                               f"(SMC_WORKER_CRASH_LIMIT/SMC_WORKER_CRASH_WINDOW_SECONDS); last: {cause}"))
 
     def _running(self, child: Child) -> None:
         child.state = State.RUNNING
@@ -279,8 +334,8 @@ class Supervisor:
         if child is self.gunicorn:
             self._unready()
         log = self.log.info if expected else self.log.error
-        log("child_exited", child=child.name, child_pid=pid, exit_code=code,
-            cause=process.describe_exit(code) if code else None, expected=expected)
+        cause = self._cause(pid, code)
+        log("child_exited", child=child.name, child_pid=pid, exit_code=code, cause=cause, expected=expected)
         if self.phase is Phase.STOPPING:
             child.state = State.STOPPED
             if child is self.nginx and self.gunicorn.pid:
@@ -292,7 +347,7 @@ class Supervisor:
             self._stop(Outcome(exitcodes.APP_LOAD if self.load_error else code, reason, self.load_error))
             return
         if not child.ever_running:
-            self._stop(Outcome(exitcodes.BOOT, f"{child.name} exited during start-up ({process.describe_exit(code)})"))
+            self._stop(Outcome(exitcodes.BOOT, f"{child.name} exited during start-up ({cause})"))
             return
         now = time.monotonic()
         child.restarts = [t for t in child.restarts if now - t < self.policy.restart_window_s] + [now]
@@ -301,7 +356,7 @@ class Supervisor:
                            window_s=self.policy.restart_window_s, exit_code=code)
             self._stop(Outcome(code or exitcodes.FAILURE,
                                f"{child.name} failed {len(child.restarts)} times within "
-                               f"{self.policy.restart_window_s:g} s; last: {process.describe_exit(code)}"))
+                               f"{self.policy.restart_window_s:g} s; last: {cause}"))
             return
         delay = backoff_s(len(child.restarts))
         child.state = State.BACKOFF
@@ -334,6 +389,7 @@ class Supervisor:
                              failures=child.probe_failures)
             if child.probe_failures >= _PROBES_BEFORE_RESTART:
                 self.log.error("child_unhealthy", child=child.name, child_pid=child.pid)
+                self.kill_reasons[child.pid] = f"unhealthy: {_PROBES_BEFORE_RESTART} failed health probes"
                 child.kill_group()  # a hung process will not stop gracefully; its exit restarts it
 
     # -- stopping --------------------------------------------------------------------------------
@@ -355,10 +411,44 @@ class Supervisor:
                 child.state = State.STOPPED
         if failed_boot:
             self._kill_all("start_up_failed")  # nothing was served yet: no requests to drain
-        elif self.nginx.pid:
+        elif outcome.exit_code == exitcodes.OK and self.nginx.state is State.RUNNING and self.policy.drain_s > 0:
+            self._start_drain()
+        else:
+            self._stop_first_child()
+
+    def _stop_first_child(self) -> None:
+        if self.nginx.pid:
             self._stop_child(self.nginx)
         elif self.gunicorn.pid:
             self._stop_child(self.gunicorn)
+
+    # -- drain -----------------------------------------------------------------------------------
+    def _start_drain(self) -> None:
+        """Keep nginx serving open connections, each answer with `Connection: close`, so keep-alive
+        clients leave between requests; nginx's own graceful stop would close idle keep-alive
+        connections at once and cut requests already on their way. Half the grace at most."""
+        try:
+            self.drain_file.touch()
+        except OSError as exc:
+            self.log.warning("drain_skipped", error=str(exc))
+            self._stop_first_child()
+            return
+        now = time.monotonic()
+        self.drain_started = now
+        self.drain_until = now + min(self.policy.drain_s, self.policy.grace_s / 2)
+        self.log.info("drain_started", drain_s=round(self.drain_until - now, 3),
+                      open_connections=open_client_connections(self.port))
+
+    def _drain_tick(self, now: float) -> float:
+        """End the drain when its window is over, nginx is gone, or no client connection is open."""
+        open_now = None if now >= self.drain_until or not self.nginx.pid else open_client_connections(self.port)
+        if now < self.drain_until and self.nginx.pid and open_now != 0:
+            return min(_DRAIN_POLL_S, self.drain_until - now)
+        self.drain_until = 0.0
+        self.log.info("drain_finished", elapsed_s=round(now - self.drain_started, 3),
+                      open_connections=open_now if open_now is not None else open_client_connections(self.port))
+        self._stop_first_child()
+        return 0.0
 
     def _stop_child(self, child: Child) -> None:
         child.state = State.STOPPING
@@ -368,15 +458,25 @@ class Supervisor:
         for child in self.children:
             if child.pid:
                 self.log.warning("child_killed", child=child.name, child_pid=child.pid, why=why)
+                self.kill_reasons[child.pid] = why.replace("_", " ")
                 child.state = State.STOPPING
                 child.kill_group()
+        self.drain_until = 0.0
         self.stop_deadline = time.monotonic() + 3600  # nothing left to escalate to: wait for the reaping
         if self.outcome is None:
             self.outcome = Outcome(exitcodes.FAILURE, why)
         self.phase = Phase.STOPPING
 
+    def _cause(self, pid: int, code: int) -> str | None:
+        """The real cause of a child's exit: smc's own kill, the OOM killer, or what the status says."""
+        why = self.kill_reasons.pop(pid, None)
+        if not code and not why:
+            return None
+        return causes.describe(code, killed_by_smc=why, oom_kills=self.oom.new_kills())
+
     def _unready(self) -> None:
         self.ready = False
+        self.ready_workers.clear()
         try:
             self.ready_file.unlink()
         except FileNotFoundError:
