@@ -60,15 +60,19 @@ def test_second_signal_stops_at_once(start_server):
     assert server.events("stop_forced")
 
 
-def test_grace_bounds_the_drain(start_server):
+def test_grace_bounds_the_drain_and_cutting_requests_exits_124(start_server):
     server = start_server("echo", env={"SMC_STOP_GRACE_SECONDS": "1.5"})
     thread, _ = _in_flight(server, 20)
     started = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
-    assert server.wait_exit(15) == 0
+    assert server.wait_exit(15) == 124  # documented: the grace expired and requests were cut
     assert time.monotonic() - started < 4
     thread.join()
     assert server.events("child_killed")
+    causes = {r["child"]: r["cause"] for r in server.events("child_exited")}
+    assert "killed by smc (grace expired)" in causes.values(), causes
+    failed = server.events("serve_failed")[0]
+    assert failed["exit_code"] == 124 and "SMC_STOP_GRACE_SECONDS" in failed["reason"]
 
 
 def test_pid1_in_a_pid_namespace_drains_and_leaves_no_zombies(start_server):

@@ -1,0 +1,48 @@
+"""issue 9 item 1 through Docker: `docker stop` (SIGTERM to the container's PID 1, the onefile
+bootloader, which forwards it to smc) under keep-alive POST load loses no request."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.images.conftest import docker
+from tests.serve.keepalive_load import KeepAliveLoad
+
+IMAGE = "smc-i9-drain:test"  # this test's own tag; smc-base and smc-example-* are shared
+
+
+@pytest.fixture(scope="module")
+def drain_image(docker_engine, smc_binary: Path, tmp_path_factory) -> str:
+    subprocess.run(["bash", str(ROOT / "build" / "base-image.sh")], check=True, capture_output=True, timeout=900)
+    context = tmp_path_factory.mktemp("drain-image")
+    shutil.copy(smc_binary, context / "smc")
+    (context / "code").mkdir()
+    shutil.copy(ROOT / "tests" / "fixtures" / "handlers" / "echo.py", context / "code" / "inference.py")
+    (context / "Dockerfile").write_text(
+        "FROM smc-base:latest\nCOPY smc /usr/local/bin/\nCOPY code /opt/ml/model/code\nENTRYPOINT [\"smc\"]\n")
+    built = docker("build", "-q", "-t", IMAGE, str(context), timeout=300)
+    assert built.returncode == 0, built.stderr
+    return IMAGE
+
+
+def test_docker_stop_under_keepalive_load_loses_no_request(drain_image, containers):
+    _, container = containers(drain_image, "serve", detach=True, publish=True,
+                              docker_args=["-e", "SMC_DRAIN_SECONDS=2", "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=2"])
+    container.wait_ready(timeout_s=60)
+    with KeepAliveLoad("127.0.0.1", container.port, clients=16, think_s=0.3) as load:
+        time.sleep(3)
+        stopped = docker("stop", "-t", "30", container.name, timeout=60)
+        assert stopped.returncode == 0, stopped.stderr
+        time.sleep(0.3)
+    stats = load.stats
+    logs = container.logs()
+    assert container.exit_code() == 0, logs[-3000:]
+    assert stats.lost == 0, (stats, logs[-3000:])
+    assert stats.answered > 50 and stats.told_to_close >= 16, stats
+    assert '"event":"drain_finished"' in logs

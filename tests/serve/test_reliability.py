@@ -1,0 +1,175 @@
+"""issue 9, serving side: drain without losing keep-alive requests, JSON for every error nginx
+makes, the client's method and path in the access log, real causes of deaths, capacity-aware
+/ping, a worker crash-loop limit, and room for 10,000 idle connections."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+
+from tests.serve.conftest import children_of
+from tests.serve.keepalive_load import KeepAliveLoad
+
+
+def _gunicorn_pid(server) -> int:
+    return [r for r in server.events("child_started") if r["child"] == "gunicorn"][-1]["child_pid"]
+
+
+def _raw(port: int, data: bytes, timeout: float = 5) -> tuple[int, dict, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        reply = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_sigterm_under_keepalive_load_loses_no_request(start_server):
+    server = start_server("echo", env={"SMC_DRAIN_SECONDS": "2"})
+    with KeepAliveLoad("127.0.0.1", server.port, clients=16, think_s=0.3) as load:
+        time.sleep(3)
+        before = load.stats.answered
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait_exit(30) == 0
+        time.sleep(0.3)
+    stats = load.stats
+    assert stats.lost == 0, stats
+    assert stats.answered > before  # requests on open connections were still answered while draining
+    assert stats.told_to_close >= 16, stats  # each client was told to close between requests
+    drained = server.events("drain_finished")[0]
+    assert 1.5 <= drained["elapsed_s"] <= 3, drained
+    assert set(stats.statuses) == {200}, stats
+
+
+def test_drain_ends_early_without_client_connections(start_server):
+    server = start_server("echo", env={"SMC_DRAIN_SECONDS": "20"})
+    started = time.monotonic()
+    assert server.stop() == 0
+    assert time.monotonic() - started < 5
+    assert server.events("drain_finished")[0]["open_connections"] == 0
+
+
+def test_every_nginx_error_is_json_and_internal_locations_are_unreachable(start_server):
+    server = start_server("echo")
+    port = server.port
+    cases = {
+        "TRACE": b"TRACE /invocations HTTP/1.1\r\nHost: x\r\n\r\n",
+        "CONNECT": b"CONNECT example:443 HTTP/1.1\r\nHost: x\r\n\r\n",
+        "64 KB header": b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 65536 + b"\r\n\r\n",
+        "1000 headers": b"POST /invocations HTTP/1.1\r\nHost: x\r\n"
+                        + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 80) for i in range(1000))
+                        + b"Content-Length: 2\r\n\r\n{}",
+        "20 KB custom attributes": b"POST /invocations HTTP/1.1\r\nHost: x\r\nX-Amzn-SageMaker-Custom-Attributes: "
+                                   + b"a" * 20000 + b"\r\nContent-Length: 2\r\n\r\n{}",
+        "garbage request line": b"GARBAGE\r\n\r\n",
+        "request line too long": b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        "internal error location": b"GET /_smc_error/400 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "named error location": b"GET /@smc_error_502 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    }
+    expected = {"TRACE": 405, "CONNECT": 405, "64 KB header": 400, "1000 headers": 400,
+                "20 KB custom attributes": 400, "garbage request line": 400, "request line too long": 414,
+                "internal error location": 404, "named error location": 404}
+    for name, data in cases.items():
+        status, headers, body = _raw(port, data)
+        assert status == expected[name], (name, status, body[:200])
+        assert headers.get("content-type") == "application/json", (name, headers)
+        assert json.loads(body)["status"] == status, (name, body)
+    # 10 KB custom attributes (the issue's case) fit nginx's 16 KiB header line and reach the handler.
+    resp = server.invoke({"headers": True}, headers={"X-Amzn-SageMaker-Custom-Attributes": "a" * 10240})
+    assert resp.status == 200
+
+
+def test_access_log_has_the_clients_method_and_path_for_nginx_errors(start_server):
+    server = start_server("echo")
+    _raw(server.port, b"TRACE /invocations HTTP/1.1\r\nHost: x\r\n\r\n")
+    _raw(server.port, b"PUT /invocations HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n")
+    assert server.invoke("x" * (7 * 1024 * 1024)).status == 413
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and len([r for r in server.events("request") if r["status"] >= 400]) < 3:
+        time.sleep(0.2)
+    logged = {(r["method"], r["path"], r["status"]) for r in server.events("request")}
+    assert {("TRACE", "/invocations", 405), ("PUT", "/invocations", 400), ("POST", "/invocations", 413)} <= logged
+    assert not [r for r in server.events("request") if r["path"].startswith("/_smc_error")]
+
+
+def test_worker_timeout_kill_is_called_a_timeout_not_out_of_memory(start_server):
+    server = start_server("stubborn", env={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    resp = server.invoke({"hang": True}, timeout=30)
+    assert resp.status in (502, 504)
+    record = server.wait_event("worker_exited", timeout=15)
+    assert record["cause"].startswith("killed by gunicorn: no answer within 6 s"), record
+    assert "memory" not in json.dumps([r for r in server.lines() if r.get("worker_pid") == record["worker_pid"]])
+
+
+def test_model_ready_after_a_restart_counts_from_that_restart(start_server):
+    server = start_server("echo", env={"ECHO_LOAD_DELAY_S": "0.5"})
+    time.sleep(2)
+    os.kill(_gunicorn_pid(server), signal.SIGKILL)
+    server.wait_event("child_restarting", child="gunicorn")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(server.events("model_ready")) < 2:
+        time.sleep(0.1)
+    first, second = server.events("model_ready")[:2]
+    assert second["gunicorn_starts"] == 2
+    assert second["elapsed_s"] < 2 < second["since_start_s"], second
+    exited = [r for r in server.events("child_exited") if r["child"] == "gunicorn"][0]
+    assert "OOM" not in exited["cause"] and "out of memory" not in exited["cause"], exited
+
+
+def test_ping_is_503_while_no_worker_holds_the_model(start_server):
+    server = start_server("stubborn", env={"STUBBORN_LOAD_DELAY_S": "3", "SAGEMAKER_MODEL_SERVER_WORKERS": "2"},
+                          wait=False)
+    server.wait_ready(timeout=30)
+    workers = children_of(_gunicorn_pid(server))
+    assert len(workers) == 2
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and server.ping() == 200:
+        time.sleep(0.02)
+    assert server.ping() == 503  # both replacements are still inside model_fn
+    server.wait_event("no_worker_ready")
+    server.wait_ready(timeout=15)  # back once a replacement has loaded the model
+    assert server.invoke({"x": 1}).status == 200
+
+
+def test_worker_crash_loop_ends_smc_with_the_cause(start_server):
+    server = start_server("stubborn", env={"SMC_WORKER_CRASH_LIMIT": "3", "SMC_WORKER_CRASH_WINDOW_SECONDS": "60",
+                                           "SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    for _ in range(3):
+        server.wait_ready(timeout=15)  # 503 from the kill until the replacement has loaded the model
+        try:
+            assert server.invoke({"kill": True}, timeout=10).status == 502
+        except OSError:
+            break  # smc already gave up and stopped nginx
+    assert server.wait_exit(20) == 1
+    failed = server.events("serve_failed")[0]
+    assert "gunicorn workers died 3 times within 60 s" in failed["reason"], failed
+    assert "SIGKILL" in failed["reason"]
+
+
+def test_ten_thousand_idle_connections_do_not_stop_service(start_server):
+    server = start_server("echo")
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(10_000):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(b"GET /ping HTTP/1.1\r\n")  # an unfinished request: nginx holds the connection
+            idle.append(sock)
+        started = time.monotonic()
+        resp = server.invoke({"x": 1}, timeout=10)
+        assert resp.status == 200
+        assert time.monotonic() - started < 2
+    finally:
+        for sock in idle:
+            sock.close()
+    assert not [r for r in server.lines() if "worker_connections are not enough" in r.get("message", "")]
