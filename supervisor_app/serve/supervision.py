@@ -108,6 +108,7 @@ class Supervisor:
         self.ready_workers: set[int] = set()  # workers that loaded the model and are alive
         self.worker_crashes: list[float] = []  # monotonic times of unexpected worker exits
         self.oom = causes.OomCounter()
+        self.capacity_lost_at = 0.0
 
     # -- setup -----------------------------------------------------------------------------------
     def _install_signals(self) -> int:
@@ -256,8 +257,10 @@ class Supervisor:
         self.ready_file.touch()
         self.ready = True
         now = time.monotonic()
-        # elapsed_s: since this gunicorn start (a restart loads the model again); since_start_s: since smc started.
-        self.log.info("model_ready", worker_pid=worker_pid, elapsed_s=round(now - self.gunicorn.started_at, 3),
+        # elapsed_s: since this gunicorn start or since the last worker holding the model died,
+        # whichever is later (a restart loads the model again); since_start_s: since smc started.
+        since = max(self.gunicorn.started_at, self.capacity_lost_at)
+        self.log.info("model_ready", worker_pid=worker_pid, elapsed_s=round(now - since, 3),
                       since_start_s=round(now - self.started, 3), gunicorn_starts=len(self.gunicorn.restarts) + 1)
         if self.phase is Phase.BOOTING and self.nginx.state is State.RUNNING:
             self.phase = Phase.SERVING
@@ -267,6 +270,7 @@ class Supervisor:
         self.ready_workers.discard(event.get("worker_pid"))  # type: ignore[arg-type]
         if self.ready and not self.ready_workers and self.phase is not Phase.STOPPING:
             self._unready()  # /ping 503 until a replacement worker has loaded the model
+            self.capacity_lost_at = time.monotonic()
             self.log.warning("no_worker_ready", why="the last worker holding the model exited; /ping answers 503 "
                              "until a new worker has loaded it")
         if event.get("expected") or self.phase is Phase.STOPPING:

@@ -46,7 +46,7 @@ def test_sigterm_under_keepalive_load_loses_no_request(start_server):
     assert stats.answered > before  # requests on open connections were still answered while draining
     assert stats.told_to_close >= 16, stats  # each client was told to close between requests
     drained = server.events("drain_finished")[0]
-    assert 1.5 <= drained["elapsed_s"] <= 3, drained
+    assert drained["elapsed_s"] <= 3, drained  # early once every client has left
     assert set(stats.statuses) == {200}, stats
 
 
@@ -63,7 +63,8 @@ def test_every_nginx_error_is_json_and_internal_locations_are_unreachable(start_
     port = server.port
     cases = {
         "TRACE": b"TRACE /invocations HTTP/1.1\r\nHost: x\r\n\r\n",
-        "CONNECT": b"CONNECT example:443 HTTP/1.1\r\nHost: x\r\n\r\n",
+        "CONNECT": b"CONNECT /invocations HTTP/1.1\r\nHost: x\r\n\r\n",
+        "CONNECT authority": b"CONNECT example:443 HTTP/1.1\r\nHost: x\r\n\r\n",
         "64 KB header": b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 65536 + b"\r\n\r\n",
         "1000 headers": b"POST /invocations HTTP/1.1\r\nHost: x\r\n"
                         + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 80) for i in range(1000))
@@ -75,7 +76,7 @@ def test_every_nginx_error_is_json_and_internal_locations_are_unreachable(start_
         "internal error location": b"GET /_smc_error/400 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         "named error location": b"GET /@smc_error_502 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     }
-    expected = {"TRACE": 405, "CONNECT": 405, "64 KB header": 400, "1000 headers": 400,
+    expected = {"TRACE": 405, "CONNECT": 405, "CONNECT authority": 400, "64 KB header": 400, "1000 headers": 400,
                 "20 KB custom attributes": 400, "garbage request line": 400, "request line too long": 414,
                 "internal error location": 404, "named error location": 404}
     for name, data in cases.items():
@@ -105,7 +106,12 @@ def test_worker_timeout_kill_is_called_a_timeout_not_out_of_memory(start_server)
     server = start_server("stubborn", env={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
     resp = server.invoke({"hang": True}, timeout=30)
     assert resp.status in (502, 504)
-    record = server.wait_event("worker_exited", timeout=15)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not [r for r in server.lines() if r.get("cause") and r.get("worker_pid")]:
+        time.sleep(0.1)
+    # gunicorn aborts the worker, then SIGKILLs it when the handler swallows the abort too
+    record = [r for r in server.lines() if r.get("cause") and r.get("worker_pid")][0]
+    assert record["event"] in ("worker_killed", "worker_exited"), record
     assert record["cause"].startswith("killed by gunicorn: no answer within 6 s"), record
     assert "memory" not in json.dumps([r for r in server.lines() if r.get("worker_pid") == record["worker_pid"]])
 
@@ -122,7 +128,7 @@ def test_model_ready_after_a_restart_counts_from_that_restart(start_server):
     assert second["gunicorn_starts"] == 2
     assert second["elapsed_s"] < 2 < second["since_start_s"], second
     exited = [r for r in server.events("child_exited") if r["child"] == "gunicorn"][0]
-    assert "OOM" not in exited["cause"] and "out of memory" not in exited["cause"], exited
+    assert exited["cause"].startswith("killed by SIGKILL from another process"), exited  # not "out of memory"
 
 
 def test_ping_is_503_while_no_worker_holds_the_model(start_server):
