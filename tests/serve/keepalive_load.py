@@ -21,6 +21,7 @@ class LoadStats:
     lost_on_reused: int = 0  # of those, written on a kept-alive connection (the drain's concern)
     refused: int = 0
     told_to_close: int = 0  # responses with Connection: close
+    fresh_losses_at: list[float] = field(default_factory=list)  # wall-clock times of losses on new connections
     statuses: dict[int, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -81,9 +82,12 @@ class KeepAliveLoad:
                 with self.lock:
                     self.stats.lost += 1
                     self.stats.lost_on_reused += reused
+                    if not reused:
+                        self.stats.fresh_losses_at.append(time.time())
                     self.stats.errors.append(repr(exc))
                 conn.close()
                 conn = None
+                time.sleep(0.05)
                 continue
             with self.lock:
                 self.stats.answered += 1
