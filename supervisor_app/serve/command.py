@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from supervisor_app.errors import AppLoadError, BootError, ConfigError, UsageErr
 from supervisor_app.serve import nginx as nginx_conf
 from supervisor_app.serve.children import Child
 from supervisor_app.serve.connections import raise_open_file_limit
-from supervisor_app.serve.supervision import Policy, Supervisor
+from supervisor_app.serve.supervision import Outputs, Policy, Supervisor, SupervisorSettings
 
 _MASTER_FLAG = "--gunicorn-master"
 SOCKET_NAME = "gunicorn.sock"
@@ -87,18 +88,20 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
     gunicorn = Child(
         "gunicorn",
         process.self_command() + ["serve", _MASTER_FLAG, str(run_dir), str(notify_write), str(workers)],
-        process.self_env(config.environ), stop_signal=15, pass_fds=(notify_write,),
+        process.self_env(config.environ), stop_signal=signal.SIGTERM, pass_fds=(notify_write,),
     )
     nginx = Child("nginx", [nginx_path, "-e", "stderr", "-p", str(run_dir), "-c", str(conf_path)],
-                  process.foreign_env(config.environ), stop_signal=3)
+                  process.foreign_env(config.environ), stop_signal=signal.SIGQUIT)  # QUIT: nginx's graceful stop
     process.become_subreaper()
-    policy = Policy(serve_config.grace_s, serve_config.health_interval_s, serve_config.health_timeout_s,
-                    serve_config.restart_limit, serve_config.restart_window_s, serve_config.startup_timeout_s,
+    policy = Policy(grace_s=serve_config.grace_s, health_interval_s=serve_config.health_interval_s,
+                    health_timeout_s=serve_config.health_timeout_s, restart_limit=serve_config.restart_limit,
+                    restart_window_s=serve_config.restart_window_s, startup_timeout_s=serve_config.startup_timeout_s,
                     drain_s=serve_config.drain_s, worker_crash_limit=serve_config.worker_crash_limit,
                     worker_crash_window_s=serve_config.worker_crash_window_s)
-    supervisor = Supervisor(gunicorn, nginx, run_dir, socket_path, run_dir / nginx_conf.READY_FILE,
-                            serve_config.port, notify_read, policy, log, _now_iso,
-                            *_relay_streams(config))
+    settings = SupervisorSettings(run_dir=run_dir, socket_path=socket_path,
+                                  ready_file=run_dir / nginx_conf.READY_FILE, port=serve_config.port,
+                                  notify_fd=notify_read, policy=policy)
+    supervisor = Supervisor(gunicorn, nginx, settings, Outputs(log, _now_iso, *_relay_streams(config)))
     outcome = supervisor.run()
     process.reap()
     if outcome.load_error:

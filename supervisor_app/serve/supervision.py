@@ -60,6 +60,29 @@ class Policy:
     worker_crash_window_s: float = 60.0
 
 
+@dataclass(frozen=True)
+class SupervisorSettings:
+    """Where the children meet smc: the run dir, gunicorn's socket, nginx's readiness file, the
+    port, the notify pipe's read end, and the restart/stop policy."""
+
+    run_dir: Path
+    socket_path: Path
+    ready_file: Path
+    port: int
+    notify_fd: int
+    policy: Policy
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """smc's logger, and where the children's relayed lines go."""
+
+    log: Any
+    now_iso: Callable[[], str]
+    out: Any
+    err: Any
+
+
 @dataclass
 class Outcome:
     exit_code: int
@@ -73,22 +96,20 @@ def backoff_s(failures: int) -> float:
 
 
 class Supervisor:
-    def __init__(self, gunicorn: Child, nginx: Child, run_dir: Path, socket_path: Path, ready_file: Path,
-                 port: int, notify_fd: int, policy: Policy, log: Any, now_iso: Callable[[], str],
-                 out: Any, err: Any) -> None:
+    def __init__(self, gunicorn: Child, nginx: Child, settings: SupervisorSettings, outputs: Outputs) -> None:
         self.gunicorn = gunicorn
         self.nginx = nginx
         self.children = (gunicorn, nginx)
-        self.run_dir = run_dir
-        self.socket_path = socket_path
-        self.ready_file = ready_file
-        self.port = port
-        self.notify_fd = notify_fd
-        self.policy = policy
-        self.log = log
-        self.now_iso = now_iso
-        self.out = out
-        self.err = err
+        self.run_dir = settings.run_dir
+        self.socket_path = settings.socket_path
+        self.ready_file = settings.ready_file
+        self.port = settings.port
+        self.notify_fd = settings.notify_fd
+        self.policy = settings.policy
+        self.log = outputs.log
+        self.now_iso = outputs.now_iso
+        self.out = outputs.out
+        self.err = outputs.err
         self.phase = Phase.BOOTING
         self.started = time.monotonic()
         self.outcome: Outcome | None = None
@@ -101,7 +122,7 @@ class Supervisor:
         self.signals_seen = 0
         self.last_heartbeat = 0.0
         self.ready_deadline = 0.0
-        self.drain_file = run_dir / DRAIN_FILE
+        self.drain_file = settings.run_dir / DRAIN_FILE
         self.drain_started = 0.0
         self.drain_until = 0.0  # 0: not draining
         self.kill_reasons: dict[int, str] = {}  # pid -> why smc itself killed it
