@@ -1,5 +1,6 @@
-"""issue 9 item 1 through Docker: `docker stop` (SIGTERM to the container's PID 1, the onefile
-bootloader, which forwards it to smc) under keep-alive POST load loses no request."""
+"""issue 9 through Docker: `docker stop` (SIGTERM to the container's PID 1, the onefile
+bootloader, which forwards it to smc) under keep-alive POST load loses no request; a worker
+leaking memory under `--memory` is called OOM-killed, and its crash loop ends smc with exit 1."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -26,6 +29,7 @@ def drain_image(docker_engine, smc_binary: Path, tmp_path_factory) -> str:
     shutil.copy(smc_binary, context / "smc")
     (context / "code").mkdir()
     shutil.copy(ROOT / "tests" / "fixtures" / "handlers" / "echo.py", context / "code" / "inference.py")
+    shutil.copy(ROOT / "tests" / "fixtures" / "handlers" / "stubborn.py", context / "code" / "stubborn.py")
     (context / "Dockerfile").write_text(
         "FROM smc-base:latest\nCOPY smc /usr/local/bin/\nCOPY code /opt/ml/model/code\nENTRYPOINT [\"smc\"]\n")
     built = docker("build", "-q", "-t", IMAGE, str(context), timeout=300)
@@ -55,3 +59,26 @@ def test_docker_stop_under_keepalive_load_loses_no_request(drain_image, containe
     assert not early, (drained, early, stats.errors[:5])
     print(f"docker stop under keep-alive load: {stats.sent} sent, {stats.answered} answered, "
           f"{stats.lost_on_reused} lost on kept-alive connections, {stats.lost} reset by docker-proxy after the drain")
+
+
+def test_oom_crash_loop_under_a_memory_limit_ends_smc_naming_the_oom_killer(drain_image, containers):
+    _, container = containers(drain_image, "serve", detach=True, publish=True, docker_args=[
+        "--memory", "256m", "--memory-swap", "256m", "-e", "SAGEMAKER_PROGRAM=stubborn.py",
+        "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=1", "-e", "SMC_WORKER_CRASH_LIMIT=3",
+        "-e", "SMC_WORKER_CRASH_WINDOW_SECONDS=60"])
+    container.wait_ready(timeout_s=60)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if docker("inspect", "--format", "{{.State.Running}}", container.name).stdout.strip() == "false":
+            break
+        try:
+            request = urllib.request.Request(container.url("/invocations"), data=b'{"alloc_mb": 64}',
+                                             headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(request, timeout=30).read()
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    logs = container.logs()
+    assert container.exit_code() == 1, logs[-3000:]
+    failed = [json.loads(line) for line in logs.splitlines() if '"event":"serve_failed"' in line][0]
+    assert "gunicorn workers died 3 times within 60 s" in failed["reason"], failed
+    assert "OOM killer" in failed["reason"], failed
