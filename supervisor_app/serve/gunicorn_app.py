@@ -26,9 +26,9 @@ from supervisor_app.config.serve import ServeConfig
 from supervisor_app.errors import AppLoadError
 from supervisor_app.serve import handlers as handler_module
 from supervisor_app.serve.causes import OomCounter
+from supervisor_app.serve.marked_worker import MarkedWorker
 from supervisor_app.serve.user_app import load_user_app
 from supervisor_app.serve.worker_exits import reap_workers
-from supervisor_app.serve.worker import NginxWorker
 from supervisor_app.serve.wsgi import App
 
 SOCKET_NAME = "gunicorn.sock"
@@ -187,7 +187,7 @@ class ModelServer(BaseApplication):
         settings = {
             "bind": [f"unix:{self.run_dir / SOCKET_NAME}"],
             "workers": self.workers,
-            "worker_class": NginxWorker,
+            "worker_class": MarkedWorker,  # NginxWorker marking requests for the drain
             "timeout": math.ceil(self.config.gunicorn_timeout_s),
             "graceful_timeout": math.ceil(self.config.grace_s),
             "preload_app": self.config.preload_model,

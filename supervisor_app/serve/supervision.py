@@ -29,6 +29,7 @@ from typing import Any
 
 from supervisor_app import exitcodes, process
 from supervisor_app.serve import causes
+from supervisor_app.serve.busy import busy_since
 from supervisor_app.serve.children import Child, LineRelay, State
 from supervisor_app.serve.connections import open_client_connections
 from supervisor_app.serve.nginx import DRAIN_FILE
@@ -39,6 +40,8 @@ _PROBES_BEFORE_RESTART = 3
 _HEARTBEAT_SLACK_S = 3.0  # the master beats about once a second; allow for a slow fork or GC pause
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _DRAIN_POLL_S = 0.1  # how often the drain looks for open client connections
+_DRAIN_SETTLE_S = 0.5  # after the last request from before the drain: time for its client's next one
+_DRAIN_MAX_SHARE = 0.8  # the drain never takes more of the grace: nginx and gunicorn stop in the rest
 
 
 class Phase(enum.Enum):
@@ -124,6 +127,7 @@ class Supervisor:
         self.ready_deadline = 0.0
         self.drain_file = settings.run_dir / DRAIN_FILE
         self.drain_started = 0.0
+        self.predrain_seen_at = -1e9
         self.drain_until = 0.0  # 0: not draining
         self.kill_reasons: dict[int, str] = {}  # pid -> why smc itself killed it
         self.ready_workers: set[int] = set()  # workers that loaded the model and are alive
@@ -465,13 +469,26 @@ class Supervisor:
                       open_connections=open_client_connections(self.port))
 
     def _drain_tick(self, now: float) -> float:
-        """End the drain when its window is over, nginx is gone, or no client connection is open."""
-        open_now = None if now >= self.drain_until or not self.nginx.pid else open_client_connections(self.port)
-        if now < self.drain_until and self.nginx.pid and open_now != 0:
-            return min(_DRAIN_POLL_S, self.drain_until - now)
+        """End the drain when its window is over (or no client connection is open) and no request
+        that started before it is still in a worker, or when nginx is gone. Requests from before
+        the drain were answered `keep-alive`: the drain waits for them, and _DRAIN_SETTLE_S more
+        for their clients' next request, up to _DRAIN_MAX_SHARE of the grace."""
+        if not self.nginx.pid:
+            return self._end_drain(now, None)
+        predrain = [pid for pid, since in busy_since(self.run_dir).items() if since < self.drain_started]
+        if predrain:
+            self.predrain_seen_at = now
+        settled = not predrain and now >= self.predrain_seen_at + _DRAIN_SETTLE_S
+        hard_stop = now >= self.drain_started + self.policy.grace_s * _DRAIN_MAX_SHARE
+        open_now = open_client_connections(self.port)
+        if hard_stop or (settled and (now >= self.drain_until or open_now == 0)):
+            return self._end_drain(now, open_now, predrain)
+        return _DRAIN_POLL_S
+
+    def _end_drain(self, now: float, open_now: int | None, predrain: list[int] | None = None) -> float:
         self.drain_until = 0.0
-        self.log.info("drain_finished", elapsed_s=round(now - self.drain_started, 3),
-                      open_connections=open_now if open_now is not None else open_client_connections(self.port))
+        self.log.info("drain_finished", elapsed_s=round(now - self.drain_started, 3), open_connections=open_now,
+                      requests_from_before=len(predrain or []))
         self._stop_first_child()
         return 0.0
 

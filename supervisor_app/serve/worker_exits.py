@@ -13,12 +13,13 @@ import errno
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gunicorn.errors import HaltServer
 
 from supervisor_app import exitcodes, process
-from supervisor_app.serve import causes
+from supervisor_app.serve import busy, causes
 
 # Exits that are a worker doing what it was asked: a graceful stop, max-requests recycling.
 _EXPECTED_CODES = frozenset({0, exitcodes.from_signal(signal.SIGTERM), exitcodes.from_signal(signal.SIGQUIT),
@@ -43,6 +44,8 @@ def reap_workers(arbiter: Any, oom: causes.OomCounter, timeout_s: float,
             if worker is None:
                 continue  # an orphan re-parented to the master: reaped, not a worker
             code = process.exit_code(status)
+            if arbiter.cfg.worker_tmp_dir:
+                busy.forget(Path(arbiter.cfg.worker_tmp_dir), wpid)
             _report(arbiter, worker, wpid, code, oom, timeout_s, notify)
             if code == arbiter.WORKER_BOOT_ERROR:
                 raise HaltServer("Worker failed to boot.", arbiter.WORKER_BOOT_ERROR)

@@ -4,6 +4,7 @@ makes, the client's method and path in the access log, real causes of deaths, ca
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -48,6 +49,25 @@ def test_sigterm_under_keepalive_load_loses_no_request(start_server):
     drained = server.events("drain_finished")[0]
     assert drained["elapsed_s"] <= 3, drained  # early once every client has left
     assert set(stats.statuses) == {200}, stats
+
+
+def test_drain_waits_for_a_request_from_before_sigterm_and_its_clients_next_one(start_server):
+    server = start_server("echo", env={"SMC_DRAIN_SECONDS": "1"})
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("POST", "/invocations", body=json.dumps({"sleep": 3}), headers={"Content-Type": "application/json"})
+    time.sleep(0.5)  # inside predict_fn now; its answer was given keep-alive when it started
+    server.proc.send_signal(signal.SIGTERM)
+    first = conn.getresponse()
+    first.read()
+    assert first.status == 200
+    # A pooled client reuses the connection at once: that request is answered, with Connection: close.
+    conn.request("POST", "/invocations", body=json.dumps({"x": 1}), headers={"Content-Type": "application/json"})
+    second = conn.getresponse()
+    assert second.status == 200 and second.will_close and json.loads(second.read()) == {"x": 1}
+    conn.close()
+    assert server.wait_exit(20) == 0
+    drained = server.events("drain_finished")[0]
+    assert drained["elapsed_s"] >= 2.4, drained  # past the 1 s window: it waited for the long request
 
 
 def test_drain_ends_early_without_client_connections(start_server):
