@@ -151,7 +151,8 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
     Setting("drain_s", ("SMC_DRAIN_SECONDS",), parse_nonnegative_seconds, 5.0,
             "On SIGTERM/SIGINT, before nginx stops accepting: seconds during which nginx still answers "
             "requests on open connections, each with `Connection: close`, so keep-alive clients leave "
-            "between requests; ends early once no client connection is open. Part of the stop grace.", G),
+            "between requests; ends early once no client connection is open, and lasts until requests "
+            "that started before the signal are answered (at most 80% of the stop grace). 0: no drain.", G),
     Setting("worker_crash_limit", ("SMC_WORKER_CRASH_LIMIT",), parse_positive_int, 10,
             "Give-up policy for gunicorn workers: when workers die unexpectedly (killed, crashed, "
             "timed out) this many times within SMC_WORKER_CRASH_WINDOW_SECONDS, smc stops and exits 1 "
