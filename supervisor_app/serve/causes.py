@@ -75,4 +75,6 @@ def describe(code: int, *, killed_by_smc: str | None = None, timed_out_s: float 
         if oom_kills == 0:
             return "killed by SIGKILL from another process (the memory cgroup counted no OOM kill)"
         return "killed by SIGKILL (the memory cgroup's OOM counter is not readable: out of memory or another process)"
+    if code > exitcodes.SIGNAL_BASE and code - exitcodes.SIGNAL_BASE < signal.NSIG:
+        return f"killed by {process.signal_name(code - exitcodes.SIGNAL_BASE)}"
     return process.describe_exit(code)
