@@ -2,6 +2,11 @@
 side by side in the same run: requests lost on kept-alive connections per stop.
 
     python bench/drain.py --smc dist/smc --rounds 3
+    python bench/drain.py --docker smc-i9-drain:test --rounds 2   # through `docker stop -t 30`
+
+The --docker image is the one tests/images/test_drain_docker.py builds (smc-base, dist/smc and
+the echo handler in /opt/ml/model/code). Through Docker, new connections that docker-proxy accepts
+after nginx stopped listening are reset: those are counted apart ("reset after the listener closed").
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,13 +55,48 @@ def one_stop(smc: str, drain_s: str, clients: int, think_s: float) -> tuple[int,
         shutil.rmtree(base, ignore_errors=True)
 
 
+def one_docker_stop(image: str, drain_s: str, clients: int, think_s: float) -> tuple[int, int, int, int, str]:
+    name, port = f"smc-drain-bench-{uuid.uuid4().hex[:8]}", free_port()
+    subprocess.run(["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080",
+                    "-e", f"SMC_DRAIN_SECONDS={drain_s}", "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=2", image, "serve"],
+                   check=True, capture_output=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        with KeepAliveLoad("127.0.0.1", port, clients=clients, think_s=think_s) as load:
+            time.sleep(3)
+            subprocess.run(["docker", "stop", "-t", "30", name], capture_output=True, check=True)
+            time.sleep(0.3)
+        code = subprocess.run(["docker", "inspect", "-f", "{{.State.ExitCode}}", name], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        stats = load.stats
+        return stats.sent, stats.answered, stats.lost_on_reused, stats.lost - stats.lost_on_reused, code
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smc", default=str(ROOT / "dist" / "smc"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--think-s", type=float, default=0.3)
+    parser.add_argument("--docker", metavar="IMAGE", help="stop a container of IMAGE with docker stop instead")
     args = parser.parse_args()
+    if args.docker:
+        for label, drain_s in (("docker, no drain", "0"), ("docker, drain 5 s", "5")):
+            for _ in range(args.rounds):
+                sent, answered, lost_reused, lost_fresh, code = one_docker_stop(args.docker, drain_s, args.clients,
+                                                                                args.think_s)
+                print(f"{label}: sent {sent}, answered {answered}, lost on kept-alive connections {lost_reused}, "
+                      f"reset after the listener closed {lost_fresh}, exit {code}")
+        return 0
     for label, drain_s in (("no drain (SMC_DRAIN_SECONDS=0)", "0"), ("drain (SMC_DRAIN_SECONDS=5)", "5")):
         lost = []
         for _ in range(args.rounds):
