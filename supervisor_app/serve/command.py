@@ -108,7 +108,7 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
         raise AppLoadError(outcome.load_error["message"], hint=outcome.load_error["hint"])
     if outcome.exit_code:
         log.error("serve_failed", reason=outcome.reason, exit_code=outcome.exit_code,  # type: ignore[attr-defined]
-                  cause=process.describe_exit(outcome.exit_code))
+                  cause=outcome.cause or process.describe_exit(outcome.exit_code))
     else:
         log.info("serve_stopped", reason=outcome.reason)  # type: ignore[attr-defined]
     return outcome.exit_code

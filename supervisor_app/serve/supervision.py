@@ -91,6 +91,7 @@ class Outcome:
     exit_code: int
     reason: str
     load_error: dict[str, str] | None = None  # message/hint reported by a worker that failed to load
+    cause: str | None = None  # why the process behind exit_code ended, when smc knows better than the code
 
 
 def backoff_s(failures: int) -> float:
@@ -191,7 +192,8 @@ class Supervisor:
                 if self.outcome is not None and self.outcome.exit_code == exitcodes.OK:
                     self.outcome = Outcome(exitcodes.GRACE_EXPIRED,
                                            f"the stop grace of {self.policy.grace_s:g} s (SMC_STOP_GRACE_SECONDS) "
-                                           "expired with requests in flight; they were cut")
+                                           "expired with requests in flight; they were cut",
+                                           cause="stop grace expired: smc killed the children")
                 self._kill_all("grace_expired")
             else:
                 waits.append(self.stop_deadline - now)
@@ -245,7 +247,8 @@ class Supervisor:
         else:
             self.log.warning("stop_forced", signal=name)
             if self.outcome is None or self.outcome.exit_code == 0:
-                self.outcome = Outcome(exitcodes.from_signal(signum), f"forced stop by a second {name}")
+                self.outcome = Outcome(exitcodes.from_signal(signum), f"forced stop by a second {name}",
+                                       cause=f"a second {name}: smc killed the children at once")
             self._kill_all("second_signal")  # a failure already being stopped keeps its own exit code
 
     def _read_notify(self) -> None:
@@ -309,7 +312,8 @@ class Supervisor:
                            cause=cause)
             self._stop(Outcome(exitcodes.FAILURE,
                                f"gunicorn workers died {len(self.worker_crashes)} times within {window_s:g} s "
-                               f"(SMC_WORKER_CRASH_LIMIT/SMC_WORKER_CRASH_WINDOW_SECONDS); last: {cause}"))
+                               f"(SMC_WORKER_CRASH_LIMIT/SMC_WORKER_CRASH_WINDOW_SECONDS); last: {cause}",
+                               cause=f"worker crash loop; last: {cause}"))
 
     def _running(self, child: Child) -> None:
         child.state = State.RUNNING
@@ -385,7 +389,7 @@ class Supervisor:
                            window_s=self.policy.restart_window_s, exit_code=code)
             self._stop(Outcome(code or exitcodes.FAILURE,
                                f"{child.name} failed {len(child.restarts)} times within "
-                               f"{self.policy.restart_window_s:g} s; last: {cause}"))
+                               f"{self.policy.restart_window_s:g} s; last: {cause}", cause=cause))
             return
         delay = backoff_s(len(child.restarts))
         child.state = State.BACKOFF
