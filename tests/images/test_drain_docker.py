@@ -19,6 +19,8 @@ from tests.conftest import ROOT
 from tests.images.conftest import docker
 from tests.serve.keepalive_load import KeepAliveLoad
 
+pytestmark = pytest.mark.docker
+
 IMAGE = "smc-i9-drain:test"  # this test's own tag; smc-base and smc-example-* are shared
 
 

@@ -7,8 +7,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.serve.conftest import nginx_required
+
+
+pytestmark = pytest.mark.slow
 
 
 def test_soak_short_mode_loses_nothing(smc_binary, tmp_path):
