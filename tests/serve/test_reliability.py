@@ -191,6 +191,8 @@ def test_ten_thousand_idle_connections_do_not_stop_service(start_server):
             sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
             sock.sendall(b"GET /ping HTTP/1.1\r\n")  # an unfinished request: nginx holds the connection
             idle.append(sock)
+        for _ in range(2_000):  # and some that send nothing at all (they wait in the kernel: deferred accept)
+            idle.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))
         started = time.monotonic()
         resp = server.invoke({"x": 1}, timeout=10)
         assert resp.status == 200
