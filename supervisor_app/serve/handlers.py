@@ -43,11 +43,19 @@ class HandlerError(Exception):
         self.hook = hook
 
 
+_worker_gpu_id: int | None = None  # set in a worker pinned to a GPU (serve/gpus.py), before model_fn
+
+
+def set_worker_gpu(gpu_id: int | None) -> None:
+    global _worker_gpu_id
+    _worker_gpu_id = gpu_id
+
+
 class Context:
     """Per-request context in the shape multi-model-server hands to handlers (index 0 only)."""
 
     def __init__(self, model_dir: Path, headers: Mapping[str, str] | None = None, inference_id: str = "") -> None:
-        self.system_properties = {"model_dir": str(model_dir), "gpu_id": None, "batch_size": 1}
+        self.system_properties = {"model_dir": str(model_dir), "gpu_id": _worker_gpu_id, "batch_size": 1}
         self.model_name = "model"
         self.inference_id = inference_id
         self._headers = {k.lower(): v for k, v in (headers or {}).items()}
