@@ -58,13 +58,14 @@ def install(config: ServeConfig, environ: Mapping[str, str], log: Any) -> dict[s
                      why="SMC_INSTALL_REQUIREMENTS=false")
         return {}
     target, private = _target(config)
-    index_url = None
+    index_url = shown_index = None
     if environ.get("CA_REPOSITORY_ARN"):
-        from supervisor_app import codeartifact  # only jobs that ask for it pay for urllib/ssl
+        from supervisor_app import codeartifact  # only then pay for urllib and ssl
 
         index_url = codeartifact.index_url(environ, log)
+        shown_index = codeartifact.redact(index_url)
     argv = pip_argv(path, target, index_url)
-    shown = [a if a != index_url else codeartifact_redacted(a) for a in argv]
+    shown = [shown_index if a == index_url and index_url else a for a in argv]
     log.info("requirements_install_started", path=str(path), target=str(target), private_target=private,
              argv=shown, timeout_s=config.requirements_timeout_s)
     started = time.monotonic()
@@ -75,14 +76,6 @@ def install(config: ServeConfig, environ: Mapping[str, str], log: Any) -> dict[s
         return {}
     existing = environ.get("PYTHONPATH", "")
     return {"PYTHONPATH": f"{target}{os.pathsep}{existing}" if existing else str(target)}
-
-
-def codeartifact_redacted(url: str) -> str:
-    """The index URL carries the token as its password: never log it."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "aws:***@" + rest.split("@", 1)[1]
-    return scheme + sep + rest
 
 
 def _target(config: ServeConfig) -> tuple[Path, bool]:

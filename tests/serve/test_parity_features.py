@@ -11,7 +11,9 @@ import time
 
 import pytest
 
+from tests import fake_codeartifact
 from tests.conftest import ROOT
+from tests.fake_codeartifact import FakeCodeArtifact
 from tests.serve.wheels import build_wheel
 
 PARITY = ROOT / "tests" / "fixtures" / "parity"
@@ -180,3 +182,40 @@ def test_no_usable_gpu_keeps_cpu_defaults(start_server, opt_ml, tmp_path, script
     assert detected["count"] == 0 and detected["workers_from"] == "cpus", detected
     assert not server.events("worker_gpu_assigned")
     assert server.invoke([1]).json()["gpu_id"] is None
+
+
+# -- CodeArtifact (CA_REPOSITORY_ARN) --------------------------------------------------------------
+@pytest.fixture
+def codeartifact(tmp_path):
+    build_wheel(tmp_path / "ca-wheels", "smc-parity-pkg", "2.0", "VALUE = 'from codeartifact'\n")
+    server = FakeCodeArtifact(tmp_path / "ca-wheels")
+    yield server
+    server.close()
+
+
+def test_codeartifact_repository_serves_the_requirements(start_server, opt_ml, tmp_path, codeartifact):
+    with_requirements(opt_ml, "smc-parity-pkg==2.0\n", "")
+    server = start_server(None, env={**codeartifact.env(), "SMC_PREFIX": str(tmp_path / "prefix"),
+                                     "PARITY_MODULES": "smc_parity_pkg"})
+    assert server.invoke([1]).json()["smc_parity_pkg"][0] == "from codeartifact"
+    assert [c[:2] for c in codeartifact.calls[:2]] == [("POST", "/v1/authorization-token"),
+                                                       ("GET", "/v1/repository/endpoint")]
+    assert all(status == 200 for _, path, status in codeartifact.calls if path.startswith("/v1/"))
+    index = server.events("codeartifact_index")[0]
+    assert index["index"] == f"http://aws:***@{codeartifact.url[7:]}/pypi/my-repo/simple/"
+    assert fake_codeartifact.TOKEN not in server.output()  # the token never reaches the log
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"CA_REPOSITORY_ARN": "arn:aws:codeartifact:eu-west-1:123:repository/my-domain"},
+     "is not a CodeArtifact repository ARN"),
+    ({"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}, "no AWS credentials to get a CodeArtifact token"),
+    ({"AWS_SECRET_ACCESS_KEY": "wrong"}, "GetAuthorizationToken for my-domain/my-repo failed: HTTP 403"),
+], ids=["malformed_arn", "no_credentials", "bad_signature"])
+def test_codeartifact_errors_are_named(start_server, opt_ml, tmp_path, codeartifact, env, message):
+    with_requirements(opt_ml, "smc-parity-pkg==2.0\n", "")
+    server = start_server(None, env={**codeartifact.env(), **env, "SMC_PREFIX": str(tmp_path / "prefix"),
+                                     "PARITY_MODULES": "json"}, wait=False)
+    assert server.wait_exit(timeout=60) != 0
+    failed = server.events("command_failed")[0]
+    assert message in failed["error"], failed
