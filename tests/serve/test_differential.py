@@ -152,7 +152,8 @@ def toolkit(tmp_path_factory):
 
 
 def compare(toolkit_result: tuple, smc_result: tuple) -> list[str]:
-    """What differs between two (status, body, content_type, headers) answers."""
+    """What differs between two (status, body, content_type, headers) answers: the three the issue
+    names, plus the custom attributes a handler sets on the response."""
     found = []
     if toolkit_result[0] != smc_result[0]:
         found.append("status")
@@ -160,6 +161,9 @@ def compare(toolkit_result: tuple, smc_result: tuple) -> list[str]:
         found.append("body")
     if toolkit_result[2] != smc_result[2]:
         found.append("content_type")
+    attrs = ATTRS.lower()
+    if toolkit_result[3].get(attrs) != smc_result[3].get(attrs):
+        found.append("custom_attributes")
     return found
 
 
@@ -249,9 +253,9 @@ S1, S2 = "error bodies are JSON", "client errors are 4xx"
 DIFFERENCES: dict[str, tuple[str, Callable[[tuple, tuple], bool]]] = {
     "default_codecs.json_charset": ("S3 media type parameters", smc_serves(JSON)),
     "default_codecs.csv_charset": ("S3 media type parameters", smc_serves(JSON)),
-    "default_codecs.accept_q_skips_unsupported": ("S4 Accept q-values", smc_serves(JSON)),
-    "default_codecs.accept_q_order": ("S4 Accept q-values", smc_serves(CSV)),
-    "default_codecs.accept_type_wildcard": ("S4 Accept wildcards", smc_serves(CSV)),
+    "default_codecs.accept_q_skips_unsupported": ("S4 Accept q-values and wildcards", smc_serves(JSON)),
+    "default_codecs.accept_q_order": ("S4 Accept q-values and wildcards", smc_serves(CSV)),
+    "default_codecs.accept_type_wildcard": ("S4 Accept q-values and wildcards", smc_serves(CSV)),
     "default_codecs.no_content_type": ("S5 missing Content-Type is JSON", smc_serves(JSON)),
     "default_codecs.accept_unsupported": (S2, client_status(406)),
     "default_codecs.unsupported_content_type": (S2, client_status(415)),
@@ -277,3 +281,10 @@ def test_difference_list_names_real_cases():
     assert set(DIFFERENCES) <= names
     print(f"compared cases: {len(names)}, listed differences: {len(DIFFERENCES)} "
           f"of {len({kind for kind, _ in DIFFERENCES.values()})} kinds")
+
+
+def test_custom_attributes_reach_the_handler_and_the_client(toolkit, smc_binary, tmp_path):
+    """Checked on its own too, so the comparison above cannot pass with the header absent on both."""
+    c = CASES["with_context"][0]
+    answer = send(toolkit.port, "/predictions/with_context", c)
+    assert answer[3].get(ATTRS.lower()) == "echo=trace=1,user=a", answer
