@@ -14,6 +14,7 @@ with pip's own message, never a hang. CA_REPOSITORY_ARN points pip at a CodeArti
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -92,7 +93,30 @@ def _target(config: ServeConfig) -> tuple[Path, bool]:
     return private, True
 
 
+class _Stopped(BaseException):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    raise _Stopped(signum)
+
+
 def _run(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: float, path: Path) -> str:
+    # SIGTERM/SIGINT while pip runs: stop pip too (its own session, so a terminal's ^C reaches only
+    # smc) and exit 128+n, as a stop before the servers start.
+    previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _supervise_pip(argv, env, cwd, timeout_s, path)
+    except _Stopped as stop:
+        raise SystemExit(exitcodes.from_signal(stop.signum)) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _supervise_pip(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: float, path: Path) -> str:
     try:
         proc = subprocess.Popen(argv, env=env, cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
@@ -101,7 +125,7 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: float, path
     try:
         out, _ = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
+        _kill(proc)
         out, _ = proc.communicate()
         raise RequirementsError(
             f"pip install -r {path} did not finish within {timeout_s:g} s "
@@ -111,7 +135,7 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: float, path
             "or set CA_REPOSITORY_ARN to a CodeArtifact repository",
         ) from None
     except BaseException:
-        os.killpg(proc.pid, 9)  # SIGTERM/SIGINT while installing: pip goes with us
+        _kill(proc)  # SIGTERM/SIGINT while installing: pip goes with us
         proc.wait()
         raise
     if proc.returncode != 0:
@@ -122,6 +146,13 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: float, path
             "SMC_INSTALL_REQUIREMENTS=false skips the install",
         )
     return out.decode(errors="replace")
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # pip and anything it started (build backends)
+    except ProcessLookupError:
+        pass
 
 
 def _code(returncode: int) -> int:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -219,3 +221,18 @@ def test_codeartifact_errors_are_named(start_server, opt_ml, tmp_path, codeartif
     assert server.wait_exit(timeout=60) != 0
     failed = server.events("command_failed")[0]
     assert message in failed["error"], failed
+
+
+def test_sigterm_during_the_install_stops_pip_and_exits(start_server, opt_ml, tmp_path):
+    with socket.socket() as silent:  # an index that never answers keeps pip busy
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        with_requirements(opt_ml, "smc-parity-pkg\n", "")
+        server = start_server(None, wait=False, env={
+            "PIP_INDEX_URL": f"http://127.0.0.1:{silent.getsockname()[1]}/simple",
+            "SMC_PREFIX": str(tmp_path / "prefix"), "PARITY_MODULES": "json"})
+        server.wait_event("requirements_install_started", timeout=30)
+        time.sleep(0.5)
+        assert server.stop(signal.SIGTERM, timeout=15) == 128 + signal.SIGTERM
+    leftover = subprocess.run(["pgrep", "-f", f"{tmp_path / 'prefix'}"], capture_output=True, text=True).stdout
+    assert not leftover.strip(), f"pip still running: {leftover}"
