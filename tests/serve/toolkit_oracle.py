@@ -107,6 +107,8 @@ class ToolkitServer:
     """One MMS serving base/model with the toolkit; java is found on PATH (Java 17 works)."""
 
     def __init__(self, base: Path, env: dict[str, str] | None = None) -> None:
+        assert shutil.which("java"), ("the serving differential test runs multi-model-server, which needs Java: "
+                                      "apt-get install -y openjdk-17-jre-headless (build/system-deps.sh test)")
         self.base = base
         self.port = low_free_port()
         run = base / "toolkit-run"

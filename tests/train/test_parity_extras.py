@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests import fake_codeartifact
 from tests.fake_codeartifact import FakeCodeArtifact
 from tests.serve.wheels import build_wheel
 from tests.train.trainkit import failure, hyperparameters, log_events, make_job, script, train_env
@@ -123,3 +124,15 @@ def test_existing_intermediate_dir_is_left_to_the_platform(smc, tmp_path, s3_ser
     off = [e for e in log_events(done.stdout, done.stderr) if e["event"] == "intermediate_sync_off"]
     assert off and "exists already" in off[0]["why"]
     assert _objects(s3_server) == {}
+
+
+def test_doctor_checks_the_codeartifact_arn(smc, tmp_path):
+    import json
+
+    base = make_job(tmp_path)
+    script(base, "train.py", "print('hi')\n")
+    for arn, status in ((fake_codeartifact.ARN, "ok"), ("arn:aws:codeartifact:x", "fail")):
+        result = smc("doctor", "--json", "train", env={"SAGEMAKER_BASE_DIR": str(base),
+                                                       "SAGEMAKER_PROGRAM": "train.py", "CA_REPOSITORY_ARN": arn})
+        finding = [f for f in json.loads(result.stdout)["findings"] if f["check"] == "codeartifact"][0]
+        assert finding["status"] == status, finding
