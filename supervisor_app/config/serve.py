@@ -129,6 +129,11 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
             "MaxConcurrentTransforms reported by GET /execution-parameters; default: the worker count.", G),
     Setting("startup_timeout_s", ("SAGEMAKER_STARTUP_TIMEOUT",), parse_seconds, 600.0,
             "Seconds allowed from start until a worker has loaded the model; then smc gives up (exit 1).", G),
+    Setting("install_requirements", ("SMC_INSTALL_REQUIREMENTS",), parse_bool, True,
+            "Install code/requirements.txt (next to the handler) once at start, before /ping turns 200, "
+            "as sagemaker-inference does; false skips it (install at image build time instead).", G),
+    Setting("requirements_timeout_s", ("SMC_REQUIREMENTS_TIMEOUT_SECONDS",), parse_seconds, 600.0,
+            "Seconds the start-time pip install may take; then smc stops it and exits 1 with pip's last lines.", G),
     Setting("nginx", ("SMC_NGINX",), parse_str, None,
             "Path of the nginx binary; default: `nginx` found on PATH (e.g. apt-get install nginx-light).", G),
     Setting("grace_s", ("SMC_STOP_GRACE_SECONDS",), parse_seconds, 25.0,
@@ -188,6 +193,8 @@ class ServeConfig:
     max_concurrent_transforms: int | None
     startup_timeout_s: float
     nginx: str | None
+    install_requirements: bool
+    requirements_timeout_s: float
     grace_s: float
     preload_model: bool
     health_interval_s: float

@@ -118,3 +118,20 @@ def check_labels(serve: ServeConfig, doctor: DoctorConfig) -> list[Finding]:
             )
         )
     return findings
+
+
+def check_codeartifact(config: Config) -> list[Finding]:
+    """CA_REPOSITORY_ARN is well-formed (the token itself is fetched at start, not here: doctor
+    also runs where AWS cannot be reached)."""
+    arn = config.environ.get("CA_REPOSITORY_ARN")
+    if not arn:
+        return []
+    from supervisor_app import codeartifact
+
+    try:
+        repo = codeartifact.parse_arn(arn)
+    except SmcError as exc:
+        return [fail("codeartifact", exc.message, exc.hint, "CA_REPOSITORY_ARN")]
+    return [ok("codeartifact", f"pip installs use CodeArtifact {repo.domain}/{repo.name} ({repo.region}); "
+               "the role needs codeartifact:GetAuthorizationToken, GetRepositoryEndpoint, ReadFromRepository "
+               "and sts:GetServiceBearerToken", "CA_REPOSITORY_ARN")]

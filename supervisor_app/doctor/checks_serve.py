@@ -62,8 +62,10 @@ def check_handler(config: Config, serve: ServeConfig) -> list[Finding]:
         findings.append(
             warn(
                 "handler_requirements",
-                f"{requirements} exists; smc serve does not pip-install at start (a VPC endpoint may have no PyPI)",
-                "install them at image build time: RUN smc python -m pip install -r requirements.txt",
+                f"{requirements} exists; smc serve pip-installs it at every start"
+                if serve.install_requirements else f"{requirements} exists; SMC_INSTALL_REQUIREMENTS=false skips it",
+                "install at image build time (RUN smc python -m pip install -r requirements.txt): a start-time "
+                "install costs start-up time and fails where the endpoint has no package index (VPC)",
                 str(requirements),
             )
         )

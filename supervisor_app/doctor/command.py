@@ -48,6 +48,7 @@ def collect(config: Config, modes: set[str]) -> list[Finding]:
         except SmcError as exc:
             findings.append(fail("serve_config", exc.message, exc.hint))
     findings.append(checks_env.check_user(serve))
+    findings += checks_env.check_codeartifact(config)
     if "train" in modes:
         findings += checks_train.check_layout(config)
         findings += checks_train.check_config_files(config)

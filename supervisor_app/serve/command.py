@@ -6,6 +6,7 @@ with (the onefile bootloader reuses the unpacked folder, ~50 ms); users never ty
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 import shutil
@@ -15,13 +16,16 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from supervisor_app import cpus, logs, process
 from supervisor_app.config import Config
 from supervisor_app.config.serve import ServeConfig, describe, load_serve_config
 from supervisor_app.errors import AppLoadError, BootError, ConfigError, UsageError
+from supervisor_app.serve import gpus
 from supervisor_app.serve import nginx as nginx_conf
+from supervisor_app.serve import requirements
 from supervisor_app.serve.children import Child
 from supervisor_app.serve.connections import raise_open_file_limit
 from supervisor_app.serve.supervision import Outputs, Policy, Supervisor, SupervisorSettings
@@ -45,8 +49,12 @@ def serve(config: Config, serve_config: ServeConfig) -> int:
     _check_model(serve_config)
     nginx_path = find_nginx(serve_config)
     check_port_free(serve_config.port)
-    workers = serve_config.workers or cpus.available_cpus()
+    detected = gpus.detect(process.foreign_env(config.environ))
+    workers = serve_config.workers or len(detected.devices) or cpus.available_cpus()
     log.info("serve_config", **{**describe(serve_config), "workers": workers, "nginx": nginx_path})
+    log.info("gpus_detected", count=len(detected.devices), devices=list(detected.devices), source=detected.source,
+             workers=workers, workers_from="SAGEMAKER_MODEL_SERVER_WORKERS" if serve_config.workers
+             else "gpus" if detected.devices else "cpus")
     if serve_config.program != serve_config.program_requested:
         log.warning(
             "handler_program_fallback",
@@ -55,6 +63,11 @@ def serve(config: Config, serve_config: ServeConfig) -> int:
             using=serve_config.program,
             why="SAGEMAKER_PROGRAM names a file the code dir does not have (often the training script)",
         )
+    worker_env = requirements.install(serve_config, config.environ, log)
+    if detected.devices:
+        worker_env[gpus.ENV] = ",".join(detected.devices)
+    if worker_env:  # a private install dir on PYTHONPATH, the GPUs to pin workers to
+        config = dataclasses.replace(config, environ=MappingProxyType({**config.environ, **worker_env}))
     try:
         run_dir = Path(tempfile.mkdtemp(prefix="smc-serve-", dir=serve_config.tmp_dir))
     except OSError as exc:

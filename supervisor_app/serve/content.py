@@ -123,6 +123,11 @@ def _text(body: bytes, params: dict[str, str]) -> str:
 
 
 def _number(text: str) -> Any:
+    # int before float, as the toolkit's np.genfromtxt(dtype=None) infers: "1,2" answers [[2, 4]].
+    try:
+        return int(text)
+    except ValueError:
+        pass
     try:
         return float(text)
     except ValueError:
@@ -185,7 +190,8 @@ def encode(prediction: Any, kind: str) -> bytes:
     if isinstance(prediction, (bytes, bytearray)):
         return bytes(prediction)
     if kind == JSON:
-        return json.dumps(prediction, default=_plain, separators=(",", ":")).encode()
+        # json.dumps' default separators, as the toolkit's encoder: byte-identical answers.
+        return json.dumps(prediction, default=_plain).encode()
     if kind == CSV:
         value = prediction.tolist() if callable(getattr(prediction, "tolist", None)) else prediction
         rows = value if isinstance(value, (list, tuple)) else [value]

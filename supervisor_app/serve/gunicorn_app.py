@@ -24,6 +24,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 from supervisor_app import exitcodes, logs, usersite
 from supervisor_app.config.serve import ServeConfig
 from supervisor_app.errors import AppLoadError
+from supervisor_app.serve import gpus
 from supervisor_app.serve import handlers as handler_module
 from supervisor_app.serve.causes import OomCounter
 from supervisor_app.serve.marked_worker import MarkedWorker
@@ -199,8 +200,33 @@ class ModelServer(BaseApplication):
             "when_ready": lambda arbiter: notify(notify_fd, "listening"),
             "post_worker_init": lambda worker: notify(notify_fd, "worker_ready"),
         }
+        settings.update(self._gpu_hooks())
         for key, value in settings.items():
             self.cfg.set(key, value)
+
+    def _gpu_hooks(self) -> dict[str, Any]:
+        """With GPUs, each new worker takes a free GPU in the master (pre_fork) and pins itself to
+        it before loading the model (post_fork); see serve/gpus.py."""
+        devices = gpus.parse_env(os.environ)
+        if not devices:
+            return {}
+        if self.config.preload_model:
+            self.log.warning("gpu_pinning_off", devices=list(devices),
+                             why="SMC_PRELOAD_MODEL=true loads one model in the master before workers exist")
+            return {}
+        log = self.log
+
+        def pre_fork(server: Any, worker: Any) -> None:
+            in_use = [getattr(w, "smc_gpu", None) for w in server.WORKERS.values()]
+            worker.smc_gpu = gpus.pick(devices, [d for d in in_use if d is not None])
+
+        def post_fork(server: Any, worker: Any) -> None:
+            gpus.pin_this_worker(worker.smc_gpu)
+            handler_module.set_worker_gpu(0)  # the one visible device
+            log.info("worker_gpu_assigned", worker_pid=os.getpid(), gpu=worker.smc_gpu,
+                     cuda_visible_devices=worker.smc_gpu, gpu_id=0)
+
+        return {"pre_fork": pre_fork, "post_fork": post_fork}
 
     def run(self) -> None:
         arbiter = HeartbeatArbiter(self)

@@ -1,6 +1,7 @@
 """The user's handler module (inference.py) with sagemaker-inference-toolkit's contract.
 
-Hooks: model_fn(model_dir), input_fn(data, content_type), predict_fn(data, model),
+Hooks: pre_model_fn(model_dir) and model_warmup_fn(model_dir, model) around model_fn(model_dir)
+(optional, as sagemaker-inference 1.6+), input_fn(data, content_type), predict_fn(data, model),
 output_fn(prediction, accept), or transform_fn(model, data, content_type, accept) instead of the
 last three; each may take one more trailing argument, the request Context. Results may be
 `body` or `(body, content_type)`. Optional: execution_parameters_fn([context]) -> dict.
@@ -25,9 +26,10 @@ from typing import Any
 from supervisor_app.errors import AppLoadError
 from supervisor_app.serve import content
 
-HOOKS = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn", "execution_parameters_fn")
+HOOKS = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn", "execution_parameters_fn",
+         "pre_model_fn", "model_warmup_fn")
 _ARITY = {"model_fn": 1, "input_fn": 2, "predict_fn": 2, "output_fn": 2, "transform_fn": 4,
-          "execution_parameters_fn": 0}
+          "execution_parameters_fn": 0, "pre_model_fn": 1, "model_warmup_fn": 2}
 _TEXT_TYPES = (content.JSON, content.CSV)  # handed to input_fn as str, as the toolkit does
 
 
@@ -41,11 +43,19 @@ class HandlerError(Exception):
         self.hook = hook
 
 
+_worker_gpu_id: int | None = None  # set in a worker pinned to a GPU (serve/gpus.py), before model_fn
+
+
+def set_worker_gpu(gpu_id: int | None) -> None:
+    global _worker_gpu_id
+    _worker_gpu_id = gpu_id
+
+
 class Context:
     """Per-request context in the shape multi-model-server hands to handlers (index 0 only)."""
 
     def __init__(self, model_dir: Path, headers: Mapping[str, str] | None = None, inference_id: str = "") -> None:
-        self.system_properties = {"model_dir": str(model_dir), "gpu_id": None, "batch_size": 1}
+        self.system_properties = {"model_dir": str(model_dir), "gpu_id": _worker_gpu_id, "batch_size": 1}
         self.model_name = "model"
         self.inference_id = inference_id
         self._headers = {k.lower(): v for k, v in (headers or {}).items()}
@@ -187,14 +197,26 @@ def _validate(handlers: Handlers) -> None:
 
 
 def load_model(handlers: Handlers, model_dir: Path) -> Any:
+    """pre_model_fn(model_dir), model_fn(model_dir), model_warmup_fn(model_dir, model), in the order
+    sagemaker-inference 1.6+ calls them; a failure in any of them fails start-up the same way."""
+    context = Context(model_dir)
+    if handlers.has("pre_model_fn"):
+        _load_step(handlers, "pre_model_fn", (str(model_dir),), context, model_dir)
+    model = _load_step(handlers, "model_fn", (str(model_dir),), context, model_dir)
+    if handlers.has("model_warmup_fn"):
+        _load_step(handlers, "model_warmup_fn", (str(model_dir), model), context, model_dir)
+    return model
+
+
+def _load_step(handlers: Handlers, hook: str, args: tuple[Any, ...], context: Context, model_dir: Path) -> Any:
     try:
-        return handlers.call("model_fn", (str(model_dir),), Context(model_dir))
+        return handlers.call(hook, args, context)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise AppLoadError(
-            f"model_fn raised {type(exc).__name__}: {exc}",
-            hint=f"fix model_fn{_user_frame(exc, handlers.path)}; model_dir was {model_dir}; "
+            f"{hook} raised {type(exc).__name__}: {exc}",
+            hint=f"fix {hook}{_user_frame(exc, handlers.path)}; model_dir was {model_dir}; "
             "the traceback is in the log (event model_load_failed)",
         ) from exc
 
@@ -227,7 +249,8 @@ class InferenceService:
         preferred = content.preferred_type(accept, self.default_accept)
         handlers = self.handlers
         if handlers.has("transform_fn"):
-            result = self._hook("transform_fn", (self.model, body, kind, preferred), context, bad_input=ValueError)
+            data = _decode_text(body, params) if kind in _TEXT_TYPES else body  # as the toolkit does
+            result = self._hook("transform_fn", (self.model, data, kind, preferred), context, bad_input=ValueError)
             return self._result(result, preferred, context)
         # Choose the response type before running the model when the default encoder will answer.
         chosen = preferred if handlers.has("output_fn") else self._choose(accept)

@@ -33,6 +33,7 @@ from supervisor_app.train import (
     resources,
     runner,
 )
+from supervisor_app.train import intermediate
 from supervisor_app.train.cluster import discover
 from supervisor_app.train.entry_point import Kind
 from supervisor_app.train.launchers import Launcher, dispatch
@@ -54,7 +55,9 @@ def run(config: Config, args: list[str]) -> int:
     # child runs, runner.py takes these signals over and forwards them.
     for signum in runner.STOP_SIGNALS:
         signal.signal(signum, _raise_stop)
+    sync = None
     try:
+        sync = intermediate.start(config, log)  # sagemaker_s3_output: output/intermediate to S3
         return _train(config, layout, log)
     except _StopRequested as stop:
         cause = f"Training stopped: smc received {process.signal_name(stop.signum)} while no training script was running"
@@ -75,6 +78,8 @@ def run(config: Config, args: list[str]) -> int:
             logged=False,
         )
         raise
+    finally:
+        intermediate.finish(sync)
 
 
 class _StopRequested(BaseException):

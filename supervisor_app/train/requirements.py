@@ -44,7 +44,13 @@ def pip_command(kind: Kind, code_dir: Path, python: Python, prefix: Path) -> lis
 
 def install(argv: list[str], env: Mapping[str, str], code_dir: Path, grace_s: float, log: Any) -> None:
     what = "the package in the code directory" if "." in argv else REQUIREMENTS
-    log.info("pip_install_started", argv=argv, cwd=str(code_dir))
+    shown = argv
+    if env.get("CA_REPOSITORY_ARN"):  # pip uses that CodeArtifact repository, as the toolkits do
+        from supervisor_app import codeartifact
+
+        index_url = codeartifact.index_url(env, log)
+        argv, shown = [*argv, "--index-url", index_url], [*argv, "--index-url", codeartifact.redact(index_url)]
+    log.info("pip_install_started", argv=shown, cwd=str(code_dir))
     outcome = runner.run(argv, env, code_dir, grace_s, log)
     if outcome.stop_signal is not None:
         raise InstallError(

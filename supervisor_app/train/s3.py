@@ -140,15 +140,18 @@ def _tls_context() -> ssl.SSLContext:
 
 
 def sign(
-    method: str, url: str, region: str, creds: Credentials, now: datetime.datetime | None = None
+    method: str, url: str, region: str, creds: Credentials, now: datetime.datetime | None = None,
+    service: str = "s3", payload: bytes | None = None,
 ) -> dict[str, str]:
-    """Headers for an S3 request signed with AWS Signature Version 4 (unsigned payload)."""
+    """Headers for a request signed with AWS Signature Version 4: S3 with an unsigned payload by
+    default; other services (codeartifact) sign the payload's hash."""
     now = now or datetime.datetime.now(datetime.UTC)
     amz_date = now.strftime("%Y%m%dT%H%M%SZ")
     day = amz_date[:8]
     parsed = urllib.parse.urlsplit(url)
     host = parsed.netloc
-    headers = {"host": host, "x-amz-content-sha256": _UNSIGNED, "x-amz-date": amz_date}
+    payload_hash = _UNSIGNED if payload is None else hashlib.sha256(payload).hexdigest()
+    headers = {"host": host, "x-amz-content-sha256": payload_hash, "x-amz-date": amz_date}
     if creds.session_token:
         headers["x-amz-security-token"] = creds.session_token
     signed = ";".join(sorted(headers))
@@ -159,13 +162,13 @@ def sign(
             _canonical_query(parsed.query),
             "".join(f"{k}:{headers[k].strip()}\n" for k in sorted(headers)),
             signed,
-            _UNSIGNED,
+            payload_hash,
         ]
     )
-    scope = f"{day}/{region}/s3/aws4_request"
+    scope = f"{day}/{region}/{service}/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
     key = _hmac(("AWS4" + creds.secret_access_key).encode(), day)
-    for part in (region, "s3", "aws4_request"):
+    for part in (region, service, "aws4_request"):
         key = _hmac(key, part)
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
     result = {k: v for k, v in headers.items() if k != "host"}
