@@ -18,6 +18,7 @@ def fill_code_dir(plan: TrainPlan, log: Any) -> None:
     if plan.framework_module:
         code_dir.mkdir(parents=True, exist_ok=True)  # the framework's cwd; it fetches its own code
         return
+    entry_point.validate_name(plan.entry_point)  # before any code is fetched
     train = plan.train
     action = entry_point.prepare_code_dir(
         plan.source, code_dir, train.tmp_dir, lambda url, dest: _s3_download(train, url, dest)

@@ -4,6 +4,8 @@ plan_job reads the frozen TrainConfig and what the host brings (Resources) and d
 point (SAGEMAKER_PROGRAM beats the sagemaker_program hyperparameter), where the code comes from,
 the interpreter, the topology, the launcher and, for a distributed launcher, the cluster. It
 starts nothing and writes nothing; `smc doctor` plans with it too, so the two cannot disagree.
+A missing or unsafe entry point name does not stop the plan (doctor still checks the launcher);
+install.py refuses it before it fetches any code.
 
 What depends on the files of the code dir (the entry point's kind, its command, its environment)
 is planned by script.py once the code dir is filled: the code may still have to come from S3.
@@ -30,7 +32,7 @@ class TrainPlan:
     train: TrainConfig
     hyperparameters: SplitHyperparameters
     framework_module: str | None  # SAGEMAKER_TRAINING_MODULE pkg.mod:fn: a framework image's launcher
-    entry_point: str | None  # a validated name in the code dir, unless a framework module runs the job
+    entry_point: str | None  # as configured; checked by entry_point.validate_name before any use
     source: str  # where the code dir's files come from (a directory, a tar.gz, s3://...)
     python: Python
     python_path: tuple[str, ...]  # the code dir first, then the container's PYTHONPATH
@@ -57,11 +59,8 @@ class TrainPlan:
 
 def plan_job(train: TrainConfig, resources: Resources) -> TrainPlan:
     split = hyperparams.split(train.hyperparameters)
-    entry = entry_point_of(train, split)
     if train.framework_module:
         _check_framework_module(train.framework_module)
-    else:
-        entry = entry_point.validate_name(entry)
     python = entry_point.find_python(train.python, train.environ.get("PATH"))
     topology = topology_of(train.resource_config, split.framework)
     # A framework module launches the job itself, as the toolkit's framework containers do.
@@ -71,7 +70,7 @@ def plan_job(train: TrainConfig, resources: Resources) -> TrainPlan:
         train=train,
         hyperparameters=split,
         framework_module=train.framework_module,
-        entry_point=entry,
+        entry_point=entry_point_of(train, split),
         source=source_of(train, split),
         python=python,
         python_path=_python_path(train.layout.code_dir, train.environ.get("PYTHONPATH", "")),

@@ -45,7 +45,7 @@ def plan_script(plan: TrainPlan) -> Script:
         base = process.self_env(plan.train.environ) if python.embedded else process.foreign_env(plan.train.environ)
         argv = [*python.argv, "-c", FRAMEWORK_CALL, plan.framework_module]
         return Script(None, None, argv, environment.script_environment(plan, base), None, {})
-    name = plan.entry_point or ""
+    name = entry_point.validate_name(plan.entry_point)
     path = entry_point.entry_path(plan.code_dir, name)
     kind = entry_point.kind_of(plan.code_dir, name)
     # smc's own interpreter needs the bundle's libraries; anything else gets the container's.

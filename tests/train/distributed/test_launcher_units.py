@@ -203,7 +203,9 @@ def test_peer_wait_returns_when_every_peer_answers():
 def _doctor(tmp_path, hps: dict, path: str, **environ: str):
     from supervisor_app.config import load_config
     from supervisor_app.config.train import load_train_config
-    from supervisor_app.train.launchers.checks import check_launchers
+    from supervisor_app.doctor.checks_launchers import check_launchers
+    from supervisor_app.train.plan import plan_job
+    from supervisor_app.train.resources import Resources
 
     base = tmp_path / "ml"
     (base / "input/config").mkdir(parents=True)
@@ -212,7 +214,8 @@ def _doctor(tmp_path, hps: dict, path: str, **environ: str):
         json.dumps({k: json.dumps(v) for k, v in hps.items()})
     )
     config = load_config({"SAGEMAKER_BASE_DIR": str(base), "PATH": path, **environ})
-    return {f.check: f for f in check_launchers(config, load_train_config(config))}
+    plan = plan_job(load_train_config(config), Resources(num_cpus=1, num_gpus=0, num_neurons=0))
+    return {f.check: f for f in check_launchers(config, plan)}
 
 
 def test_doctor_names_the_debian_packages_an_mpi_job_lacks(tmp_path):
