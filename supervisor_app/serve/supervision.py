@@ -11,7 +11,6 @@ when a worker reports its model loaded, removed when gunicorn goes away or smc s
 from __future__ import annotations
 
 import enum
-import errno
 import json
 import os
 import selectors
@@ -377,10 +376,4 @@ class Supervisor:
 
     def _unready(self) -> None:
         self.ready = False
-        try:
-            self.ready_file.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
+        self.ready_file.unlink(missing_ok=True)
