@@ -77,13 +77,11 @@ def _raise_stop(signum: int, frame: Any) -> None:
 def _train(config: Config, layout: Layout, log: Any) -> int:
     train = load_train_config(config)
     log = _report_config(config, train, log)
-    instance_type = str(train.resource_config.get("current_instance_type", "local"))
-    plan = plan_job(train, resources.probe(train.environ, instance_type))
+    plan = plan_job(train, resources.probe(train))
     install.fill_code_dir(plan, log)
     script = plan_script(plan)
-    install.make_runnable(script)
     launch.wait_for_hosts(plan, log)
-    install.install_requirements(plan, script, log)
+    install.prepare_script(plan, script, log)
     log.info(
         "training_environment",
         env={k: v for k, v in script.env.items() if k.startswith("SM_")},

@@ -26,12 +26,10 @@ def fill_code_dir(plan: TrainPlan, log: Any) -> None:
     log.info("code_dir_ready", code_dir=str(code_dir), source=plan.source, action=action)
 
 
-def make_runnable(script: Script) -> None:
+def prepare_script(plan: TrainPlan, script: Script, log: Any) -> None:
+    """The entry point's execute bits (as the toolkit chmods it), then its requirements."""
     if script.path is not None and script.kind in (Kind.SHELL, Kind.COMMAND):
         entry_point.make_executable(script.path)
-
-
-def install_requirements(plan: TrainPlan, script: Script, log: Any) -> None:
     if script.pip_argv is not None:
         requirements.install(script.pip_argv, script.pip_env, plan.code_dir, plan.train.stop_grace_s, log)
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from supervisor_app import cpus, process
+from supervisor_app.config.train import TrainConfig
 
 _TOOL_TIMEOUT_S = 30.0
 
@@ -28,10 +29,11 @@ class Resources:
     smddpmprun_installed: bool = False
 
 
-def probe(environ: Mapping[str, str], instance_type: str) -> Resources:
+def probe(train: TrainConfig) -> Resources:
     """Counted once per job, with the container's environment (not the bundle's)."""
-    foreign = process.foreign_env(environ)
+    foreign = process.foreign_env(train.environ)
     path = foreign.get("PATH")
+    instance_type = str(train.resource_config.get("current_instance_type", "local"))
     return Resources(
         num_cpus=cpus.available_cpus(),
         num_gpus=num_gpus(foreign),
