@@ -114,9 +114,12 @@ def plan(config: Config, train: TrainConfig | None) -> tuple[TrainPlan | None, l
     settings alone. Devices are not counted: no check here depends on them."""
     try:
         job = train if train is not None else load_train_config(config, job_files=False)
+    except SmcError as exc:  # a setting; the job files were reported by load_job
+        return None, [fail("train_config", exc.message, exc.hint)]
+    try:
         return plan_job(job, Resources(num_cpus=1, num_gpus=0, num_neurons=0)), []
     except SmcError as exc:
-        return None, [fail("entry_point", exc.message, exc.hint)]
+        return None, [fail("train_plan", exc.message, exc.hint)]
 
 
 def check_entry_point(plan: TrainPlan | None) -> list[Finding]:
