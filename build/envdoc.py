@@ -1,8 +1,8 @@
-"""Render (or check) README.md's environment tables from the settings declared in
+"""Render (or check) docs/environment.md's tables from the settings declared in
 supervisor_app/config/*.py, so the docs cannot drift from the code.
 
-    python build/envdoc.py          # rewrite README.md in place
-    python build/envdoc.py --check  # exit 1 when README.md is stale
+    python build/envdoc.py          # rewrite docs/environment.md in place
+    python build/envdoc.py --check  # exit 1 when docs/environment.md is stale
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ def render(readme: str) -> str:
 
 
 def main() -> int:
-    path = ROOT / "README.md"
+    path = ROOT / "docs" / "environment.md"
     current = path.read_text()
     wanted = render(current)
     missing = [k for k in setting_tables() if f"<!-- env:{k} -->" not in current]
     if "--check" in sys.argv:
         if wanted != current or missing:
-            print(f"README.md environment tables are stale (missing sections: {missing}); run python build/envdoc.py")
+            print(f"docs/environment.md tables are stale (missing sections: {missing}); run python build/envdoc.py")
             return 1
         return 0
     path.write_text(wanted)

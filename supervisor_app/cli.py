@@ -40,7 +40,7 @@ def usage() -> str:
         "  -h, --help     show this help",
         "  --version      print the version",
         "",
-        "Environment variables and their defaults are listed in README.md.",
+        "Environment variables and their defaults are listed in docs/environment.md.",
     ]
     return "\n".join(lines)
 

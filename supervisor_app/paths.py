@@ -12,10 +12,6 @@ DEFAULT_BASE_DIR = Path("/opt/ml")
 class Layout:
     base: Path
 
-    @classmethod
-    def from_base(cls, base: str | Path) -> Layout:
-        return cls(Path(base))
-
     # Training inputs
     @property
     def input_dir(self) -> Path:
@@ -40,10 +36,6 @@ class Layout:
     @property
     def input_data_config_file(self) -> Path:
         return self.input_config_dir / "inputdataconfig.json"
-
-    @property
-    def checkpoint_config_file(self) -> Path:
-        return self.input_config_dir / "checkpointconfig.json"
 
     def channel_dir(self, name: str) -> Path:
         return self.input_data_dir / name

@@ -136,7 +136,7 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
             "Seconds the start-time pip install may take; then smc stops it and exits 1 with pip's last lines.", G),
     Setting("nginx", ("SMC_NGINX",), parse_str, None,
             "Path of the nginx binary; default: `nginx` found on PATH (e.g. apt-get install nginx-light).", G),
-    Setting("grace_s", ("SMC_STOP_GRACE_SECONDS",), parse_seconds, 25.0,
+    Setting("stop_grace_s", ("SMC_STOP_GRACE_SECONDS",), parse_seconds, 25.0,
             "On SIGTERM/SIGINT: seconds to finish in-flight requests before children are killed "
             "(SageMaker sends SIGKILL 30 s after SIGTERM). A second signal stops at once.", G),
     Setting("preload_model", ("SMC_PRELOAD_MODEL",), parse_bool, False,
@@ -195,7 +195,7 @@ class ServeConfig:
     nginx: str | None
     install_requirements: bool
     requirements_timeout_s: float
-    grace_s: float
+    stop_grace_s: float
     preload_model: bool
     health_interval_s: float
     health_timeout_s: float

@@ -117,7 +117,7 @@ def read_settings(settings: Iterable[Setting], environ: Mapping[str, str]) -> di
 
 
 def render_markdown(settings: Iterable[Setting]) -> str:
-    """The environment table the README carries."""
+    """The environment table docs/environment.md carries."""
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
     for setting in settings:
         names = " / ".join(f"`{n}`" for n in setting.env)

@@ -224,16 +224,26 @@ class TrainConfig:
     s3: S3Config
 
 
-def load_train_config(config: Config) -> TrainConfig:
+# What an image without a job tree is planned as (smc doctor at build time): one local host.
+IMAGE_ONLY_RESOURCE_CONFIG = {"current_host": "algo-1", "hosts": ["algo-1"]}
+
+
+def load_train_config(config: Config, job_files: bool = True) -> TrainConfig:
+    """job_files=False: the settings alone, as if the job had no hyperparameters and one host."""
     values = read_settings(TRAIN_SETTINGS, config.environ)
     s3_values = read_settings(S3_SETTINGS, config.environ)
     layout = config.layout
-    raw_hps, hps_found = _read_json_object(layout.hyperparameters_file, required=False)
+    raw_hps: dict[str, Any] = {}
+    hps_found = False
+    resource_config: dict[str, Any] = dict(IMAGE_ONLY_RESOURCE_CONFIG)
+    input_data_config: dict[str, Any] = {}
+    if job_files:
+        raw_hps, hps_found = read_json_object(layout.hyperparameters_file, required=False)
+        resource_data, _ = read_json_object(layout.resource_config_file, required=True)
+        resource_config = _check_resource_config(layout.resource_config_file, resource_data)
+        input_data_config, _ = read_json_object(layout.input_data_config_file, required=False)
+        _check_channels(layout, input_data_config)
     hyperparameters, not_strings, undecoded = decode_hyperparameters(raw_hps)
-    resource_data, _ = _read_json_object(layout.resource_config_file, required=True)
-    resource_config = _check_resource_config(layout.resource_config_file, resource_data)
-    input_data_config, _ = _read_json_object(layout.input_data_config_file, required=False)
-    _check_channels(layout, input_data_config)
     return TrainConfig(
         layout=layout,
         prefix=config.prefix,
@@ -273,7 +283,9 @@ def decode_hyperparameters(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list
     return decoded, not_strings, undecoded
 
 
-def _read_json_object(path: Path, required: bool) -> tuple[dict[str, Any], bool]:
+def read_json_object(path: Path, required: bool) -> tuple[dict[str, Any], bool]:
+    """One of the job's config files as a JSON object, and whether it exists; `smc doctor` reads
+    them with this too. Raises ConfigError naming the file, the place and the fix."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

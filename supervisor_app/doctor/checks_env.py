@@ -12,10 +12,9 @@ from supervisor_app.config import Config
 from supervisor_app.config.doctor import DoctorConfig
 from supervisor_app.config.serve import ServeConfig
 from supervisor_app.doctor.findings import Finding, fail, ok, warn
+from supervisor_app.doctor.labels import BIND_TO_PORT_LABEL, MULTI_MODEL_LABEL
 from supervisor_app.errors import SmcError
 
-BIND_TO_PORT_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true"
-MULTI_MODEL_LABEL = "com.amazonaws.sagemaker.capabilities.multi-models=true"
 DEFAULT_PORT = 8080
 
 
@@ -71,7 +70,7 @@ def check_user(serve: ServeConfig | None) -> Finding:
 
 
 def check_nginx(config: Config, serve: ServeConfig) -> Finding:
-    from supervisor_app.serve.command import find_nginx  # the very lookup serve does
+    from supervisor_app.serve.preflight import find_nginx  # the very lookup serve does
 
     try:
         path = find_nginx(serve)
@@ -90,7 +89,7 @@ def check_nginx(config: Config, serve: ServeConfig) -> Finding:
 
 
 def check_port(serve: ServeConfig) -> Finding:
-    from supervisor_app.serve.command import check_port_free  # the very check serve does
+    from supervisor_app.serve.preflight import check_port_free  # the very check serve does
 
     try:
         check_port_free(serve.port)
@@ -106,7 +105,7 @@ def check_labels(serve: ServeConfig, doctor: DoctorConfig) -> list[Finding]:
             warn(
                 "label_bind_to_port",
                 f"the port is {serve.port}, not 8080: SageMaker sets SAGEMAKER_BIND_TO_PORT only for images that declare support",
-                f"make sure the Dockerfile has LABEL {BIND_TO_PORT_LABEL} (labels cannot be read from inside)",
+                f"make sure the Dockerfile has LABEL {BIND_TO_PORT_LABEL}=true (labels cannot be read from inside)",
             )
         )
     if doctor.multi_model:
@@ -114,7 +113,7 @@ def check_labels(serve: ServeConfig, doctor: DoctorConfig) -> list[Finding]:
             fail(
                 "multi_model",
                 "SAGEMAKER_MULTI_MODEL=true asks for the multi-model API (/models), which smc serve does not provide",
-                f"deploy a single model (unset SAGEMAKER_MULTI_MODEL and drop LABEL {MULTI_MODEL_LABEL})",
+                f"deploy a single model (unset SAGEMAKER_MULTI_MODEL and drop LABEL {MULTI_MODEL_LABEL}=true)",
             )
         )
     return findings

@@ -1,18 +1,20 @@
-"""Checks of what `smc train` reads: the /opt/ml tree, the config files, channels, entry point."""
+"""Checks of what `smc train` reads: the /opt/ml tree, the config files, channels, entry point.
+
+The config files are read with smc train's own JSON reader and the job is planned with its own
+plan_job, so doctor and train cannot disagree; their errors become findings."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 from supervisor_app.config import Config
-from supervisor_app.config.settings import read_settings
-from supervisor_app.config.train import TRAIN_SETTINGS, TrainConfig, load_train_config
+from supervisor_app.config.train import TrainConfig, load_train_config, read_json_object
 from supervisor_app.doctor.findings import Finding, fail, ok, warn
-from supervisor_app.errors import SmcError
-from supervisor_app.train import entry_point, hyperparams
+from supervisor_app.errors import ConfigError, SmcError
+from supervisor_app.train import entry_point
+from supervisor_app.train.plan import TrainPlan, plan_job
+from supervisor_app.train.resources import Resources
 
 
 def check_layout(config: Config) -> list[Finding]:
@@ -63,30 +65,12 @@ def check_config_files(config: Config) -> list[Finding]:
 
 def _check_json_file(path: Path, required: bool) -> Finding:
     check = "config_" + path.stem
-    if not path.exists():
-        if required:
-            return fail(
-                check,
-                f"{path.name} is missing from a job tree",
-                'create it, e.g. {"current_host": "algo-1", "hosts": ["algo-1"]}',
-                str(path),
-            )
-        return ok(check, f"{path.name} absent (optional)", str(path))
     try:
-        data: Any = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        return fail(check, f"{path.name} cannot be read: {exc.strerror}", f"make {path} readable", str(path))
-    except UnicodeDecodeError:
-        return fail(check, f"{path.name} is not UTF-8 text", f"save {path.name} as UTF-8 JSON", str(path))
-    except json.JSONDecodeError as exc:
-        return fail(
-            check,
-            f"{path.name}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-            "fix the JSON (quotes, trailing commas)",
-            str(path),
-        )
-    if not isinstance(data, dict):
-        return fail(check, f"{path.name}: expected a JSON object, found {type(data).__name__}", '{"key": ...}', str(path))
+        data, found = read_json_object(path, required)  # the very reader smc train uses
+    except ConfigError as exc:
+        return fail(check, exc.message, exc.hint, str(path))
+    if not found:
+        return ok(check, f"{path.name} absent (optional)", str(path))
     if path.name == "hyperparameters.json":
         not_strings = sorted(k for k, v in data.items() if not isinstance(v, str))
         if not_strings:
@@ -125,13 +109,26 @@ def load_job(config: Config) -> tuple[TrainConfig | None, list[Finding]]:
     return train, findings
 
 
-def check_entry_point(config: Config, train: TrainConfig | None) -> list[Finding]:
-    settings = read_settings(TRAIN_SETTINGS, config.environ)
-    hps = dict(train.hyperparameters) if train else {}
-    name = settings["program"] or hps.get(hyperparams.PROGRAM)
-    submit = hps.get(hyperparams.SUBMIT_DIRECTORY) or settings["submit_directory"]
-    code_dir = config.layout.code_dir
+def plan(config: Config, train: TrainConfig | None) -> tuple[TrainPlan | None, list[Finding]]:
+    """The job's plan, as smc train makes it; an image without a job tree is planned from its
+    settings alone. Devices are not counted: no check here depends on them."""
+    try:
+        job = train if train is not None else load_train_config(config, job_files=False)
+    except SmcError as exc:  # a setting; the job files were reported by load_job
+        return None, [fail("train_config", exc.message, exc.hint)]
+    try:
+        return plan_job(job, Resources(num_cpus=1, num_gpus=0, num_neurons=0)), []
+    except SmcError as exc:
+        return None, [fail("train_plan", exc.message, exc.hint)]
+
+
+def check_entry_point(plan: TrainPlan | None) -> list[Finding]:
+    if plan is None:
+        return []  # the plan's own error is the finding
+    name = plan.entry_point
     if not name:
+        if plan.framework_module:
+            return [ok("entry_point", f"{plan.framework_module} (SAGEMAKER_TRAINING_MODULE) starts the job")]
         return [
             warn(
                 "entry_point",
@@ -139,10 +136,11 @@ def check_entry_point(config: Config, train: TrainConfig | None) -> list[Finding
                 "set ENV SAGEMAKER_PROGRAM=train.py in the Dockerfile, or pass entry_point with the SDK",
             )
         ]
-    if submit and not Path(str(submit)).is_dir():
-        return [ok("entry_point", f"{name} comes from {submit} at job start (not checked here)")]
-    if submit:
-        code_dir = Path(str(submit))
+    code_dir = plan.code_dir
+    if plan.source != str(code_dir):
+        if not Path(plan.source).is_dir():
+            return [ok("entry_point", f"{name} comes from {plan.source} at job start (not checked here)")]
+        code_dir = Path(plan.source)
     if not code_dir.is_dir():
         return [
             fail(
@@ -154,12 +152,12 @@ def check_entry_point(config: Config, train: TrainConfig | None) -> list[Finding
         ]
     findings = []
     try:
-        entry_point.validate_name(str(name))
-        path = entry_point.entry_path(code_dir, str(name))
-        kind = entry_point.kind_of(code_dir, str(name))
-        python = entry_point.find_python(settings["python"], config.environ.get("PATH"))
+        entry_point.validate_name(name)
+        path = entry_point.entry_path(code_dir, name)
+        kind = entry_point.kind_of(code_dir, name)
     except SmcError as exc:
         return [fail("entry_point", exc.message, exc.hint)]
+    python = plan.python
     runner = "smc's embedded Python" if python.embedded else python.argv[0]
     if kind in (entry_point.Kind.PROGRAM, entry_point.Kind.PACKAGE):
         findings.append(ok("entry_point", f"{name} ({kind.value}) runs with {runner}", str(path)))

@@ -10,10 +10,10 @@ from supervisor_app.config import Config
 from supervisor_app.config.doctor import load_doctor_config
 from supervisor_app.config.serve import ServeConfig, load_serve_config
 from supervisor_app.doctor import checks_env, checks_serve, checks_train, report
+from supervisor_app.doctor.checks_launchers import check_launchers
 from supervisor_app.doctor.findings import FAIL, Finding, fail
 from supervisor_app.doctor.image import check_image
 from supervisor_app.errors import SmcError, UsageError
-from supervisor_app.train.launchers.checks import check_launchers
 
 USAGE = "usage: smc doctor [train|serve] [--json] [--image IMAGE]"
 
@@ -54,8 +54,10 @@ def collect(config: Config, modes: set[str]) -> list[Finding]:
         findings += checks_train.check_config_files(config)
         train, job_findings = checks_train.load_job(config)
         findings += job_findings
-        findings += checks_train.check_entry_point(config, train)
-        findings += check_launchers(config, train)
+        plan, plan_findings = checks_train.plan(config, train)
+        findings += plan_findings
+        findings += checks_train.check_entry_point(plan)
+        findings += check_launchers(config, plan)
     if serve is not None:
         findings.append(checks_env.check_nginx(config, serve))
         findings.append(checks_env.check_port(serve))

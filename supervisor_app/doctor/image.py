@@ -12,9 +12,7 @@ from typing import Any
 
 from supervisor_app import process
 from supervisor_app.doctor.findings import Finding, fail, ok, warn
-
-BIND_TO_PORT_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
-MULTI_MODEL_LABEL = "com.amazonaws.sagemaker.capabilities.multi-models"
+from supervisor_app.doctor.labels import BIND_TO_PORT_LABEL, MULTI_MODEL_LABEL
 _DOCKER_TIMEOUT_S = 120.0
 
 

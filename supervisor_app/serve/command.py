@@ -11,7 +11,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -28,10 +27,10 @@ from supervisor_app.serve import nginx as nginx_conf
 from supervisor_app.serve import requirements
 from supervisor_app.serve.children import Child
 from supervisor_app.serve.connections import raise_open_file_limit
+from supervisor_app.serve.preflight import check_port_free, find_nginx
 from supervisor_app.serve.supervision import Outputs, Policy, Supervisor, SupervisorSettings
 
 _MASTER_FLAG = "--gunicorn-master"
-SOCKET_NAME = "gunicorn.sock"
 
 
 def run(config: Config, args: list[str]) -> int:
@@ -40,7 +39,7 @@ def run(config: Config, args: list[str]) -> int:
         return _run_master(config, serve_config, args[1:])
     if args:
         raise UsageError(f"smc serve takes no arguments, got {' '.join(args)!r}",
-                         hint="configure serve with environment variables (see README)")
+                         hint="configure serve with environment variables (see docs/environment.md)")
     return serve(config, serve_config)
 
 
@@ -88,7 +87,7 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
     temp_dir.mkdir(mode=0o700)
     if os.geteuid() == 0:
         _give_to_nginx_workers(temp_dir)
-    socket_path = run_dir / SOCKET_NAME
+    socket_path = run_dir / nginx_conf.SOCKET_NAME
     conf_path = run_dir / nginx_conf.CONF_FILE
     nofile = _fit_open_file_limit(serve_config.worker_connections, log)
     conf_path.write_text(nginx_conf.render_nginx_conf(nginx_conf.NginxSettings(
@@ -106,7 +105,7 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
     nginx = Child("nginx", [nginx_path, "-e", "stderr", "-p", str(run_dir), "-c", str(conf_path)],
                   process.foreign_env(config.environ), stop_signal=signal.SIGQUIT)  # QUIT: nginx's graceful stop
     process.become_subreaper()
-    policy = Policy(grace_s=serve_config.grace_s, health_interval_s=serve_config.health_interval_s,
+    policy = Policy(grace_s=serve_config.stop_grace_s, health_interval_s=serve_config.health_interval_s,
                     health_timeout_s=serve_config.health_timeout_s, restart_limit=serve_config.restart_limit,
                     restart_window_s=serve_config.restart_window_s, startup_timeout_s=serve_config.startup_timeout_s,
                     drain_s=serve_config.drain_s, worker_crash_limit=serve_config.worker_crash_limit,
@@ -184,37 +183,6 @@ def _check_model(config: ServeConfig) -> None:
         )
 
 
-def find_nginx(config: ServeConfig) -> str:
-    if config.nginx:
-        path = Path(config.nginx)
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            raise BootError(f"SMC_NGINX={config.nginx} is not an executable file",
-                            hint="point SMC_NGINX at the nginx binary (Debian/Ubuntu: apt-get install -y nginx-light), "
-                                 "or unset it to use nginx from PATH")
-        return str(path)
-    found = shutil.which("nginx", path=config.path_env)
-    if not found:
-        raise BootError(
-            "nginx not found on PATH",
-            hint="install it in the image (Debian/Ubuntu: apt-get install -y nginx-light; Alpine: apk add nginx) "
-            "or set SMC_NGINX to its path",
-        )
-    return found
-
-
-def check_port_free(port: int) -> None:
-    """Fail with a clear message before starting anything if another process listens on the port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as nginx does: TIME_WAIT is fine
-        try:
-            sock.bind(("0.0.0.0", port))
-        except OSError as exc:
-            raise BootError(
-                f"port {port} is already in use ({exc.strerror})",
-                hint="stop the other server on that port, or set SAGEMAKER_BIND_TO_PORT to a free port",
-            ) from None
-
-
 def _give_to_nginx_workers(directory: Path) -> None:
     """nginx started as root runs its workers as `nobody`; they buffer large bodies here."""
     try:
@@ -224,4 +192,4 @@ def _give_to_nginx_workers(directory: Path) -> None:
     os.chown(directory, nobody.pw_uid, nobody.pw_gid)
 
 
-__all__ = ["check_port_free", "find_nginx", "run"]
+__all__ = ["run"]

@@ -28,11 +28,10 @@ from supervisor_app.serve import gpus
 from supervisor_app.serve import handlers as handler_module
 from supervisor_app.serve.causes import OomCounter
 from supervisor_app.serve.marked_worker import MarkedWorker
+from supervisor_app.serve.nginx import SOCKET_NAME
 from supervisor_app.serve.user_app import load_user_app
 from supervisor_app.serve.worker_exits import reap_workers
 from supervisor_app.serve.wsgi import App
-
-SOCKET_NAME = "gunicorn.sock"
 
 
 def notify(fd: int, event: str, **fields: Any) -> None:
@@ -190,7 +189,7 @@ class ModelServer(BaseApplication):
             "workers": self.workers,
             "worker_class": MarkedWorker,  # NginxWorker marking requests for the drain
             "timeout": math.ceil(self.config.gunicorn_timeout_s),
-            "graceful_timeout": math.ceil(self.config.grace_s),
+            "graceful_timeout": math.ceil(self.config.stop_grace_s),
             "preload_app": self.config.preload_model,
             "logger_class": JsonLogger,
             "control_socket_disable": True,
@@ -284,4 +283,4 @@ def run_master(config: ServeConfig, prefix: Path, environ: dict[str, str] | Any,
 
 
 
-__all__ = ["SOCKET_NAME", "ModelServer", "notify", "run_master"]
+__all__ = ["ModelServer", "notify", "run_master"]

@@ -18,9 +18,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+# Names in smc's private run dir.
 READY_FILE = "ready"
 DRAIN_FILE = "draining"
 CONF_FILE = "nginx.conf"
+SOCKET_NAME = "gunicorn.sock"  # gunicorn binds it, nginx proxies to it
 
 _ACCESS_FORMAT = (
     '{"ts":"$time_iso8601","level":"info","component":"nginx","event":"request",'
@@ -68,7 +70,6 @@ class NginxSettings:
     worker_connections: int
     keepalive_s: int
     log_ping: bool
-    user: str | None = None  # `user` directive when nginx starts as root
     rlimit_nofile: int = 0  # worker_rlimit_nofile; 0: what worker_connections needs
 
 
@@ -103,10 +104,9 @@ def render_nginx_conf(settings: NginxSettings) -> str:
     read_timeout = math.ceil(settings.nginx_timeout_s)
     body_limit = settings.max_body_bytes
     ping_log = "access_log /dev/stdout smc buffer=64k flush=1s;" if settings.log_ping else "access_log off;"
-    user = f"user {settings.user};\n" if settings.user else ""
     error_pages, error_locations = _error_pages(settings)
     return f"""# Rendered by smc serve; lives only in {run}.
-{user}worker_processes 1;
+worker_processes 1;
 daemon off;
 pid {run}/nginx.pid;
 error_log stderr warn;

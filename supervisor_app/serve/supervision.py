@@ -16,7 +16,6 @@ then nginx stops accepting (QUIT) and finishes in-flight requests, then gunicorn
 from __future__ import annotations
 
 import enum
-import errno
 import json
 import os
 import selectors
@@ -523,10 +522,4 @@ class Supervisor:
     def _unready(self) -> None:
         self.ready = False
         self.ready_workers.clear()
-        try:
-            self.ready_file.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
+        self.ready_file.unlink(missing_ok=True)

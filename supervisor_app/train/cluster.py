@@ -1,10 +1,13 @@
-"""Who is in the job and whether they are there: hosts from resourceconfig.json, the master,
-processes per host, and the wait for peers with a deadline and a log line per peer.
+"""Who is in the job and whether they are there: the topology from resourceconfig.json, the
+launch view of it (the master, processes per host), and the wait for peers with a deadline and a
+log line per peer.
 
 The facts follow sagemaker-training 5.x: the master is the first of the distribution hosts
-(hosts of the instance groups in `sagemaker_distribution_instance_groups`, else every host);
-a host runs one process per GPU, else per Neuron core, else one, and the
-`sagemaker_mpi_num_of_processes_per_host` hyperparameter overrides that.
+(hosts of the instance groups in `sagemaker_distribution_instance_groups`, else every host of a
+job without instance groups); the current instance group is distributed when that list names
+it, and by default when any distribution flag is set; a host runs one process per GPU, else per
+Neuron core, else one, and the `sagemaker_mpi_num_of_processes_per_host` hyperparameter
+overrides that.
 """
 
 from __future__ import annotations
@@ -16,10 +19,82 @@ from dataclasses import dataclass
 from typing import Any
 
 from supervisor_app.errors import BootError, ConfigError
+from supervisor_app.train.resources import Resources
 
 PROCESSES_PER_HOST = "sagemaker_mpi_num_of_processes_per_host"
+DISTRIBUTION_GROUPS = "sagemaker_distribution_instance_groups"
+DEFAULT_INSTANCE_TYPE = "local"
+DEFAULT_INSTANCE_GROUP = "homogeneousCluster"
+DEFAULT_INTERFACE = "eth0"
+# Framework parameters that make the current instance group a distributed one.
+_DISTRIBUTION_FLAGS = (
+    "sagemaker_mpi_enabled",
+    "sagemaker_parameter_server_enabled",
+    "sagemaker_distributed_dataparallel_enabled",
+    "sagemaker_pytorch_ddp_enabled",
+    "sagemaker_pytorch_xla_multi_worker_enabled",
+    "sagemaker_multi_worker_mirrored_strategy_enabled",
+    "sagemaker_torch_distributed_enabled",
+)
 _PROBE_TIMEOUT_S = 1.0
 _MAX_DELAY_S = 0.25  # peers come up within a second of each other: notice at once, without spinning
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Where this host stands in the job. Values the toolkit passes on as the JSON gave them
+    (group hosts, the distribution groups, topology) are kept as given, so SM_TRAINING_ENV
+    renders them byte for byte as the toolkit does."""
+
+    hosts: tuple[str, ...]  # every host of the job, in resourceconfig.json's order
+    current_host: str
+    current_group: str
+    current_group_hosts: Any
+    group_names: tuple[str, ...]
+    groups: Mapping[str, Any]  # instance group name -> its resourceconfig.json object
+    distribution_groups: Any  # the instance groups that launch (a list of names)
+    distribution_hosts: tuple[str, ...]
+    master: str
+    instance_type: str
+    network_interface: str
+    topology: Any
+
+    @property
+    def distributed(self) -> bool:
+        """Only hosts of a distributed instance group launch."""
+        return self.current_group in self.distribution_groups
+
+
+def topology_of(resource_config: Mapping[str, Any], framework: Mapping[str, Any]) -> Topology:
+    rc = resource_config
+    hosts = tuple(rc["hosts"])
+    current_group = rc.get("current_group_name", DEFAULT_INSTANCE_GROUP)
+    groups_config = rc.get("instance_groups", [])
+    groups = {g["instance_group_name"]: g for g in groups_config}
+    distribution_groups = framework.get(DISTRIBUTION_GROUPS)
+    if distribution_groups is None:
+        enabled = any(framework.get(flag, False) for flag in _DISTRIBUTION_FLAGS)
+        distribution_groups = [current_group] if enabled else []
+    if groups_config:
+        distribution_hosts = tuple(
+            h for g in groups_config if g["instance_group_name"] in distribution_groups for h in g["hosts"]
+        )
+    else:
+        distribution_hosts = hosts
+    return Topology(
+        hosts=hosts,
+        current_host=rc["current_host"],
+        current_group=current_group,
+        current_group_hosts=groups.get(current_group, {}).get("hosts", []),
+        group_names=tuple(g["instance_group_name"] for g in groups_config),
+        groups=groups,
+        distribution_groups=distribution_groups,
+        distribution_hosts=distribution_hosts,
+        master=distribution_hosts[0] if distribution_hosts else hosts[0],
+        instance_type=rc.get("current_instance_type", DEFAULT_INSTANCE_TYPE),
+        network_interface=rc.get("network_interface_name", DEFAULT_INTERFACE),
+        topology=rc.get("topology", []),
+    )
 
 
 @dataclass(frozen=True)
@@ -45,18 +120,17 @@ class Cluster:
         return self.hosts[index] if 0 <= index < len(self.hosts) else None
 
 
-def discover(training_env: Mapping[str, Any], framework: Mapping[str, Any]) -> Cluster:
-    """Built from the training environment smc already exports (SM_TRAINING_ENV)."""
-    hosts = tuple(training_env["distribution_hosts"]) or tuple(training_env["hosts"])
-    gpus, neurons = int(training_env["num_gpus"]), int(training_env["num_neurons"])
+def discover(topology: Topology, resources: Resources, framework: Mapping[str, Any]) -> Cluster:
+    """The launch view of the topology: the distribution hosts and processes per host."""
+    gpus, neurons = resources.num_gpus, resources.num_neurons
     default = gpus if gpus > 0 else neurons if neurons > 0 else 1
     return Cluster(
-        hosts=hosts,
-        current_host=str(training_env["current_host"]),
-        master=str(training_env["master_hostname"]),
-        network_interface=str(training_env["network_interface_name"]),
+        hosts=topology.distribution_hosts or topology.hosts,
+        current_host=str(topology.current_host),
+        master=str(topology.master),
+        network_interface=str(topology.network_interface),
         processes_per_host=_positive_int(framework, PROCESSES_PER_HOST, default),
-        instance_type=str(training_env["current_instance_type"]),
+        instance_type=str(topology.instance_type),
     )
 
 
@@ -74,6 +148,27 @@ def _positive_int(framework: Mapping[str, Any], key: str, default: int) -> int:
             hint=f'e.g. "{key}": "2"',
         )
     return value
+
+
+def wait_for_names(hosts: list[str], timeout_s: float, log: Any) -> None:
+    """Other hosts' DNS names may appear after the container starts (SageMaker documents it)."""
+    deadline = time.monotonic() + timeout_s
+    delay_s = 0.1
+    for host in hosts:
+        while True:
+            try:
+                socket.gethostbyname(host)
+                break
+            except OSError:
+                if time.monotonic() + delay_s > deadline:
+                    raise BootError(
+                        f"host {host!r} of resourceconfig.json does not resolve after {timeout_s:g} s",
+                        hint="check the job's network; locally, set SM_STUDIO_LOCAL_MODE=true "
+                        "or add the hosts to /etc/hosts",
+                    ) from None
+                log.info("host_not_resolvable_yet", host=host, retry_in_s=delay_s)
+                time.sleep(delay_s)
+                delay_s = min(delay_s * 2, 30.0)
 
 
 def wait_for_peers(peers: tuple[str, ...], port: int, timeout_s: float, log: Any, what: str) -> None:

@@ -1,43 +1,27 @@
-"""`smc train`: the SageMaker training contract (docker run IMAGE train).
+"""`smc train`: the SageMaker training contract (docker run IMAGE train), as the job's story.
 
-Outline: read the config files -> resolve the entry point -> fill the code dir -> install
-requirements -> export the SM_* environment -> run and supervise the script -> write
-output/success or output/failure -> exit with the script's own code (128+n for signal n).
+load the config files -> plan the job (plan.py: entry point, python, topology, launcher) ->
+install (fill the code dir, plan the script, pip) -> run and supervise it with its launcher
+(launch.py) -> finish: write output/success or output/failure and exit with the script's own
+code (128+n for signal n).
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import shutil
 import signal
-import socket
-import time
 import traceback
-from pathlib import Path
 from typing import Any
 
-from supervisor_app import cpus, exitcodes, logs, process
+from supervisor_app import exitcodes, logs, process
 from supervisor_app.config import Config
-from supervisor_app.config.dist import load_dist_config
 from supervisor_app.config.settings import parse_log_level
 from supervisor_app.config.train import TrainConfig, load_train_config
-from supervisor_app.errors import BootError, ConfigError, SmcError, UsageError, UserCodeError
+from supervisor_app.errors import ConfigError, SmcError, UsageError
 from supervisor_app.paths import Layout
-from supervisor_app.train import (
-    entry_point,
-    environment,
-    hyperparams,
-    launchers,
-    requirements,
-    resources,
-    runner,
-)
-from supervisor_app.train import intermediate
-from supervisor_app.train.cluster import discover
-from supervisor_app.train.entry_point import Kind
-from supervisor_app.train.launchers import Launcher, dispatch
+from supervisor_app.train import hyperparams, install, intermediate, launch, resources, runner
+from supervisor_app.train.plan import plan_job
 from supervisor_app.train.requirements import InstallError
+from supervisor_app.train.script import plan_script
 
 
 def run(config: Config, args: list[str]) -> int:
@@ -96,183 +80,36 @@ def _raise_stop(signum: int, frame: Any) -> None:
 
 def _train(config: Config, layout: Layout, log: Any) -> int:
     train = load_train_config(config)
-    split = hyperparams.split(train.hyperparameters)
-    log = _apply_log_level(config, split, log)
+    log = _report_config(config, train, log)
+    plan = plan_job(train, resources.probe(train))
+    install.fill_code_dir(plan, log)
+    script = plan_script(plan)
+    launch.wait_for_hosts(plan, log)
+    install.prepare_script(plan, script, log)
+    log.info(
+        "training_environment",
+        env={k: v for k, v in script.env.items() if k.startswith("SM_")},
+        pythonpath=script.env["PYTHONPATH"],
+    )
+    result = launch.run(config, plan, script, log)
+    return _finish(layout, plan.name, result.outcome, train.stop_grace_s, log, cause=result.cause)
+
+
+def _report_config(config: Config, train: TrainConfig, log: Any) -> Any:
+    """What smc noticed in the config files, before it acts on them."""
+    log = _apply_log_level(config, train, log)
     for key in train.not_string_keys:
         log.warning(
             "hyperparameter_not_string",
             key=key,
-            file=str(layout.hyperparameters_file),
+            file=str(config.layout.hyperparameters_file),
             hint="SageMaker passes every value as a string; smc uses this one as it is",
         )
     for key in train.undecoded_keys:
         log.info("hyperparameter_kept_raw", key=key, reason="not JSON")
     if not train.hyperparameters_file_found:
-        log.info("hyperparameters_file_missing", file=str(layout.hyperparameters_file), using="{}")
-    if train.framework_module:
-        return _run_framework(train, split, layout, log)
-
-    name = entry_point.validate_name(environment.user_entry_point(train, split))
-    code_dir = layout.code_dir
-    source = environment.module_dir(train, split)
-    action = entry_point.prepare_code_dir(
-        source, code_dir, train.tmp_dir, lambda url, dest: _s3_download(train, url, dest)
-    )
-    log.info("code_dir_ready", code_dir=str(code_dir), source=source, action=action)
-    path = entry_point.entry_path(code_dir, name)
-    kind = entry_point.kind_of(code_dir, name)
-    if kind in (Kind.SHELL, Kind.COMMAND):
-        entry_point.make_executable(path)
-    python = entry_point.find_python(train.python, train.environ.get("PATH"))
-
-    counts = _resources(train)
-    training_env = environment.training_env(train, split, counts)
-    launcher = launchers.choose(split.framework, training_env)
-    hosts = list(train.resource_config["hosts"])
-    if train.studio_local_mode:
-        log.info("host_wait_skipped", reason="SM_STUDIO_LOCAL_MODE")
-    elif launcher is Launcher.MPI:
-        pass  # the MPI launcher waits for each peer's name and SSH port itself, with a line per peer
-    elif len(hosts) > 1:
-        _wait_for_hosts(hosts, train.host_wait_s, log)
-
-    foreign = process.foreign_env(train.environ)
-    base_env = (
-        process.self_env(train.environ)
-        if python.embedded and kind in (Kind.PROGRAM, Kind.PACKAGE) and launcher is Launcher.PROCESS
-        else foreign
-    )
-    python_path = _python_path(code_dir, train.environ.get("PYTHONPATH", ""))
-    env = environment.script_environment(base_env, train, split, counts, python_path)
-    env.update(launchers.tf_config_env(split.framework, training_env))
-
-    pip_argv = requirements.pip_command(kind, code_dir, python, train.prefix)
-    if pip_argv is not None:
-        pip_env = dict(base_env, PYTHONPATH=os.pathsep.join(python_path), PYTHONUNBUFFERED="1")
-        requirements.install(pip_argv, pip_env, code_dir, train.stop_grace_s, log)
-
-    user_args = hyperparams.to_argv(split.user)
-    command = entry_point.build_command(kind, path, name, user_args, python)
-    log.info(
-        "training_environment",
-        env={k: v for k, v in env.items() if k.startswith("SM_")},
-        pythonpath=env["PYTHONPATH"],
-    )
-    if launcher is not Launcher.PROCESS:
-        script = dispatch.Script(kind, name, user_args, python, code_dir, env, tuple(_sm_names(env)))
-        return _run_distributed(config, train, split, training_env, launcher, script, log)
-    log.info(
-        "training_started",
-        entry_point=name,
-        kind=kind.value,
-        command=command,
-        cwd=str(code_dir),
-        embedded_python=python.embedded if kind in (Kind.PROGRAM, Kind.PACKAGE) else None,
-    )
-    outcome = _start(command, env, code_dir, train, kind, name, path, user_args, log)
-    return _finish(layout, name, outcome, train.stop_grace_s, log)
-
-
-def _run_distributed(
-    config: Config,
-    train: TrainConfig,
-    split: hyperparams.SplitHyperparameters,
-    training_env: dict[str, Any],
-    launcher: Launcher,
-    script: dispatch.Script,
-    log: Any,
-) -> int:
-    cluster = discover(training_env, split.framework)
-    result = dispatch.run(launcher, cluster, train, load_dist_config(config), split.framework, script, log)
-    return _finish(config.layout, script.name, result.outcome, train.stop_grace_s, log, cause=result.cause)
-
-
-def _sm_names(env: dict[str, str]) -> list[str]:
-    return [name for name in env if name.startswith("SM_")]
-
-
-def _run_framework(
-    train: TrainConfig, split: hyperparams.SplitHyperparameters, layout: Layout, log: Any
-) -> int:
-    """SAGEMAKER_TRAINING_MODULE=pkg.mod:fn (framework images): call it with the image's python,
-    as the toolkit does in-process; smc still supervises, forwards signals and reports."""
-    spec = train.framework_module or ""
-    module, _, function = spec.partition(":")
-    if not module or not function:
-        raise ConfigError(
-            f"SAGEMAKER_TRAINING_MODULE={spec!r} is not of the form package.module:function",
-            hint="e.g. SAGEMAKER_TRAINING_MODULE=sagemaker_pytorch_container.training:main",
-        )
-    python = entry_point.find_python(train.python, train.environ.get("PATH"))
-    code_dir = layout.code_dir
-    code_dir.mkdir(parents=True, exist_ok=True)
-    counts = _resources(train)
-    python_path = _python_path(code_dir, train.environ.get("PYTHONPATH", ""))
-    base_env = process.self_env(train.environ) if python.embedded else process.foreign_env(train.environ)
-    env = environment.script_environment(base_env, train, split, counts, python_path)
-    command = [*python.argv, "-c", _FRAMEWORK_CALL, spec]
-    log.info("training_started", framework_module=spec, command=command, cwd=str(code_dir))
-    outcome = runner.run(command, env, code_dir, train.stop_grace_s, log)
-    return _finish(layout, spec, outcome, train.stop_grace_s, log)
-
-
-_FRAMEWORK_CALL = (
-    "import importlib, sys; module, _, fn = sys.argv[1].partition(':'); "
-    "getattr(importlib.import_module(module), fn)()"
-)
-
-
-def _resources(train: TrainConfig) -> environment.Resources:
-    foreign = process.foreign_env(train.environ)
-    path = foreign.get("PATH")
-    return environment.Resources(
-        num_cpus=cpus.available_cpus(),
-        num_gpus=resources.num_gpus(foreign),
-        num_neurons=resources.num_neurons(
-            str(train.resource_config.get("current_instance_type", "local")), foreign
-        ),
-        smddprun_installed=shutil.which("smddprun", path=path) is not None,
-        smddpmprun_installed=shutil.which("smddpmprun", path=path) is not None,
-    )
-
-
-def _start(
-    command: list[str],
-    env: dict[str, str],
-    code_dir: Path,
-    train: TrainConfig,
-    kind: Kind,
-    name: str,
-    path: Path,
-    user_args: list[str],
-    log: Any,
-) -> runner.Outcome:
-    try:
-        return runner.run(command, env, code_dir, train.stop_grace_s, log)
-    except OSError as exc:
-        if exc.errno == errno.ENOEXEC and kind is Kind.COMMAND and _is_text(path):
-            # As a shell would (and sh -c in sagemaker-training): a text file without #! is a sh script.
-            log.info("entry_point_run_with_sh", entry_point=name, reason="no #! line")
-            return runner.run(["/bin/sh", f"./{name}", *user_args], env, code_dir, train.stop_grace_s, log)
-        raise UserCodeError(
-            f"cannot start entry point {name!r}: {_start_problem(exc, command)}", hint=_start_hint(exc, name)
-        ) from None
-
-
-def _start_problem(exc: OSError, command: list[str]) -> str:
-    if exc.errno == errno.ENOEXEC:
-        return "not an executable program (exec format error: not a script, or built for another CPU)"
-    if exc.errno == errno.ENOENT:
-        return f"{command[0]} or the interpreter on its #! line does not exist"
-    if exc.errno == errno.EACCES:
-        return "permission denied: not executable"
-    return exc.strerror or str(exc)
-
-
-def _start_hint(exc: OSError, name: str) -> str:
-    if exc.errno == errno.ENOENT:
-        return f"check the #! line of {name} and that its interpreter is installed in the image"
-    return f"make {name} an executable (chmod +x, with a #! line), or name it .py or .sh"
+        log.info("hyperparameters_file_missing", file=str(config.layout.hyperparameters_file), using="{}")
+    return log
 
 
 def _finish(
@@ -327,9 +164,9 @@ def _with_hint(exc: SmcError) -> str:
     return f"{exc.message}\nHint: {exc.hint}" if exc.hint else exc.message
 
 
-def _apply_log_level(config: Config, split: hyperparams.SplitHyperparameters, log: Any) -> Any:
+def _apply_log_level(config: Config, train: TrainConfig, log: Any) -> Any:
     """The sagemaker_container_log_level hyperparameter sets smc's level too, as in the toolkit."""
-    raw = split.launcher.get(hyperparams.LOG_LEVEL)
+    raw = train.hyperparameters.get(hyperparams.LOG_LEVEL)
     if raw is None:
         return log
     try:
@@ -347,41 +184,3 @@ def _remove_stale_status(layout: Layout, log: Any) -> None:
         if path.is_file():
             path.unlink()
             log.info("stale_status_file_removed", file=str(path))
-
-
-def _python_path(code_dir: Path, existing: str) -> list[str]:
-    entries = [str(code_dir)]
-    entries += [p for p in existing.split(os.pathsep) if p and p not in entries]
-    return entries
-
-
-def _wait_for_hosts(hosts: list[str], timeout_s: float, log: Any) -> None:
-    """Other hosts' DNS names may appear after the container starts (SageMaker documents it)."""
-    deadline = time.monotonic() + timeout_s
-    delay_s = 0.1
-    for host in hosts:
-        while True:
-            try:
-                socket.gethostbyname(host)
-                break
-            except OSError:
-                if time.monotonic() + delay_s > deadline:
-                    raise BootError(
-                        f"host {host!r} of resourceconfig.json does not resolve after {timeout_s:g} s",
-                        hint="check the job's network; locally, set SM_STUDIO_LOCAL_MODE=true "
-                        "or add the hosts to /etc/hosts",
-                    ) from None
-                log.info("host_not_resolvable_yet", host=host, retry_in_s=delay_s)
-                time.sleep(delay_s)
-                delay_s = min(delay_s * 2, 30.0)
-
-
-def _s3_download(train: TrainConfig, url: str, dest: Path) -> None:
-    from supervisor_app.train import s3  # only s3:// submit dirs pay for urllib/ssl
-
-    s3.download(url, dest, train.s3)
-
-
-def _is_text(path: Path) -> bool:
-    with path.open("rb") as f:
-        return b"\0" not in f.read(1024)

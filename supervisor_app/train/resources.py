@@ -1,4 +1,5 @@
-"""GPU, Neuron core and CPU counts for SM_NUM_GPUS, SM_NUM_NEURONS and SM_NUM_CPUS.
+"""What this host brings: GPU, Neuron core and CPU counts for SM_NUM_GPUS, SM_NUM_NEURONS and
+SM_NUM_CPUS, and whether smddprun/smddpmprun are installed.
 
 GPUs and Neuron cores are counted as sagemaker-training does (nvidia-smi --list-gpus,
 neuron-ls -j), but the tools are looked up on PATH first, so a CPU image spawns nothing.
@@ -11,10 +12,35 @@ import json
 import shutil
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-from supervisor_app import process
+from supervisor_app import cpus, process
+from supervisor_app.config.train import TrainConfig
 
 _TOOL_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Resources:
+    num_cpus: int
+    num_gpus: int
+    num_neurons: int
+    smddprun_installed: bool = False
+    smddpmprun_installed: bool = False
+
+
+def probe(train: TrainConfig) -> Resources:
+    """Counted once per job, with the container's environment (not the bundle's)."""
+    foreign = process.foreign_env(train.environ)
+    path = foreign.get("PATH")
+    instance_type = str(train.resource_config.get("current_instance_type", "local"))
+    return Resources(
+        num_cpus=cpus.available_cpus(),
+        num_gpus=num_gpus(foreign),
+        num_neurons=num_neurons(instance_type, foreign),
+        smddprun_installed=shutil.which("smddprun", path=path) is not None,
+        smddpmprun_installed=shutil.which("smddpmprun", path=path) is not None,
+    )
 
 
 def num_gpus(environ: Mapping[str, str]) -> int:

@@ -65,7 +65,7 @@ def test_every_setting_is_documented():
             assert f"`{name}`" in table
 
 
-def test_readme_environment_tables_are_current():
+def test_environment_doc_tables_are_current():
     import subprocess
     import sys
 

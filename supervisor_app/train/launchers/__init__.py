@@ -12,6 +12,8 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
+from supervisor_app.train.cluster import Topology
+
 MPI_ENABLED = "sagemaker_mpi_enabled"
 TORCH_DISTRIBUTED_ENABLED = "sagemaker_torch_distributed_enabled"
 PARAMETER_SERVER_ENABLED = "sagemaker_parameter_server_enabled"
@@ -25,29 +27,29 @@ class Launcher(enum.Enum):
     PARAMETER_SERVER = "parameter_server"
 
 
-def choose(framework: Mapping[str, Any], training_env: Mapping[str, Any]) -> Launcher:
+def choose(framework: Mapping[str, Any], topology: Topology) -> Launcher:
     """MPI first, as in sagemaker-training's `train`; then torchrun (the PyTorch containers'
     order puts MPI before it too); then TensorFlow parameter servers (more than one host, as in
     the TF containers). Only hosts of a distributed instance group launch."""
-    distributed = training_env["current_instance_group"] in training_env["distribution_instance_groups"]
+    distributed = topology.distributed
     if framework.get(MPI_ENABLED) and distributed:
         return Launcher.MPI
     if framework.get(TORCH_DISTRIBUTED_ENABLED) and distributed:
         return Launcher.TORCHRUN
-    if framework.get(PARAMETER_SERVER_ENABLED) and distributed and len(training_env["hosts"]) > 1:
+    if framework.get(PARAMETER_SERVER_ENABLED) and distributed and len(topology.hosts) > 1:
         return Launcher.PARAMETER_SERVER
     return Launcher.PROCESS
 
 
-def tf_config_env(framework: Mapping[str, Any], training_env: Mapping[str, Any]) -> dict[str, str]:
+def tf_config_env(framework: Mapping[str, Any], topology: Topology) -> dict[str, str]:
     """TF_CONFIG for the script, where sagemaker-tensorflow-training would set it."""
     from supervisor_app.train.launchers import tf_config
 
-    if training_env["current_instance_group"] not in training_env["distribution_instance_groups"]:
+    if not topology.distributed:
         return {}
-    hosts = list(training_env["distribution_hosts"])
-    current = str(training_env["current_host"])
-    if framework.get(PARAMETER_SERVER_ENABLED) and len(training_env["hosts"]) > 1:
+    hosts = list(topology.distribution_hosts)
+    current = str(topology.current_host)
+    if framework.get(PARAMETER_SERVER_ENABLED) and len(topology.hosts) > 1:
         return {"TF_CONFIG": tf_config.render(tf_config.parameter_server(hosts, current))}
     if framework.get(MULTI_WORKER_MIRRORED_ENABLED):
         return {"TF_CONFIG": tf_config.render(tf_config.multi_worker_mirrored(hosts, current))}

@@ -22,35 +22,11 @@ from typing import Any
 
 from supervisor_app.train.cluster import Cluster
 from supervisor_app.train.entry_point import Kind, Python
+from supervisor_app.train.launchers.efa import EFA_NCCL_INSTANCES, EFA_RDMA_INSTANCES
 
 CUSTOM_OPTIONS = "sagemaker_mpi_custom_mpi_options"
 NUM_PROCESSES = "sagemaker_mpi_num_processes"
 DEFAULT_NCCL_DEBUG = "INFO"
-# Instance types with EFA, from sagemaker-training 5.1.4 (SM_EFA_NCCL_INSTANCES / _RDMA_).
-EFA_NCCL_INSTANCES = frozenset(
-    {
-        "ml.g4dn.8xlarge",
-        "ml.g4dn.12xlarge",
-        "ml.g5.48xlarge",
-        "ml.p3dn.24xlarge",
-        "ml.p4d.24xlarge",
-        "ml.p4de.24xlarge",
-        "ml.p5.48xlarge",
-        "ml.p5e.48xlarge",
-        "ml.trn1.32xlarge",
-        "ml.p6e-gb200.36xlarge",
-    }
-)
-EFA_RDMA_INSTANCES = frozenset(
-    {
-        "ml.p4d.24xlarge",
-        "ml.p4de.24xlarge",
-        "ml.p5.48xlarge",
-        "ml.p5e.48xlarge",
-        "ml.trn1.32xlarge",
-        "ml.p6e-gb200.36xlarge",
-    }
-)
 _CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 EXTRA_EXPORTS = ("PYTHONPATH", "PYTHONUNBUFFERED")
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from supervisor_app.errors import UserCodeError
 from supervisor_app.train.cluster import Cluster
 from supervisor_app.train.entry_point import Kind
-from supervisor_app.train.launchers.mpi_command import EFA_NCCL_INSTANCES, EFA_RDMA_INSTANCES
+from supervisor_app.train.launchers.efa import EFA_NCCL_INSTANCES, EFA_RDMA_INSTANCES
 
 MASTER_PORT = "7777"
 NEURON_COMPILE = "RUN_NEURON_PARALLEL_COMPILE"

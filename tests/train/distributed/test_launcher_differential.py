@@ -16,6 +16,8 @@ from supervisor_app.config import load_config
 from supervisor_app.config.train import load_train_config
 from supervisor_app.train import environment, hyperparams
 from supervisor_app.train.cluster import discover
+from supervisor_app.train.plan import plan_job
+from supervisor_app.train.resources import Resources
 from supervisor_app.train.entry_point import Kind, Python
 from supervisor_app.train.launchers import Launcher, choose, tf_config_env
 from supervisor_app.train.launchers.mpi_command import EXTRA_EXPORTS, mpirun_command, program_command
@@ -45,11 +47,10 @@ def _oracle(toolkit_train: Path, base: Path, kind: str, *extra: str, env: dict |
 
 def _smc(base: Path, env: dict | None = None):
     config = load_config({"SAGEMAKER_BASE_DIR": str(base), **(env or {})})
-    train = load_train_config(config)
-    split = hyperparams.split(train.hyperparameters)
-    counts = environment.Resources(num_cpus=1, num_gpus=0, num_neurons=0)
-    tenv = environment.training_env(train, split, counts)
-    return train, split, tenv, discover(tenv, split.framework)
+    plan = plan_job(load_train_config(config), Resources(num_cpus=1, num_gpus=0, num_neurons=0))
+    split = plan.hyperparameters
+    cluster = plan.cluster or discover(plan.topology, plan.resources, split.framework)
+    return plan, split, plan.topology, cluster
 
 
 def _job(tmp_path: Path, case: str | None, resource: dict | None, hps: dict, entry: str = "train.py") -> Path:
@@ -117,11 +118,10 @@ def test_mpirun_command_is_the_toolkits(case, tmp_path, toolkit_train):
     expected = _oracle(toolkit_train, base, "mpi", env=creds)
     assert expected["runner"] == "MasterRunner"
 
-    train, split, tenv, cluster = _smc(base)
-    assert choose(split.framework, tenv) is Launcher.MPI and cluster.is_master
-    env = environment.script_environment(
-        creds, train, split, environment.Resources(1, 0, 0), [str(base / "code")]
-    )
+    plan, split, topology, cluster = _smc(base)
+    assert choose(split.framework, topology) is Launcher.MPI and cluster.is_master
+    assert plan.python_path == (str(base / "code"),)
+    env = environment.script_environment(plan, creds)
     kind = Kind.PROGRAM if entry.endswith(".py") else Kind.SHELL
     program = program_command(kind, entry, hyperparams.to_argv(split.user), PY)
     exported = [*(n for n in env if n.startswith("SM_")), *EXTRA_EXPORTS]
@@ -149,8 +149,8 @@ def test_mpi_worker_is_a_worker_in_both(tmp_path, toolkit_train):
         {"sagemaker_program": "train.py", "sagemaker_mpi_enabled": True},
     )
     assert _oracle(toolkit_train, base, "mpi")["runner"] == "WorkerRunner"
-    _, split, tenv, cluster = _smc(base)
-    assert choose(split.framework, tenv) is Launcher.MPI and not cluster.is_master
+    _, split, topology, cluster = _smc(base)
+    assert choose(split.framework, topology) is Launcher.MPI and not cluster.is_master
     assert cluster.master == "algo-1"
 
 
@@ -172,8 +172,8 @@ def test_torchrun_command_and_environment_are_the_toolkits(case, tmp_path, toolk
     env = {"RUN_NEURON_PARALLEL_COMPILE": "1"} if "neuron" in case else {}
     expected = _oracle(toolkit_train, base, "torchrun", env=env)
 
-    _, split, tenv, cluster = _smc(base)
-    assert choose(split.framework, tenv) is Launcher.TORCHRUN
+    _, split, topology, cluster = _smc(base)
+    assert choose(split.framework, topology) is Launcher.TORCHRUN
     got = torchrun_command(cluster, Kind.PROGRAM, "train.py", hyperparams.to_argv(split.user), env)
     assert got == expected["command"]
     assert cluster.processes_per_host == expected["processes_per_host"]
@@ -208,11 +208,11 @@ def test_tf_config_is_the_tensorflow_toolkits(current, tmp_path, toolkit_train, 
     base = _job(tmp_path, None, resource, hps)
     expected = _oracle(toolkit_train, base, "tf", str(tf_training_py))
 
-    _, split, tenv, _ = _smc(base)
+    _, split, topology, _ = _smc(base)
     assert tf_config.render(tf_config.parameter_server(hosts, host)) == expected["worker"]
     assert tf_config.render(tf_config.multi_worker_mirrored(hosts, host)) == expected["mwms"]
     if len(hosts) > 1:
         assert tf_config.render(tf_config.parameter_server(hosts, host, ps_task=True)) == expected["ps"]
-        assert tf_config_env(split.framework, tenv) == {"TF_CONFIG": expected["worker"]}
+        assert tf_config_env(split.framework, topology) == {"TF_CONFIG": expected["worker"]}
     else:
-        assert tf_config_env(split.framework, tenv) == {}  # the TF toolkit: ps only with > 1 host
+        assert tf_config_env(split.framework, topology) == {}  # the TF toolkit: ps only with > 1 host

@@ -14,10 +14,11 @@ from supervisor_app import logs
 from supervisor_app.config.dist import DistConfig
 from supervisor_app.errors import BootError, ConfigError
 from supervisor_app.train import runner
-from supervisor_app.train.cluster import Cluster, discover, wait_for_peers
+from supervisor_app.train.cluster import Cluster, discover, topology_of, wait_for_peers
 from supervisor_app.train.launchers import ed25519, ssh
 from supervisor_app.train.launchers.mpi_command import split_custom_options
 from supervisor_app.train.launchers.mpi_job import describe_failure, failed_rank_stderr
+from supervisor_app.train.resources import Resources
 
 CLUSTER = Cluster(("algo-1", "algo-2"), "algo-1", "algo-1", "eth0", 2, "ml.c5.xlarge")
 
@@ -145,18 +146,13 @@ def test_custom_mpi_options_override_nccl_debug_and_pass_the_rest(text, nccl, re
     assert split_custom_options(text) == (nccl, rest)
 
 
-def _tenv(**extra):
-    base = {
-        "distribution_hosts": ["algo-1", "algo-2"],
-        "hosts": ["algo-1", "algo-2"],
-        "current_host": "algo-2",
-        "master_hostname": "algo-1",
-        "network_interface_name": "eth0",
-        "num_gpus": 0,
-        "num_neurons": 0,
-        "current_instance_type": "local",
-    }
-    return base | extra
+def _topology():
+    resource_config = {"current_host": "algo-2", "hosts": ["algo-1", "algo-2"]}
+    return topology_of(resource_config, {"sagemaker_mpi_enabled": True})
+
+
+def _resources(num_gpus: int = 0, num_neurons: int = 0) -> Resources:
+    return Resources(num_cpus=1, num_gpus=num_gpus, num_neurons=num_neurons)
 
 
 @pytest.mark.parametrize(
@@ -169,12 +165,13 @@ def _tenv(**extra):
     ],
 )
 def test_processes_per_host_are_gpus_else_neurons_else_one_unless_overridden(extra, framework, expected):
-    assert discover(_tenv(**extra), framework).processes_per_host == expected
+    cluster = discover(_topology(), _resources(**extra), framework)
+    assert cluster.processes_per_host == expected and cluster.master == "algo-1" and not cluster.is_master
 
 
 def test_processes_per_host_must_be_a_positive_number():
     with pytest.raises(ConfigError, match="sagemaker_mpi_num_of_processes_per_host.*at least 1"):
-        discover(_tenv(), {"sagemaker_mpi_num_of_processes_per_host": "0"})
+        discover(_topology(), _resources(), {"sagemaker_mpi_num_of_processes_per_host": "0"})
 
 
 def test_rank_to_host_follows_map_by_slot():
@@ -206,7 +203,9 @@ def test_peer_wait_returns_when_every_peer_answers():
 def _doctor(tmp_path, hps: dict, path: str, **environ: str):
     from supervisor_app.config import load_config
     from supervisor_app.config.train import load_train_config
-    from supervisor_app.train.launchers.checks import check_launchers
+    from supervisor_app.doctor.checks_launchers import check_launchers
+    from supervisor_app.train.plan import plan_job
+    from supervisor_app.train.resources import Resources
 
     base = tmp_path / "ml"
     (base / "input/config").mkdir(parents=True)
@@ -215,7 +214,8 @@ def _doctor(tmp_path, hps: dict, path: str, **environ: str):
         json.dumps({k: json.dumps(v) for k, v in hps.items()})
     )
     config = load_config({"SAGEMAKER_BASE_DIR": str(base), "PATH": path, **environ})
-    return {f.check: f for f in check_launchers(config, load_train_config(config))}
+    plan = plan_job(load_train_config(config), Resources(num_cpus=1, num_gpus=0, num_neurons=0))
+    return {f.check: f for f in check_launchers(config, plan)}
 
 
 def test_doctor_names_the_debian_packages_an_mpi_job_lacks(tmp_path):

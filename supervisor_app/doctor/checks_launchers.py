@@ -1,6 +1,5 @@
-"""`smc doctor` checks for distributed jobs: does the image bring what the launcher the job asks
-for needs (MPI: sshd, ssh, mpirun, orted; torchrun: torchrun), and is the SSH key set-up sound.
-Called by supervisor_app/doctor with the job's TrainConfig (None when the config files are bad)."""
+"""Checks for distributed jobs: does the image bring what the launcher the job's plan chose needs
+(MPI: sshd, ssh, mpirun, orted; torchrun: torchrun), and is the SSH key set-up sound."""
 
 from __future__ import annotations
 
@@ -10,20 +9,20 @@ from pathlib import Path
 from supervisor_app import process
 from supervisor_app.config import Config
 from supervisor_app.config.dist import load_dist_config
-from supervisor_app.config.train import TrainConfig
 from supervisor_app.doctor.findings import Finding, fail, ok, warn
 from supervisor_app.errors import ConfigError
-from supervisor_app.train.launchers import MPI_ENABLED, TORCH_DISTRIBUTED_ENABLED, mpi_job, ssh
+from supervisor_app.train.launchers import Launcher, mpi_job, ssh
+from supervisor_app.train.plan import TrainPlan
 
 
-def check_launchers(config: Config, train: TrainConfig | None) -> list[Finding]:
-    if train is None:
+def check_launchers(config: Config, plan: TrainPlan | None) -> list[Finding]:
+    if plan is None:
         return []
     path_env = process.foreign_env(config.environ).get("PATH")
     findings: list[Finding] = []
-    if train.hyperparameters.get(MPI_ENABLED):
+    if plan.launcher is Launcher.MPI:
         findings += _check_mpi(config, path_env)
-    if train.hyperparameters.get(TORCH_DISTRIBUTED_ENABLED):
+    if plan.launcher is Launcher.TORCHRUN:
         found = shutil.which("torchrun", path=path_env)
         findings.append(
             ok("torchrun", f"torchrun found at {found}")

@@ -1,0 +1,43 @@
+"""What `smc serve` checks before it starts anything, and `smc doctor` checks the same way:
+the nginx binary it will run, and that the port is free."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+from supervisor_app.config.serve import ServeConfig
+from supervisor_app.errors import BootError
+
+
+def find_nginx(config: ServeConfig) -> str:
+    if config.nginx:
+        path = Path(config.nginx)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise BootError(f"SMC_NGINX={config.nginx} is not an executable file",
+                            hint="point SMC_NGINX at the nginx binary (Debian/Ubuntu: apt-get install -y nginx-light), "
+                                 "or unset it to use nginx from PATH")
+        return str(path)
+    found = shutil.which("nginx", path=config.path_env)
+    if not found:
+        raise BootError(
+            "nginx not found on PATH",
+            hint="install it in the image (Debian/Ubuntu: apt-get install -y nginx-light; Alpine: apk add nginx) "
+            "or set SMC_NGINX to its path",
+        )
+    return found
+
+
+def check_port_free(port: int) -> None:
+    """Fail with a clear message before starting anything if another process listens on the port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as nginx does: TIME_WAIT is fine
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError as exc:
+            raise BootError(
+                f"port {port} is already in use ({exc.strerror})",
+                hint="stop the other server on that port, or set SAGEMAKER_BIND_TO_PORT to a free port",
+            ) from None
