@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor_app.config.core import Config
+from supervisor_app.config.mme import MmeConfig, load_mme_config
 from supervisor_app.config.settings import (
     Setting,
     parse_bool,
@@ -176,6 +177,7 @@ class ServeConfig:
     worker_connections: int
     keepalive_s: int
     path_env: str  # PATH, where nginx is looked up
+    multi_model: MmeConfig | None = None  # SAGEMAKER_MULTI_MODEL=true: the /models API (config/mme.py)
 
     @property
     def module_name(self) -> str:
@@ -226,6 +228,7 @@ def load_serve_config(config: Config) -> ServeConfig:
         **{k: v for k, v in values.items() if k not in ("submit_dir", "program")},
         program=program,
         program_requested=program_requested,
+        multi_model=load_mme_config(config.environ, config.base_dir, submit),
     )
 
 

@@ -180,7 +180,7 @@ class ModelServer(BaseApplication):
         settings = {
             "bind": [f"unix:{self.run_dir / SOCKET_NAME}"],
             "workers": self.workers,
-            "worker_class": NginxWorker,
+            "worker_class": self._worker_class(),
             "timeout": math.ceil(self.config.gunicorn_timeout_s),
             "graceful_timeout": math.ceil(self.config.grace_s),
             "preload_app": self.config.preload_model,
@@ -195,6 +195,13 @@ class ModelServer(BaseApplication):
         for key, value in settings.items():
             self.cfg.set(key, value)
 
+    def _worker_class(self) -> type:
+        if self.config.multi_model:
+            from supervisor_app.serve.mme.worker import MmeWorker
+
+            return MmeWorker
+        return NginxWorker
+
     def run(self) -> None:
         arbiter = HeartbeatArbiter(self)
         arbiter.notify_fd = self.notify_fd
@@ -204,6 +211,8 @@ class ModelServer(BaseApplication):
         """Runs in each worker (or once in the master with preload): import handler, load model;
         or import the user's own WSGI app (SMC_WSGI_APP)."""
         config = self.config
+        if config.multi_model:
+            return self._multi_model_app()
         if config.wsgi_app:
             try:
                 app = load_user_app(config.code_dir, config.wsgi_app)
@@ -222,6 +231,15 @@ class ModelServer(BaseApplication):
         service = handler_module.InferenceService(handlers, model, config.model_dir, config.default_accept)
         self.log.info("model_loaded", module=str(handlers.path), hooks=sorted(handlers.hooks))
         return App(service, config.timeout_s, config.max_payload_bytes, execution_parameters(config, self.workers))
+
+    def _multi_model_app(self) -> Any:
+        """SAGEMAKER_MULTI_MODEL=true: no model at start; the /models API loads them (serve/mme)."""
+        from supervisor_app.serve.mme.app import MmeApp
+        from supervisor_app.serve.mme.registry import Registry
+
+        assert self.config.multi_model is not None
+        return MmeApp(self.config, self.config.multi_model, Registry(self.run_dir), self.workers,
+                      execution_parameters(self.config, self.workers))
 
     def _fail(self, event: str, exc: AppLoadError) -> None:
         self.log.error(event, error=exc.message, hint=exc.hint, exc_info=exc.__cause__)

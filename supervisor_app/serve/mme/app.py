@@ -1,0 +1,330 @@
+"""The WSGI app of a multi-model endpoint (SAGEMAKER_MULTI_MODEL=true): the /models API.
+
+  GET    /models[?max_results=N&next_page_token=T]   {"models": [{"modelName", "modelUrl"}], "nextPageToken"?}
+  POST   /models {"model_name", "url"}                load in every worker, then 200
+  GET    /models/{name}                               {"modelName", "modelUrl"}
+  DELETE /models/{name}                               unload in every worker, then 200
+  POST   /models/{name}/invoke                        as /invocations, with that model
+
+Load strategy (docs/multi-model.md has the measurements): the worker that takes POST /models
+imports the handler and runs model_fn itself, so a broken model is refused before anyone else
+sees it; then it commits the registry, wakes the other workers (SIGUSR2) and answers once each
+has loaded it too, or after SMC_MME_SYNC_SECONDS for a worker busy with a long request, which
+then loads before it takes its next request. Unload is the same in reverse. Invocations reuse
+the single-model App per model, so negotiation, errors, timeouts and logging are the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from supervisor_app import logs
+from supervisor_app.config.mme import MmeConfig
+from supervisor_app.config.serve import ServeConfig
+from supervisor_app.errors import AppLoadError
+from supervisor_app.serve.mme import memory
+from supervisor_app.serve.mme import models as model_module
+from supervisor_app.serve.mme.models import LoadedModel
+from supervisor_app.serve.mme.registry import Registry
+from supervisor_app.serve.mme.requests import RequestError, check_name, page, parse_load
+from supervisor_app.serve.wsgi import App, error_body
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+_MAX_CONTROL_BODY = 64 * 1024
+_MIB = 1024 * 1024
+
+
+def _json(start_response: StartResponse, status: int, payload: Any,
+          headers: list[tuple[str, str]] | None = None) -> Iterable[bytes]:
+    body = json.dumps(payload).encode()
+    start_response(f"{status} {HTTPStatus(status).phrase}",
+                   [("Content-Type", "application/json"), ("Content-Length", str(len(body)))] + (headers or []))
+    return [body]
+
+
+def _error(start_response: StartResponse, status: int, message: str,
+           headers: list[tuple[str, str]] | None = None) -> Iterable[bytes]:
+    body = error_body(status, message)
+    start_response(f"{status} {HTTPStatus(status).phrase}",
+                   [("Content-Type", "application/json"), ("Content-Length", str(len(body)))] + (headers or []))
+    return [body]
+
+
+class MmeApp:
+    def __init__(self, config: ServeConfig, mme: MmeConfig, registry: Registry, workers: int,
+                 execution_parameters: dict[str, Any]) -> None:
+        self.config = config
+        self.mme = mme
+        self.registry = registry
+        self.workers = workers
+        self.execution_defaults = execution_parameters
+        self.sync_timeout_s = mme.sync_timeout_s or config.timeout_s + 10
+        self.models: dict[str, LoadedModel] = {}
+        self.failed: dict[str, tuple[str, str]] = {}  # name -> (url, why it failed to load here)
+        self.generation = -1
+        self.heartbeat: Callable[[], None] = lambda: None  # the worker's, set by MmeWorker
+        self.log = logs.get_logger("mme")
+
+    # -- routing ---------------------------------------------------------------------------------
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == "/models":
+            if method == "GET":
+                return self._list(environ, start_response)
+            if method == "POST":
+                return self._load(environ, start_response)
+            return self._not_allowed(start_response, method, path, ("GET", "POST"))
+        if path.startswith("/models/"):
+            rest = path[len("/models/"):]
+            invoke = rest.endswith("/invoke")
+            name = rest[: -len("/invoke")] if invoke else rest
+            try:
+                check_name(name)
+            except RequestError:
+                return _error(start_response, 404, f"no route {path!r}: model names cannot contain '/'")
+            if invoke:
+                if method != "POST":
+                    return self._not_allowed(start_response, method, path, ("POST",))
+                return self._invoke(name, environ, start_response)
+            if method in ("GET", "HEAD"):
+                return self._describe(name, start_response)
+            if method == "DELETE":
+                return self._unload(name, start_response)
+            return self._not_allowed(start_response, method, path, ("GET", "DELETE"))
+        if path == "/ping":
+            start_response("200 OK", [("Content-Length", "0")])
+            return [b""]
+        if path == "/invocations":
+            return _error(start_response, 400, "this is a multi-model endpoint (SAGEMAKER_MULTI_MODEL=true): "
+                                               "invoke a loaded model with POST /models/{name}/invoke")
+        if path == "/execution-parameters":
+            return _json(start_response, 200, self.execution_defaults)
+        return _error(start_response, 404, f"no route {path!r}; routes: /ping, /models, /models/{{name}}, "
+                                           "/models/{name}/invoke, /execution-parameters")
+
+    @staticmethod
+    def _not_allowed(start_response: StartResponse, method: str, path: str, allowed: tuple[str, ...]) -> Iterable[bytes]:
+        return _error(start_response, 405, f"{method} not allowed on {path}; use {', '.join(allowed)}",
+                      [("Allow", ", ".join(allowed))])
+
+    # -- read-only routes: the registry is the truth every worker shares --------------------------
+    def _list(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        query = _query(environ.get("QUERY_STRING", ""))
+        snapshot = self.registry.read()
+        try:
+            names, token = page(sorted(snapshot.models), query.get("max_results") or query.get("limit"),
+                                query.get("next_page_token"))
+        except RequestError as exc:
+            return _error(start_response, exc.status, exc.message)
+        answer: dict[str, Any] = {"models": [{"modelName": n, "modelUrl": snapshot.models[n]["url"]} for n in names]}
+        if token is not None:
+            answer["nextPageToken"] = token
+        return _json(start_response, 200, answer)
+
+    def _describe(self, name: str, start_response: StartResponse) -> Iterable[bytes]:
+        entry = self.registry.read().models.get(name)
+        if entry is None:
+            return _error(start_response, 404, f"Model not found: {name}")
+        return _json(start_response, 200, {"modelName": name, "modelUrl": entry["url"]})
+
+    # -- load ------------------------------------------------------------------------------------
+    def _load(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        length = environ.get("CONTENT_LENGTH") or "0"
+        if length.isdigit() and int(length) > _MAX_CONTROL_BODY:
+            return _error(start_response, 413, f"POST /models bodies are small JSON objects; got {length} bytes")
+        body = environ["wsgi.input"].read(int(length) if length.isdigit() else _MAX_CONTROL_BODY)
+        try:
+            request = parse_load(body, self.mme.model_roots)
+        except RequestError as exc:
+            self.log.warning("mme_load_rejected", status=exc.status, error=exc.message)
+            return _error(start_response, exc.status, exc.message)
+        name = request.name
+        with self.registry.locked():
+            if name in self.registry.read().models or self.registry.pending_owner(name):
+                return _error(start_response, 409, f"Model {name} is already registered.")
+            self.registry.mark_pending(name)
+        started = time.monotonic()
+        try:
+            refused = self._memory_refusal(name, 0)
+            if refused:
+                return _error(start_response, 507, refused)
+            before = memory.rss_bytes(os.getpid())
+            try:
+                loaded = model_module.load(name, request.url, request.path, self.config.module_name,
+                                           self.mme.handler_dirs, self.config.default_accept)
+            except MemoryError:
+                self.log.error("mme_load_failed", model=name, error="MemoryError")
+                return _error(start_response, 507, f"model {name}: out of memory while loading")
+            except AppLoadError as exc:
+                self.log.error("mme_load_failed", model=name, url=request.url, error=exc.message,
+                               exc_info=exc.__cause__)
+                return _error(start_response, 500, f"model {name} could not be loaded: {exc.message}")
+            load_s = time.monotonic() - started
+            per_worker = max(memory.rss_bytes(os.getpid()) - before, 0)
+            refused = self._memory_refusal(name, per_worker * (self.workers - 1))
+            if refused:
+                model_module.unload(loaded)
+                return _error(start_response, 507, refused)
+            loaded.app = self._model_app(loaded)
+            with self.registry.locked():
+                snapshot = self.registry.read()
+                snapshot.models[name] = {"url": request.url, "path": str(request.path)}
+                snapshot.generation += 1
+                self.registry.write(snapshot)
+                target = snapshot.generation
+            self.models[name] = loaded
+        finally:
+            self.registry.clear_pending(name)
+        synced = time.monotonic()
+        failures = self._follow(target, name)
+        if failures:
+            pid, why = next(iter(failures.items()))
+            self._rollback(name)
+            status = 507 if "MemoryError" in why else 500
+            return _error(start_response, status, f"model {name} loaded here but not in worker {pid}: {why}")
+        self.log.info("mme_model_loaded", model=name, url=request.url, load_s=round(load_s, 4),
+                      sync_s=round(time.monotonic() - synced, 4), rss_mib=round(per_worker / _MIB, 1))
+        return _json(start_response, 200, {"status": f'Model "{name}" loaded'})
+
+    def _memory_refusal(self, name: str, more_bytes: int) -> str | None:
+        used, allowed = memory.budget(self.mme.memory_limit_mb, self.mme.memory_headroom_mb)
+        if allowed and used + more_bytes <= allowed:
+            return None
+        self.log.warning("mme_memory_full", model=name, used_mib=round(used / _MIB), allowed_mib=round(allowed / _MIB),
+                         needed_mib=round(more_bytes / _MIB))
+        return (f"not enough memory to load model {name}: {used // _MIB} MiB in use"
+                + (f", about {more_bytes // _MIB} MiB more for the other workers" if more_bytes else "")
+                + f", {allowed // _MIB} MiB allowed (limit minus SMC_MME_MEMORY_HEADROOM_MB); unload a model")
+
+    def _model_app(self, loaded: LoadedModel) -> App:
+        config = self.config
+        return App(loaded.service, config.timeout_s, config.max_payload_bytes, self.execution_defaults)
+
+    def _rollback(self, name: str) -> None:
+        with self.registry.locked():
+            snapshot = self.registry.read()
+            snapshot.models.pop(name, None)
+            snapshot.generation += 1
+            self.registry.write(snapshot)
+            target = snapshot.generation
+        self._drop(name)
+        self._follow(target, None)
+
+    # -- unload ----------------------------------------------------------------------------------
+    def _unload(self, name: str, start_response: StartResponse) -> Iterable[bytes]:
+        with self.registry.locked():
+            snapshot = self.registry.read()
+            if name not in snapshot.models:
+                return _error(start_response, 404, f"Model not found: {name}")
+            del snapshot.models[name]
+            snapshot.generation += 1
+            self.registry.write(snapshot)
+            target = snapshot.generation
+        started = time.monotonic()
+        self._drop(name)
+        self._follow(target, None)
+        self.log.info("mme_model_unloaded", model=name, unload_s=round(time.monotonic() - started, 4))
+        return _json(start_response, 200, {"status": f'Model "{name}" unregistered'})
+
+    def _drop(self, name: str) -> None:
+        loaded = self.models.pop(name, None)
+        self.failed.pop(name, None)
+        if loaded is not None:
+            model_module.unload(loaded)
+
+    # -- invoke ----------------------------------------------------------------------------------
+    def _invoke(self, name: str, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        loaded = self.models.get(name)
+        if loaded is None:
+            self.sync()  # a worker that has not caught up yet loads before it answers
+            loaded = self.models.get(name)
+        if loaded is None:
+            failure = self.failed.get(name)
+            if failure:
+                return _error(start_response, 500, f"model {name} failed to load in this worker: {failure[1]}")
+            loading = " (it is being loaded)" if self.registry.pending_owner(name) else ""
+            return _error(start_response, 404, f"Model not found: {name}{loading}")
+        environ["PATH_INFO"] = "/invocations"
+        target = environ.get("HTTP_X_AMZN_SAGEMAKER_TARGET_MODEL")
+        structlog.contextvars.bind_contextvars(model=name, target_model=target)
+        try:
+            return loaded.app(environ, start_response)
+        finally:
+            structlog.contextvars.unbind_contextvars("model", "target_model")
+
+    # -- keeping this worker in step with the registry ---------------------------------------------
+    def sync(self) -> None:
+        """Load what the registry has and this worker lacks, unload what it no longer has."""
+        if self.generation < 0:
+            self.registry.report(-1, {})  # be counted (and signalled) before reading the registry
+        snapshot = self.registry.read()
+        if snapshot.generation == self.generation:
+            return
+        started = time.monotonic()
+        loaded, unloaded = [], []
+        for name in list(self.models):
+            entry = snapshot.models.get(name)
+            if entry is None or entry["url"] != self.models[name].url:
+                self._drop(name)
+                unloaded.append(name)
+        for name, entry in snapshot.models.items():
+            if name in self.models or self.failed.get(name, ("",))[0] == entry["url"]:
+                continue
+            self.heartbeat()
+            try:
+                model = model_module.load(name, entry["url"], Path(entry["path"]), self.config.module_name,
+                                          self.mme.handler_dirs, self.config.default_accept)
+            except (AppLoadError, MemoryError) as exc:
+                why = exc.message if isinstance(exc, AppLoadError) else "MemoryError while loading"
+                self.failed[name] = (entry["url"], why)
+                self.log.error("mme_load_failed", model=name, url=entry["url"], error=why)
+                continue
+            model.app = self._model_app(model)
+            self.models[name] = model
+            loaded.append(name)
+        self.failed = {n: f for n, f in self.failed.items() if n in snapshot.models}
+        self.generation = snapshot.generation
+        self.registry.report(self.generation, {n: f[1] for n, f in self.failed.items()})
+        if loaded or unloaded:
+            self.log.info("mme_worker_synced", generation=self.generation, loaded=loaded, unloaded=unloaded,
+                          sync_s=round(time.monotonic() - started, 4))
+
+    def _follow(self, target: int, name: str | None) -> dict[int, str]:
+        """Wake the other workers and wait until each has applied generation `target`; returns
+        {pid: why} for workers that could not load `name`."""
+        self.sync()
+        self.registry.signal_siblings()
+        deadline = time.monotonic() + self.sync_timeout_s
+        pause = 0.0005
+        while True:
+            siblings = self.registry.siblings()
+            behind = [pid for pid, state in siblings.items() if state.get("generation", -1) < target]
+            if not behind:
+                break
+            if time.monotonic() > deadline:
+                self.log.warning("mme_sync_slow", behind=behind, target=target, waited_s=self.sync_timeout_s,
+                                 why="busy workers load or unload before their next request")
+                break
+            self.heartbeat()
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
+            self.sync()  # another worker's change may be waiting on this one
+        if name is None:
+            return {}
+        return {pid: state["failed"][name] for pid, state in siblings.items() if name in state.get("failed", {})}
+
+
+def _query(text: str) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(text))
