@@ -7,7 +7,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 packages=(make gcc nginx-light)
 if [[ "${1:-demo}" == test ]]; then
-    packages+=(wrk hyperfine debootstrap util-linux procps iproute2 patchelf docker-compose)
+    # openjdk: multi-model-server, the oracle of tests/serve/test_mme_oracle.py and bench/mme.py
+    packages+=(wrk hyperfine debootstrap util-linux procps iproute2 patchelf docker-compose openjdk-17-jre-headless)
 fi
 
 missing=()
