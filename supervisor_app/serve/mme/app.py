@@ -7,11 +7,13 @@
   POST   /models/{name}/invoke                        as /invocations, with that model
 
 Load strategy (docs/multi-model.md has the measurements): the worker that takes POST /models
-imports the handler and runs model_fn itself, so a broken model is refused before anyone else
-sees it; then it commits the registry, wakes the other workers (SIGUSR2) and answers once each
-has loaded it too, or after SMC_MME_SYNC_SECONDS for a worker busy with a long request, which
-then loads before it takes its next request. Unload is the same in reverse. Invocations reuse
-the single-model App per model, so negotiation, errors, timeouts and logging are the same code.
+stages the model in the registry and wakes the other workers (SIGUSR2); all of them import the
+handler and run model_fn at the same time. When every worker has it, the load is committed
+(invokes see it) and answered 200; when one fails, every worker drops it and the answer names
+the model and the cause. A worker busy with a long request follows after it (at most
+SMC_MME_SYNC_SECONDS is waited for it) and loads before its next request. Unload is the same in
+reverse. Invocations reuse the single-model App per model, so negotiation, errors, timeouts
+and logging are the same code.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ class MmeApp:
         self.workers = workers
         self.execution_defaults = execution_parameters
         self.sync_timeout_s = mme.sync_timeout_s or config.timeout_s + 10
-        self.models: dict[str, LoadedModel] = {}
+        self.models: dict[str, LoadedModel] = {}  # staged or committed
+        self.visible: set[str] = set()  # committed: invokes are answered
         self.failed: dict[str, tuple[str, str]] = {}  # name -> (url, why it failed to load here)
         self.generation = -1
         self.heartbeat: Callable[[], None] = lambda: None  # the worker's, set by MmeWorker
@@ -149,52 +152,70 @@ class MmeApp:
             self.log.warning("mme_load_rejected", status=exc.status, error=exc.message)
             return _error(start_response, exc.status, exc.message)
         name = request.name
-        with self.registry.locked():
-            if name in self.registry.read().models or self.registry.pending_owner(name):
-                return _error(start_response, 409, f"Model {name} is already registered.")
-            self.registry.mark_pending(name)
+        refused = self._memory_refusal(name, 0)
+        if refused:
+            return _error(start_response, 507, refused)
         started = time.monotonic()
+        entry = {"url": request.url, "path": str(request.path)}
+        with self.registry.locked():
+            snapshot = self.registry.read()
+            if name in snapshot.models or name in snapshot.live_staged():
+                return _error(start_response, 409, f"Model {name} is already registered.")
+            snapshot.staged[name] = {**entry, "owner": os.getpid()}
+            snapshot.generation += 1
+            self.registry.write(snapshot)
+            staged = snapshot.generation
+        self.registry.signal_siblings()  # they load it while this worker does
+        before = memory.rss_bytes(os.getpid())
+        status, why = 0, ""
         try:
-            refused = self._memory_refusal(name, 0)
-            if refused:
-                return _error(start_response, 507, refused)
-            before = memory.rss_bytes(os.getpid())
-            try:
-                loaded = model_module.load(name, request.url, request.path, self.config.module_name,
-                                           self.mme.handler_dirs, self.config.default_accept)
-            except MemoryError:
-                self.log.error("mme_load_failed", model=name, error="MemoryError")
-                return _error(start_response, 507, f"model {name}: out of memory while loading")
-            except AppLoadError as exc:
-                self.log.error("mme_load_failed", model=name, url=request.url, error=exc.message,
-                               exc_info=exc.__cause__)
-                return _error(start_response, 500, f"model {name} could not be loaded: {exc.message}")
+            loaded = model_module.load(name, request.url, request.path, self.config.module_name,
+                                       self.mme.handler_dirs, self.config.default_accept)
+        except MemoryError:
+            status, why = 507, f"model {name}: out of memory while loading"
+        except AppLoadError as exc:
+            status, why = 500, f"model {name} could not be loaded: {exc.message}"
+            self.log.error("mme_load_failed", model=name, url=request.url, error=exc.message, exc_info=exc.__cause__)
+        if not status:
             load_s = time.monotonic() - started
             per_worker = max(memory.rss_bytes(os.getpid()) - before, 0)
             refused = self._memory_refusal(name, per_worker * (self.workers - 1))
             if refused:
                 model_module.unload(loaded)
-                return _error(start_response, 507, refused)
-            loaded.app = self._model_app(loaded)
-            with self.registry.locked():
-                snapshot = self.registry.read()
-                snapshot.models[name] = {"url": request.url, "path": str(request.path)}
-                snapshot.generation += 1
-                self.registry.write(snapshot)
-                target = snapshot.generation
-            self.models[name] = loaded
-        finally:
-            self.registry.clear_pending(name)
-        synced = time.monotonic()
-        failures = self._follow(target, name)
+                status, why = 507, refused
+        if status:
+            self._unstage(name)
+            return _error(start_response, status, why)
+        loaded.app = self._model_app(loaded)
+        self.models[name] = loaded
+        failures = self._follow(staged, name)
         if failures:
-            pid, why = next(iter(failures.items()))
-            self._rollback(name)
-            status = 507 if "MemoryError" in why else 500
-            return _error(start_response, status, f"model {name} loaded here but not in worker {pid}: {why}")
+            pid, reason = next(iter(failures.items()))
+            self._unstage(name)
+            return _error(start_response, 507 if "MemoryError" in reason else 500,
+                          f"model {name} loaded in worker {os.getpid()} but not in worker {pid}: {reason}")
+        with self.registry.locked():
+            snapshot = self.registry.read()
+            snapshot.staged.pop(name, None)
+            snapshot.models[name] = entry
+            snapshot.generation += 1
+            self.registry.write(snapshot)
+            committed = snapshot.generation
+        self._follow(committed, None)
         self.log.info("mme_model_loaded", model=name, url=request.url, load_s=round(load_s, 4),
-                      sync_s=round(time.monotonic() - synced, 4), rss_mib=round(per_worker / _MIB, 1))
+                      total_s=round(time.monotonic() - started, 4), rss_mib=round(per_worker / _MIB, 1))
         return _json(start_response, 200, {"status": f'Model "{name}" loaded'})
+
+    def _unstage(self, name: str) -> None:
+        """Take back a staged load that failed somewhere: every worker drops it again."""
+        with self.registry.locked():
+            snapshot = self.registry.read()
+            snapshot.staged.pop(name, None)
+            snapshot.generation += 1
+            self.registry.write(snapshot)
+            target = snapshot.generation
+        self._drop(name)
+        self._follow(target, None)
 
     def _memory_refusal(self, name: str, more_bytes: int) -> str | None:
         used, allowed = memory.budget(self.mme.memory_limit_mb, self.mme.memory_headroom_mb)
@@ -209,16 +230,6 @@ class MmeApp:
     def _model_app(self, loaded: LoadedModel) -> App:
         config = self.config
         return App(loaded.service, config.timeout_s, config.max_payload_bytes, self.execution_defaults)
-
-    def _rollback(self, name: str) -> None:
-        with self.registry.locked():
-            snapshot = self.registry.read()
-            snapshot.models.pop(name, None)
-            snapshot.generation += 1
-            self.registry.write(snapshot)
-            target = snapshot.generation
-        self._drop(name)
-        self._follow(target, None)
 
     # -- unload ----------------------------------------------------------------------------------
     def _unload(self, name: str, start_response: StartResponse) -> Iterable[bytes]:
@@ -244,15 +255,14 @@ class MmeApp:
 
     # -- invoke ----------------------------------------------------------------------------------
     def _invoke(self, name: str, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        loaded = self.models.get(name)
-        if loaded is None:
+        if name not in self.visible:
             self.sync()  # a worker that has not caught up yet loads before it answers
-            loaded = self.models.get(name)
+        loaded = self.models.get(name) if name in self.visible else None
         if loaded is None:
             failure = self.failed.get(name)
             if failure:
                 return _error(start_response, 500, f"model {name} failed to load in this worker: {failure[1]}")
-            loading = " (it is being loaded)" if self.registry.pending_owner(name) else ""
+            loading = " (it is being loaded)" if name in self.models else ""
             return _error(start_response, 404, f"Model not found: {name}{loading}")
         environ["PATH_INFO"] = "/invocations"
         target = environ.get("HTTP_X_AMZN_SAGEMAKER_TARGET_MODEL")
@@ -272,12 +282,13 @@ class MmeApp:
             return
         started = time.monotonic()
         loaded, unloaded = [], []
+        wanted = {**snapshot.live_staged(), **snapshot.models}  # staged: load now, answer after the commit
         for name in list(self.models):
-            entry = snapshot.models.get(name)
+            entry = wanted.get(name)
             if entry is None or entry["url"] != self.models[name].url:
                 self._drop(name)
                 unloaded.append(name)
-        for name, entry in snapshot.models.items():
+        for name, entry in wanted.items():
             if name in self.models or self.failed.get(name, ("",))[0] == entry["url"]:
                 continue
             self.heartbeat()
@@ -292,7 +303,8 @@ class MmeApp:
             model.app = self._model_app(model)
             self.models[name] = model
             loaded.append(name)
-        self.failed = {n: f for n, f in self.failed.items() if n in snapshot.models}
+        self.failed = {n: f for n, f in self.failed.items() if n in wanted}
+        self.visible = set(snapshot.models) & set(self.models)
         self.generation = snapshot.generation
         self.registry.report(self.generation, {n: f[1] for n, f in self.failed.items()})
         if loaded or unloaded:

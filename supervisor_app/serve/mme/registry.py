@@ -1,10 +1,12 @@
 """The loaded-model registry every gunicorn worker shares: files in smc's private run dir.
 
-  mme/registry.json    {"generation": N, "models": {name: {"url", "path"}}}, replaced atomically
+  mme/registry.json    {"generation": N, "models": {name: {"url", "path"}},
+                        "staged": {name: {"url", "path", "owner"}}}, replaced atomically
   mme/lock             flock held for each read-modify-write of the registry (milliseconds)
-  mme/pending/NAME     a load in progress (content: the loading worker's pid), so a second POST
-                       of the same name is a 409 and an invoke is a 404 until the load commits
   mme/workers/PID      each worker's state: the generation it has applied and what failed
+
+A load is staged first (every worker loads it, in parallel; invokes still answer 404), then
+committed (visible to invokes) or dropped. A staged entry whose owner died is ignored.
 
 A worker changes the registry, then signals its siblings (SIGUSR2, which wakes gunicorn's
 select) and waits until each worker file shows the new generation. Files, not shared memory:
@@ -31,15 +33,18 @@ SYNC_SIGNAL = signal.SIGUSR2
 class Snapshot:
     generation: int = 0
     models: dict[str, dict[str, str]] = field(default_factory=dict)
+    staged: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def live_staged(self) -> dict[str, dict[str, Any]]:
+        return {n: e for n, e in self.staged.items() if _alive(int(e.get("owner", 0)))}
 
 
 class Registry:
     def __init__(self, run_dir: Path) -> None:
         self.root = run_dir / "mme"
         self.file = self.root / "registry.json"
-        self.pending = self.root / "pending"
         self.workers = self.root / "workers"
-        for directory in (self.root, self.pending, self.workers):
+        for directory in (self.root, self.workers):
             directory.mkdir(mode=0o700, exist_ok=True)
 
     # -- the registry ----------------------------------------------------------------------------
@@ -57,36 +62,14 @@ class Registry:
             data = json.loads(self.file.read_bytes())
         except FileNotFoundError:
             return Snapshot()
-        return Snapshot(int(data["generation"]), dict(data["models"]))
+        return Snapshot(int(data["generation"]), dict(data["models"]), dict(data.get("staged", {})))
 
     def write(self, snapshot: Snapshot) -> None:
         """Call with the lock held."""
         temp = self.file.with_suffix(f".{os.getpid()}.tmp")
-        temp.write_text(json.dumps({"generation": snapshot.generation, "models": snapshot.models}))
+        temp.write_text(json.dumps({"generation": snapshot.generation, "models": snapshot.models,
+                                    "staged": snapshot.live_staged()}))
         os.replace(temp, self.file)
-
-    def stamp(self) -> int:
-        """Changes whenever the registry file is replaced: one stat, for the per-request check."""
-        try:
-            return self.file.stat().st_mtime_ns ^ self.file.stat().st_ino
-        except FileNotFoundError:
-            return 0
-
-    # -- loads in progress -----------------------------------------------------------------------
-    def pending_owner(self, name: str) -> int | None:
-        """pid of the live worker loading `name`, if any (a marker of a dead worker is stale)."""
-        marker = self.pending / _file_name(name)
-        try:
-            pid = int(marker.read_text() or 0)
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if _alive(pid) else None
-
-    def mark_pending(self, name: str) -> None:
-        (self.pending / _file_name(name)).write_text(str(os.getpid()))
-
-    def clear_pending(self, name: str) -> None:
-        (self.pending / _file_name(name)).unlink(missing_ok=True)
 
     # -- workers ---------------------------------------------------------------------------------
     def report(self, generation: int, failed: dict[str, str]) -> None:
@@ -119,10 +102,6 @@ class Registry:
         for pid in self.siblings():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, SYNC_SIGNAL)
-
-
-def _file_name(name: str) -> str:
-    return name.encode().hex()  # any model name is a safe file name this way
 
 
 def _alive(pid: int) -> bool:
