@@ -242,6 +242,7 @@ class MmeApp:
             self.registry.write(snapshot)
             target = snapshot.generation
         started = time.monotonic()
+        self.registry.signal_siblings()  # they free it while this worker does
         self._drop(name)
         self._follow(target, None)
         self.log.info("mme_model_unloaded", model=name, unload_s=round(time.monotonic() - started, 4))
@@ -317,7 +318,7 @@ class MmeApp:
         self.sync()
         self.registry.signal_siblings()
         deadline = time.monotonic() + self.sync_timeout_s
-        pause = 0.0005
+        pause = 0.0002
         while True:
             siblings = self.registry.siblings()
             behind = [pid for pid, state in siblings.items() if state.get("generation", -1) < target]
@@ -329,7 +330,7 @@ class MmeApp:
                 break
             self.heartbeat()
             time.sleep(pause)
-            pause = min(pause * 2, 0.01)
+            pause = min(pause * 1.5, 0.005)
             self.sync()  # another worker's change may be waiting on this one
         if name is None:
             return {}
