@@ -43,6 +43,7 @@ Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 _MAX_CONTROL_BODY = 64 * 1024
 _MIB = 1024 * 1024
+_BOOTING_WAIT_S = 5.0
 
 
 def _json(start_response: StartResponse, status: int, payload: Any,
@@ -317,12 +318,16 @@ class MmeApp:
         {pid: why} for workers that could not load `name`."""
         self.sync()
         self.registry.signal_siblings()
-        deadline = time.monotonic() + self.sync_timeout_s
+        now = time.monotonic()
+        deadline = now + self.sync_timeout_s
+        # A worker gunicorn is still booting has no state file yet; it loads everything at boot,
+        # before its first request. Wait briefly for it, so a load right after start is complete.
+        booting_deadline = now + _BOOTING_WAIT_S
         pause = 0.0002
         while True:
             siblings = self.registry.siblings()
             behind = [pid for pid, state in siblings.items() if state.get("generation", -1) < target]
-            if not behind:
+            if not behind and (len(siblings) >= self.workers - 1 or time.monotonic() > booting_deadline):
                 break
             if time.monotonic() > deadline:
                 self.log.warning("mme_sync_slow", behind=behind, target=target, waited_s=self.sync_timeout_s,
