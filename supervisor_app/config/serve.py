@@ -6,7 +6,7 @@ derived limits are computed here so every layer agrees (see ServeConfig.*_timeou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 
 from supervisor_app.config.core import Config
@@ -246,6 +246,8 @@ def describe(config: ServeConfig) -> dict[str, object]:
             value = "<redacted>"
         elif isinstance(value, Path):
             value = str(value)
+        elif is_dataclass(value):
+            value = {k: [str(p) for p in v] if isinstance(v, tuple) else v for k, v in asdict(value).items()}
         shown[name] = value
     shown.pop("path_env", None)
     return shown

@@ -51,6 +51,8 @@ def test_invoke_errors_and_target_model_logging(mme):
     assert bad.status == 415 and bad.headers["content-type"] == "application/json"
     record = server.wait_event("invocation_rejected", inference_id="req-77")
     assert record["target_model"] == "m.tar.gz" and record["model"] == "m"
+    access = server.wait_event("request", inference_id="req-77")  # nginx's access line
+    assert access["target_model"] == "m.tar.gz" and access["path"] == "/models/m/invoke"
     assert server.request("GET", "/models/m/invoke").status == 405
     assert server.request("POST", "/invocations", "1,2,3", {"Content-Type": "text/csv"}).status == 400
 
