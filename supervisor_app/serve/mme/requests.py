@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 MAX_NAME_CHARS = 256
+_BAD_NAME_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")  # checked per invoke: a regex, not a loop
 
 
 class RequestError(Exception):
@@ -35,7 +37,7 @@ def check_name(name: object) -> str:
         raise RequestError(400, "model_name must be a non-empty string")
     if len(name) > MAX_NAME_CHARS:
         raise RequestError(400, f"model_name is {len(name)} characters; at most {MAX_NAME_CHARS} are allowed")
-    if name in (".", "..") or "/" in name or "\\" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if name in (".", "..") or _BAD_NAME_CHARS.search(name):
         raise RequestError(400, f"model_name {name!r} is not allowed: no '/', '\\', control characters, "
                                 "'.' or '..' (it becomes a URL path segment)")
     return name
