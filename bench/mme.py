@@ -136,9 +136,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--loads", type=int, default=10)
     parser.add_argument("--model-fn-ms", type=float, default=100.0)
-    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=4)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="wrk runs per server, alternating servers")
     parser.add_argument("--skip-mms", action="store_true")
     args = parser.parse_args()
     assert shutil.which("wrk"), "wrk is required (apt-get install wrk)"

