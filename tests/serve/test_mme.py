@@ -97,3 +97,20 @@ def test_paging(mme):
 def test_models_api_is_absent_without_multi_model(echo_server):
     assert echo_server.request("GET", "/models").status == 404
     assert echo_server.request("POST", "/models", "{}", {"Content-Type": "application/json"}).status == 404
+
+
+def test_invoke_has_the_timeout_and_payload_limit_of_invocations(mme):
+    server = mme(env={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "1"}, workers=1)
+    model = server.base / "models" / "slow" / "model"
+    (model / "code").mkdir(parents=True)
+    (model / "weights.bin").write_bytes(b"0")
+    (model / "code" / "inference.py").write_text(
+        "import time\n\ndef model_fn(d):\n    return 1\n\n"
+        "def predict_fn(data, model):\n    time.sleep(float(data))\n    return data\n")
+    assert load(server, "slow", str(model)).status == 200
+    assert _invoke(server, "slow", "0.01").status == 200
+    late = _invoke(server, "slow", "3")
+    assert late.status == 504 and "SAGEMAKER_MODEL_SERVER_TIMEOUT" in late.json()["message"]
+    big = _invoke(server, "slow", "1" * (1024 * 1024 + 1))
+    assert big.status == 413
+    assert _invoke(server, "slow", "0.01").status == 200  # the worker survived both

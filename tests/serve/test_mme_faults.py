@@ -162,3 +162,26 @@ def test_a_worker_killed_with_sigkill_is_replaced_with_every_model(mme):
     server.wait_event("mme_worker_synced", pid=new)
     assert sorted(server.wait_event("mme_worker_synced", pid=new)["loaded"]) == ["p", "q"]
     assert victim not in pids_answering("p", 10)
+
+
+def test_a_model_that_loads_in_one_worker_but_not_another_is_dropped_everywhere(mme):
+    server = mme(workers=2)
+    model = Path(make_model(server.base, "half", own_code="h"))
+    # Exactly one model_fn call wins the exclusive create; the other worker's raises.
+    (model / "code" / "inference.py").write_text(
+        "import os\n\n"
+        "def model_fn(model_dir):\n"
+        "    os.close(os.open(os.path.join(model_dir, 'first'), os.O_CREAT | os.O_EXCL))\n"
+        "    return 1\n\n"
+        "def predict_fn(data, model):\n"
+        "    return data\n")
+    resp = load(server, "half", str(model))
+    assert resp.status == 500, resp.body
+    assert "model half" in resp.json()["message"] and "FileExistsError" in resp.json()["message"]
+    assert _names(server) == []
+    statuses = {server.request("POST", "/models/half/invoke", "[1]", {"Content-Type": "application/json"}).status
+                for _ in range(10)}
+    assert statuses == {404}  # neither worker kept it
+    (model / "first").unlink()
+    (model / "code" / "inference.py").write_text("def model_fn(d):\n    return 1\n\ndef predict_fn(x, m):\n    return x\n")
+    assert load(server, "half", str(model)).status == 200  # nothing half-registered blocks the name
