@@ -185,3 +185,25 @@ def test_a_model_that_loads_in_one_worker_but_not_another_is_dropped_everywhere(
     (model / "first").unlink()
     (model / "code" / "inference.py").write_text("def model_fn(d):\n    return 1\n\ndef predict_fn(x, m):\n    return x\n")
     assert load(server, "half", str(model)).status == 200  # nothing half-registered blocks the name
+
+
+def test_a_load_waits_for_a_worker_busy_with_a_long_request(mme):
+    server = mme(workers=2, env={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "10"})
+    slow = server.base / "models" / "slow" / "model"
+    (slow / "code").mkdir(parents=True)
+    (slow / "weights.bin").write_bytes(b"0")
+    (slow / "code" / "inference.py").write_text(
+        "import time\n\ndef model_fn(d):\n    return 1\n\n"
+        "def predict_fn(data, model):\n    time.sleep(float(data))\n    return data\n")
+    assert load(server, "slow", str(slow)).status == 200
+    busy = threading.Thread(target=lambda: server.request("POST", "/models/slow/invoke", "2",
+                                                          {"Content-Type": "application/json"}))
+    busy.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert load(server, "p", make_model(server.base, "p", own_code="p")).status == 200
+    waited = time.monotonic() - started
+    # answered only once the busy worker finished its request and loaded p too
+    assert len((server.base / "models" / "p" / "model" / "loads.txt").read_text().split()) == 2
+    assert waited > 1.0, waited
+    busy.join()
