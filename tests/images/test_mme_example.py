@@ -66,7 +66,7 @@ def test_two_models_load_answer_and_unload_in_the_image(mme_image, containers, t
 
 def test_doctor_accepts_the_mme_image(mme_image, smc_binary):
     result = subprocess.run([str(smc_binary), "doctor", "--json", "--image", mme_image, "serve"],
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300, check=False)
     report = json.loads(result.stdout)
     assert result.returncode == 0, report
     found = {f["check"]: f for f in report["findings"]}
