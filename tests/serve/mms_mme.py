@@ -66,6 +66,16 @@ def free_low_port() -> int:
     raise RuntimeError("no free port below 32768")
 
 
+_UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
+
+
+def _pid_namespaces_work() -> bool:
+    """Root with util-linux's unshare, and allowed to use it (not in every container)."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    return subprocess.run([*_UNSHARE, "true"], capture_output=True, timeout=10, check=False).returncode == 0
+
+
 def start(base: Path, port: int, workers: int, log: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
     """The toolkit with SAGEMAKER_MULTI_MODEL=true; models load from base/models (SAGEMAKER_BASE_DIR)."""
     python = ensure_venv()
@@ -79,8 +89,8 @@ def start(base: Path, port: int, workers: int, log: Path, extra_env: dict[str, s
                 "MME_ORACLE_DIR": str(helper), "PATH": f"{python.parent}:{env.get('PATH', '')}",
                 **(extra_env or {})})
     argv = [str(python), str(helper / "entry.py")]
-    if os.geteuid() == 0 and shutil.which("unshare"):
-        argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *argv]
+    if _pid_namespaces_work():
+        argv = [*_UNSHARE, *argv]
     with open(log, "ab") as out:
         return subprocess.Popen(argv, env=env, stdout=out, stderr=out, start_new_session=True, cwd=str(helper))
 
