@@ -118,8 +118,21 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=20)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    for pid in _session(proc.pid):  # MMS's java leaves the process group, not the session
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     proc.wait()
+
+
+def _session(sid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:
+            found.append(int(stat.parent.name))
+    return found
