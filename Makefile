@@ -51,6 +51,7 @@ bench: dist/smc $(TEST_VENV)/.ok
 	$(PY) bench/train_overhead.py --smc dist/smc
 	$(PY) bench/serve/run.py --smc dist/smc $(if $(shell command -v java),,--skip-mms)
 	$(PY) bench/serve/requirements_start.py --smc dist/smc --runs 3
+	$(PY) bench/mme.py --smc dist/smc $(if $(shell command -v java),,--skip-mms)
 	$(PY) bench/cluster_startup.py --smc dist/smc --runs 1
 
 images: dist/smc

@@ -1,8 +1,9 @@
-"""Render (or check) docs/environment.md's tables from the settings declared in
-supervisor_app/config/*.py, so the docs cannot drift from the code.
+"""Render (or check) the environment tables of README.md and docs/*.md from the settings declared
+in supervisor_app/config/*.py, so the docs cannot drift from the code. A table goes wherever its
+`<!-- env:KEY -->` ... `<!-- /env:KEY -->` markers are.
 
-    python build/envdoc.py          # rewrite docs/environment.md in place
-    python build/envdoc.py --check  # exit 1 when docs/environment.md is stale
+    python build/envdoc.py          # rewrite the files in place
+    python build/envdoc.py --check  # exit 1 when one is stale
 """
 
 from __future__ import annotations
@@ -39,16 +40,18 @@ def render(readme: str) -> str:
 
 
 def main() -> int:
-    path = ROOT / "docs" / "environment.md"
-    current = path.read_text()
-    wanted = render(current)
-    missing = [k for k in setting_tables() if f"<!-- env:{k} -->" not in current]
+    paths = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    texts = {path: path.read_text() for path in paths if path.is_file()}
+    missing = [k for k in setting_tables() if not any(f"<!-- env:{k} -->" in text for text in texts.values())]
+    stale = [path.name for path, text in texts.items() if render(text) != text]
     if "--check" in sys.argv:
-        if wanted != current or missing:
-            print(f"docs/environment.md tables are stale (missing sections: {missing}); run python build/envdoc.py")
+        if stale or missing:
+            print(f"environment tables are stale in {stale} (missing sections: {missing}); run python build/envdoc.py")
             return 1
         return 0
-    path.write_text(wanted)
+    for path, text in texts.items():
+        if render(text) != text:
+            path.write_text(render(text))
     if missing:
         print(f"add markers for: {missing}")
     return 0

@@ -2,7 +2,7 @@
 # Build the images of `make images`: smc-base (build/base-image.sh), then the example projects.
 #
 #   bash build/images.sh                   all of them
-#   bash build/images.sh tabular sklearn   some: tabular | sklearn | scratch
+#   bash build/images.sh tabular sklearn   some: tabular | sklearn | scratch | mme
 #
 # Each example is built the way a user builds it: its directory is the build context, with the
 # binary copied next to its Dockerfile (COPY smc /usr/local/bin/). The copy happens in a staging
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 CACHE_DIR=${CACHE_DIR:-$HOME/.cache/smc}
 TAG=${SMC_IMAGE_TAG:-test}
-ALL=(tabular sklearn scratch)
+ALL=(tabular sklearn scratch mme)
 names=("$@")
 ((${#names[@]})) || names=("${ALL[@]}")
 
@@ -59,7 +59,7 @@ wheels_for() {
 build() {
     local name=$1 context=$staging/$1 dockerfile=Dockerfile
     case $name in
-        tabular | sklearn)
+        tabular | sklearn | mme)
             cp -a "examples/$name/." "$context/"
             cp "$binary" "$context/smc"
             ;;

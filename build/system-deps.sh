@@ -7,7 +7,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 packages=(make gcc nginx-light)
 if [[ "${1:-demo}" == test ]]; then
-    # openjdk-17-jre-headless: multi-model-server, the serving differential test's oracle
+    # openjdk: multi-model-server, the oracle of the serving differential test and the MME tests
     packages+=(wrk hyperfine debootstrap util-linux procps iproute2 patchelf docker-compose openjdk-17-jre-headless)
 fi
 

@@ -13,7 +13,7 @@ DOCTOR_SETTINGS: tuple[Setting, ...] = (
         ("SAGEMAKER_MULTI_MODEL",),
         parse_bool,
         False,
-        "Set by SageMaker for multi-model endpoints; smc serve hosts one model, so doctor flags it.",
+        "Multi-model endpoint: doctor checks the image handler and, with --image, the multi-models label.",
         "doctor",
     ),
 )

@@ -6,10 +6,11 @@ derived limits are computed here so every layer agrees (see ServeConfig.*_timeou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 
 from supervisor_app.config.core import Config
+from supervisor_app.config.mme import MmeConfig, load_mme_config
 from supervisor_app.config.settings import (
     Setting,
     parse_bool,
@@ -208,6 +209,7 @@ class ServeConfig:
     worker_crash_limit: int
     worker_crash_window_s: float
     path_env: str  # PATH, where nginx is looked up
+    multi_model: MmeConfig | None = None  # SAGEMAKER_MULTI_MODEL=true: the /models API (config/mme.py)
 
     @property
     def module_name(self) -> str:
@@ -258,6 +260,7 @@ def load_serve_config(config: Config) -> ServeConfig:
         **{k: v for k, v in values.items() if k not in ("submit_dir", "program")},
         program=program,
         program_requested=program_requested,
+        multi_model=load_mme_config(config.environ, config.base_dir, submit),
     )
 
 
@@ -275,6 +278,8 @@ def describe(config: ServeConfig) -> dict[str, object]:
             value = "<redacted>"
         elif isinstance(value, Path):
             value = str(value)
+        elif is_dataclass(value):
+            value = {k: [str(p) for p in v] if isinstance(v, tuple) else v for k, v in asdict(value).items()}
         shown[name] = value
     shown.pop("path_env", None)
     return shown

@@ -110,10 +110,10 @@ def check_labels(serve: ServeConfig, doctor: DoctorConfig) -> list[Finding]:
         )
     if doctor.multi_model:
         findings.append(
-            fail(
+            ok(
                 "multi_model",
-                "SAGEMAKER_MULTI_MODEL=true asks for the multi-model API (/models), which smc serve does not provide",
-                f"deploy a single model (unset SAGEMAKER_MULTI_MODEL and drop LABEL {MULTI_MODEL_LABEL}=true)",
+                "SAGEMAKER_MULTI_MODEL=true: smc serve offers the /models API (a multi-model endpoint); the "
+                f"Dockerfile needs LABEL {MULTI_MODEL_LABEL} (`smc doctor --image` checks it)",
             )
         )
     return findings

@@ -11,6 +11,7 @@ from supervisor_app.config.doctor import load_doctor_config
 from supervisor_app.config.serve import ServeConfig, load_serve_config
 from supervisor_app.doctor import checks_env, checks_serve, checks_train, report
 from supervisor_app.doctor.checks_launchers import check_launchers
+from supervisor_app.doctor.checks_mme import check_multi_model
 from supervisor_app.doctor.findings import FAIL, Finding, fail
 from supervisor_app.doctor.image import check_image
 from supervisor_app.errors import SmcError, UsageError
@@ -62,8 +63,11 @@ def collect(config: Config, modes: set[str]) -> list[Finding]:
         findings.append(checks_env.check_nginx(config, serve))
         findings.append(checks_env.check_port(serve))
         findings += checks_env.check_labels(serve, load_doctor_config(config))
-        findings.append(checks_serve.check_model_dir(serve))
-        findings += checks_serve.check_handler(config, serve)
+        if serve.multi_model:
+            findings += check_multi_model(config, serve, serve.multi_model)
+        else:
+            findings.append(checks_serve.check_model_dir(serve))
+            findings += checks_serve.check_handler(config, serve)
     return findings
 
 

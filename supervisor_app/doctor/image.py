@@ -76,15 +76,33 @@ def check_labels(config: Mapping[str, Any]) -> list[Finding]:
                 f"add LABEL {BIND_TO_PORT_LABEL}=true to the Dockerfile",
             )
         )
-    if str(labels.get(MULTI_MODEL_LABEL, "")).lower() == "true":
-        findings.append(
-            fail(
-                "multi_model",
-                f"{MULTI_MODEL_LABEL}=true announces the multi-model API (/models), which smc serve does not provide",
-                f"remove LABEL {MULTI_MODEL_LABEL}=true and deploy one model per endpoint",
-            )
-        )
+    findings += check_multi_model_agreement(labels, config.get("Env") or [])
     return findings
+
+
+def check_multi_model_agreement(labels: Mapping[str, Any], env: list[str]) -> list[Finding]:
+    """The multi-models label and SAGEMAKER_MULTI_MODEL in the image's ENV must agree."""
+    label = str(labels.get(MULTI_MODEL_LABEL, "")).lower() == "true"
+    values = [item.split("=", 1)[1] for item in env if item.startswith("SAGEMAKER_MULTI_MODEL=")]
+    enabled = bool(values) and values[-1].strip().lower() in ("1", "true", "yes", "on")
+    if label and enabled:
+        return [ok("multi_model", f"{MULTI_MODEL_LABEL}=true and ENV SAGEMAKER_MULTI_MODEL=true: smc serve offers "
+                                  "the /models API")]
+    if enabled:
+        return [fail(
+            "multi_model",
+            f"ENV SAGEMAKER_MULTI_MODEL=true without LABEL {MULTI_MODEL_LABEL}=true: SageMaker refuses the image for "
+            "multi-model endpoints, and as a single-model endpoint it would offer /models instead of /invocations",
+            f"add LABEL {MULTI_MODEL_LABEL}=true, or drop ENV SAGEMAKER_MULTI_MODEL",
+        )]
+    if label:
+        return [warn(
+            "multi_model",
+            f"{MULTI_MODEL_LABEL}=true but the image's ENV lacks SAGEMAKER_MULTI_MODEL=true: smc serve offers the "
+            "/models API only when that variable is true",
+            "add ENV SAGEMAKER_MULTI_MODEL=true to the Dockerfile (the label alone does not switch smc to multi-model)",
+        )]
+    return []
 
 
 def _inside(docker: str, image: str, smc_path: str, modes: set[str], env: dict[str, str]) -> list[Finding]:

@@ -160,6 +160,8 @@ def _now_iso() -> str:
 
 
 def _check_model(config: ServeConfig) -> None:
+    if config.multi_model:
+        return  # no model at start: POST /models brings them (serve/mme)
     if not config.model_dir.is_dir():
         raise ConfigError(
             f"model directory {config.model_dir} does not exist",

@@ -187,7 +187,7 @@ class ModelServer(BaseApplication):
         settings = {
             "bind": [f"unix:{self.run_dir / SOCKET_NAME}"],
             "workers": self.workers,
-            "worker_class": MarkedWorker,  # NginxWorker marking requests for the drain
+            "worker_class": self._worker_class(),
             "timeout": math.ceil(self.config.gunicorn_timeout_s),
             "graceful_timeout": math.ceil(self.config.stop_grace_s),
             "preload_app": self.config.preload_model,
@@ -227,6 +227,13 @@ class ModelServer(BaseApplication):
 
         return {"pre_fork": pre_fork, "post_fork": post_fork}
 
+    def _worker_class(self) -> type:
+        if self.config.multi_model:
+            from supervisor_app.serve.mme.worker import MmeWorker
+
+            return MmeWorker
+        return MarkedWorker  # NginxWorker marking requests for the drain
+
     def run(self) -> None:
         arbiter = HeartbeatArbiter(self)
         arbiter.notify_fd = self.notify_fd
@@ -237,6 +244,8 @@ class ModelServer(BaseApplication):
         """Runs in each worker (or once in the master with preload): import handler, load model;
         or import the user's own WSGI app (SMC_WSGI_APP)."""
         config = self.config
+        if config.multi_model:
+            return self._multi_model_app()
         if config.wsgi_app:
             try:
                 app = load_user_app(config.code_dir, config.wsgi_app)
@@ -255,6 +264,15 @@ class ModelServer(BaseApplication):
         service = handler_module.InferenceService(handlers, model, config.model_dir, config.default_accept)
         self.log.info("model_loaded", module=str(handlers.path), hooks=sorted(handlers.hooks))
         return App(service, config.timeout_s, config.max_payload_bytes, execution_parameters(config, self.workers))
+
+    def _multi_model_app(self) -> Any:
+        """SAGEMAKER_MULTI_MODEL=true: no model at start; the /models API loads them (serve/mme)."""
+        from supervisor_app.serve.mme.app import MmeApp
+        from supervisor_app.serve.mme.registry import Registry
+
+        assert self.config.multi_model is not None
+        return MmeApp(self.config, self.config.multi_model, Registry(self.run_dir), self.workers,
+                      execution_parameters(self.config, self.workers))
 
     def _fail(self, event: str, exc: AppLoadError) -> None:
         self.log.error(event, error=exc.message, hint=exc.hint, exc_info=exc.__cause__)

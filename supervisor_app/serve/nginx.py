@@ -28,7 +28,8 @@ _ACCESS_FORMAT = (
     '{"ts":"$time_iso8601","level":"info","component":"nginx","event":"request",'
     '"method":"$smc_log_method","path":"$smc_log_path","status":$status,"bytes":$body_bytes_sent,'
     '"request_s":$request_time,"upstream_s":"$upstream_response_time",'
-    '"inference_id":"$inference_id","remote":"$remote_addr","pid":$pid}'
+    '"inference_id":"$inference_id","target_model":"$http_x_amzn_sagemaker_target_model",'
+    '"remote":"$remote_addr","pid":$pid}'
 )
 
 # status nginx produces without the app -> (status sent, phrase, message). 494 is nginx's internal

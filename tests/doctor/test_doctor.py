@@ -164,9 +164,24 @@ def test_port_in_use_fails_and_bind_to_port_asks_for_the_label(smc):
     assert "accept-bind-to-port=true" in by_check(report, "label_bind_to_port")["hint"]
 
 
-def test_multi_model_request_fails(smc):
-    code, report = doctor(smc, "serve", env={"SAGEMAKER_MULTI_MODEL": "true", "SMC_NGINX": NGINX})
-    assert code == 1 and by_check(report, "multi_model")["status"] == "fail"
+def test_multi_model_endpoint_checks_the_image_handler(smc, tmp_path):
+    env = {"SAGEMAKER_MULTI_MODEL": "true", "SMC_NGINX": NGINX, "SAGEMAKER_BASE_DIR": str(tmp_path / "ml")}
+    (tmp_path / "ml").mkdir()
+    code, report = doctor(smc, "serve", env=env)
+    assert by_check(report, "multi_model")["status"] == "ok"
+    assert "multi-models=true" in by_check(report, "multi_model")["message"]
+    no_handler = by_check(report, "handler")
+    assert no_handler["status"] == "warn" and "must bring its own code/inference.py" in no_handler["message"]
+    assert not [f for f in report["findings"] if f["check"] == "model_dir"]  # no /opt/ml/model in multi-model mode
+    (tmp_path / "ml" / "code").mkdir()
+    (tmp_path / "ml" / "code" / "inference.py").write_text("def model_fn(d):\n    return 1\n")
+    code, report = doctor(smc, "serve", env=env)
+    broken = by_check(report, "handler")
+    assert code == 1 and broken["status"] == "fail" and "neither predict_fn nor transform_fn" in broken["message"]
+    (tmp_path / "ml" / "code" / "inference.py").write_text(
+        "def model_fn(d):\n    return 1\n\ndef predict_fn(x, m):\n    return x\n")
+    _, report = doctor(smc, "serve", env=env)
+    assert by_check(report, "handler")["status"] == "ok"
 
 
 def test_bad_serve_setting_is_reported_not_crashed(smc):

@@ -31,7 +31,7 @@ def test_example_image_passes_with_its_labels_and_in_image_checks(smc_binary, im
     assert _finding(report, "entry_point")["status"] == "ok"
 
 
-def test_shell_form_entrypoint_and_multi_model_label_fail(smc_binary, images, tmp_path):
+def test_shell_form_entrypoint_fails_and_a_multi_model_label_without_env_warns(smc_binary, images, tmp_path):
     tag = f"smc-doctor-broken:{uuid.uuid4().hex[:8]}"
     (tmp_path / "Dockerfile").write_text(
         f"FROM {images['tabular']}\n"
@@ -47,7 +47,8 @@ def test_shell_form_entrypoint_and_multi_model_label_fail(smc_binary, images, tm
     assert code == 1
     entry = _finding(report, "entrypoint")
     assert entry["status"] == "fail" and "shell form" in entry["message"] and '["smc"]' in entry["hint"]
-    assert _finding(report, "multi_model")["status"] == "fail"
+    multi = _finding(report, "multi_model")
+    assert multi["status"] == "warn" and "ENV SAGEMAKER_MULTI_MODEL=true" in multi["hint"]
 
 
 def test_missing_image_says_to_build_it(smc_binary, docker_engine):

@@ -1,0 +1,1 @@
+"""Multi-model endpoints (SAGEMAKER_MULTI_MODEL=true): the /models API of `smc serve`."""
