@@ -113,7 +113,7 @@ def check_labels(serve: ServeConfig, doctor: DoctorConfig) -> list[Finding]:
             ok(
                 "multi_model",
                 "SAGEMAKER_MULTI_MODEL=true: smc serve offers the /models API (a multi-model endpoint); the "
-                f"Dockerfile needs LABEL {MULTI_MODEL_LABEL} (`smc doctor --image` checks it)",
+                f"Dockerfile needs LABEL {MULTI_MODEL_LABEL}=true (`smc doctor --image` checks it)",
             )
         )
     return findings
