@@ -35,6 +35,11 @@ def run(config: Config, args: list[str]) -> int:
     if args:
         raise UsageError(f"smc serve takes no arguments, got {' '.join(args)!r}",
                          hint="configure serve with environment variables (see README)")
+    from supervisor_app.serve.engine.mode import serve_other_modes  # engine mode, sidecar programs
+
+    handled = serve_other_modes(config, serve_config)
+    if handled is not None:
+        return handled
     return serve(config, serve_config)
 
 

@@ -1,0 +1,99 @@
+"""`smc serve` in engine mode: plan, render nginx.conf, start nginx and the engine under the
+EngineSupervisor, and turn its outcome into smc's exit code and final log line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from supervisor_app import logs, process
+from supervisor_app.config import Config
+from supervisor_app.config.engine import EngineConfig
+from supervisor_app.config.serve import ServeConfig
+from supervisor_app.errors import BootError
+from supervisor_app.serve import command as serve_command
+from supervisor_app.serve import nginx as nginx_conf
+from supervisor_app.serve.children import Child
+from supervisor_app.serve.engine.health import HealthPoller
+from supervisor_app.serve.engine.nginx_conf import EngineNginxSettings, render_engine_nginx_conf
+from supervisor_app.serve.engine.plan import EnginePlan, plan_engine
+from supervisor_app.serve.engine.supervisor import EngineSupervisor, GroupChild
+from supervisor_app.serve.supervision import Policy
+
+
+def engine_env(config: Config, plan: EnginePlan) -> dict[str, str]:
+    env = process.foreign_env(config.environ)
+    env.update(plan.environment)
+    return env
+
+
+def serve_engine(config: Config, serve_config: ServeConfig, engine_config: EngineConfig,
+                 command: str | None = None) -> int:
+    log = logs.get_logger("serve")
+    plan = plan_engine(serve_config, engine_config, command or engine_config.command or "", serve_config.path_env)
+    nginx_path = serve_command.find_nginx(serve_config)
+    serve_command.check_port_free(serve_config.port)
+    log.info("serve_config", mode="engine", engine_command=plan.command, engine_url=engine_config.url,
+             health_path=plan.health_path, invocations_path=plan.invocations_path,
+             max_restarts=plan.max_restarts, port=serve_config.port, timeout_s=serve_config.timeout_s,
+             startup_timeout_s=serve_config.startup_timeout_s, grace_s=serve_config.grace_s,
+             max_payload_mb=serve_config.max_payload_mb, nginx=nginx_path)
+    try:
+        run_dir = Path(tempfile.mkdtemp(prefix="smc-serve-", dir=serve_config.tmp_dir))
+    except OSError as exc:
+        raise BootError(f"cannot create smc's run directory in {serve_config.tmp_dir}: {exc.strerror}",
+                        hint="set TMPDIR to a writable directory (nginx.conf and the ready file go there)") from None
+    try:
+        return _supervise(config, serve_config, plan, run_dir, nginx_path, log)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_dir: Path, nginx_path: str,
+               log: object) -> int:
+    run_dir.chmod(0o711)
+    temp_dir = run_dir / "nginx"
+    temp_dir.mkdir(mode=0o700)
+    if os.geteuid() == 0:
+        serve_command._give_to_nginx_workers(temp_dir)
+    conf_path = run_dir / nginx_conf.CONF_FILE
+    conf_path.write_text(render_engine_nginx_conf(EngineNginxSettings(
+        run_dir=run_dir, port=serve_config.port, engine_host=plan.host, engine_port=plan.port,
+        invocations_path=plan.invocations_path, max_body_bytes=serve_config.max_payload_bytes,
+        timeout_s=serve_config.timeout_s, worker_connections=serve_config.worker_connections,
+        keepalive_s=serve_config.keepalive_s, log_ping=serve_config.log_ping,
+    )))
+    notify_read, notify_write = os.pipe2(os.O_CLOEXEC)
+    engine = GroupChild(plan.name, list(plan.argv), engine_env(config, plan), stop_signal=plan.stop_signal)
+    if plan.directory:
+        engine.popen_kwargs = {"cwd": plan.directory}
+    nginx = Child("nginx", [nginx_path, "-e", "stderr", "-p", str(run_dir), "-c", str(conf_path)],
+                  process.foreign_env(config.environ), stop_signal=3)
+    process.become_subreaper()
+    policy = Policy(serve_config.grace_s, serve_config.health_interval_s, serve_config.health_timeout_s,
+                    serve_config.restart_limit, serve_config.restart_window_s, serve_config.startup_timeout_s)
+    poller = HealthPoller(plan.host, plan.port, plan.health_path, plan.health_interval_s,
+                          serve_config.health_timeout_s, notify_write)
+    out, err = serve_command._relay_streams(config)
+    supervisor = EngineSupervisor(
+        engine, nginx, plan=plan, poller=poller, run_dir=run_dir, socket_path=run_dir / "engine.unused",
+        ready_file=run_dir / nginx_conf.READY_FILE, port=serve_config.port, notify_fd=notify_read,
+        policy=policy, log=log, now_iso=serve_command._now_iso, out=out, err=err,
+    )
+    poller.start()
+    try:
+        outcome = supervisor.run()
+    finally:
+        poller.stop()
+    process.reap()
+    if outcome.exit_code:
+        log.error("serve_failed", reason=outcome.reason, exit_code=outcome.exit_code,  # type: ignore[attr-defined]
+                  cause=process.describe_exit(outcome.exit_code))
+    else:
+        log.info("serve_stopped", reason=outcome.reason)  # type: ignore[attr-defined]
+    return outcome.exit_code
+
+
+__all__ = ["serve_engine"]
