@@ -60,7 +60,11 @@ def collect(config: Config, modes: set[str]) -> list[Finding]:
         findings.append(checks_env.check_port(serve))
         findings += checks_env.check_labels(serve, load_doctor_config(config))
         findings.append(checks_serve.check_model_dir(serve))
+    from supervisor_app.doctor.checks_engine import check_engine, engine_mode  # engine mode, SMC_PROGRAMS
+
+    if serve is not None and not engine_mode(config):
         findings += checks_serve.check_handler(config, serve)
+    findings += check_engine(config, serve)
     return findings
 
 

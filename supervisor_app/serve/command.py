@@ -43,7 +43,7 @@ def run(config: Config, args: list[str]) -> int:
     return serve(config, serve_config)
 
 
-def serve(config: Config, serve_config: ServeConfig) -> int:
+def serve(config: Config, serve_config: ServeConfig, sidecars: tuple[Any, ...] = ()) -> int:
     log = logs.get_logger("serve")
     _check_model(serve_config)
     nginx_path = find_nginx(serve_config)
@@ -64,13 +64,13 @@ def serve(config: Config, serve_config: ServeConfig) -> int:
         raise BootError(f"cannot create smc's run directory in {serve_config.tmp_dir}: {exc.strerror}",
                         hint="set TMPDIR to a writable directory (nginx.conf and the gunicorn socket go there)") from None
     try:
-        return _supervise(config, serve_config, run_dir, nginx_path, workers, log)
+        return _supervise(config, serve_config, run_dir, nginx_path, workers, log, sidecars)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_path: str, workers: int,
-               log: object) -> int:
+               log: object, sidecars: tuple[Any, ...] = ()) -> int:
     # 0711: nginx workers (another user when started as root) may reach the socket and the ready
     # file by name, but not list or write the directory.
     run_dir.chmod(0o711)
@@ -97,9 +97,16 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
     process.become_subreaper()
     policy = Policy(serve_config.grace_s, serve_config.health_interval_s, serve_config.health_timeout_s,
                     serve_config.restart_limit, serve_config.restart_window_s, serve_config.startup_timeout_s)
-    supervisor = Supervisor(gunicorn, nginx, run_dir, socket_path, run_dir / nginx_conf.READY_FILE,
-                            serve_config.port, notify_read, policy, log, _now_iso,
-                            *_relay_streams(config))
+    supervisor_class: Any = Supervisor
+    if sidecars:  # SMC_PROGRAMS: supervisord-style programs beside nginx and gunicorn
+        from supervisor_app.programs.sidecars import with_sidecars
+
+        supervisor_class = with_sidecars(Supervisor)
+    supervisor = supervisor_class(gunicorn, nginx, run_dir, socket_path, run_dir / nginx_conf.READY_FILE,
+                                  serve_config.port, notify_read, policy, log, _now_iso,
+                                  *_relay_streams(config))
+    if sidecars:
+        supervisor.add_sidecars(sidecars)
     outcome = supervisor.run()
     process.reap()
     if outcome.load_error:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from supervisor_app import logs, process
 from supervisor_app.config import Config
@@ -30,9 +32,20 @@ def engine_env(config: Config, plan: EnginePlan) -> dict[str, str]:
 
 
 def serve_engine(config: Config, serve_config: ServeConfig, engine_config: EngineConfig,
-                 command: str | None = None) -> int:
+                 program: Any = None, sidecars: tuple[Any, ...] = ()) -> int:
+    """Engine mode; `program` is the engine's ProgramSpec when a programs file names one."""
     log = logs.get_logger("serve")
-    plan = plan_engine(serve_config, engine_config, command or engine_config.command or "", serve_config.path_env)
+    if program is None:
+        plan = plan_engine(serve_config, engine_config, engine_config.command or "", serve_config.path_env)
+        popen_kwargs: dict[str, Any] = {}
+    else:
+        from supervisor_app.programs.parse import user_popen_kwargs
+
+        plan = plan_engine(serve_config, replace(engine_config, max_restarts=program.startretries,
+                                                 stop_signal=program.stopsignal),
+                           program.command, serve_config.path_env, name=program.name,
+                           directory=program.directory, environment=program.environment)
+        popen_kwargs = user_popen_kwargs(program)
     nginx_path = serve_command.find_nginx(serve_config)
     serve_command.check_port_free(serve_config.port)
     log.info("serve_config", mode="engine", engine_command=plan.command, engine_url=engine_config.url,
@@ -46,13 +59,13 @@ def serve_engine(config: Config, serve_config: ServeConfig, engine_config: Engin
         raise BootError(f"cannot create smc's run directory in {serve_config.tmp_dir}: {exc.strerror}",
                         hint="set TMPDIR to a writable directory (nginx.conf and the ready file go there)") from None
     try:
-        return _supervise(config, serve_config, plan, run_dir, nginx_path, log)
+        return _supervise(config, serve_config, plan, run_dir, nginx_path, log, popen_kwargs, sidecars)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_dir: Path, nginx_path: str,
-               log: object) -> int:
+               log: object, popen_kwargs: dict[str, Any], sidecars: tuple[Any, ...]) -> int:
     run_dir.chmod(0o711)
     temp_dir = run_dir / "nginx"
     temp_dir.mkdir(mode=0o700)
@@ -67,8 +80,7 @@ def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_
     )))
     notify_read, notify_write = os.pipe2(os.O_CLOEXEC)
     engine = GroupChild(plan.name, list(plan.argv), engine_env(config, plan), stop_signal=plan.stop_signal)
-    if plan.directory:
-        engine.popen_kwargs = {"cwd": plan.directory}
+    engine.popen_kwargs = popen_kwargs
     nginx = Child("nginx", [nginx_path, "-e", "stderr", "-p", str(run_dir), "-c", str(conf_path)],
                   process.foreign_env(config.environ), stop_signal=3)
     process.become_subreaper()
@@ -77,11 +89,18 @@ def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_
     poller = HealthPoller(plan.host, plan.port, plan.health_path, plan.health_interval_s,
                           serve_config.health_timeout_s, notify_write)
     out, err = serve_command._relay_streams(config)
-    supervisor = EngineSupervisor(
+    supervisor_class: Any = EngineSupervisor
+    if sidecars:
+        from supervisor_app.programs.sidecars import with_sidecars
+
+        supervisor_class = with_sidecars(EngineSupervisor)
+    supervisor = supervisor_class(
         engine, nginx, plan=plan, poller=poller, run_dir=run_dir, socket_path=run_dir / "engine.unused",
         ready_file=run_dir / nginx_conf.READY_FILE, port=serve_config.port, notify_fd=notify_read,
         policy=policy, log=log, now_iso=serve_command._now_iso, out=out, err=err,
     )
+    if sidecars:
+        supervisor.add_sidecars(sidecars)
     poller.start()
     try:
         outcome = supervisor.run()
