@@ -246,6 +246,10 @@ def test_engine_down_gives_json_502(start_engine):
     server = start_engine()
     body = server.request("POST", "/crash", "{}", {"Content-Type": "application/json"})
     assert body.status == 502 and body.json()["status"] == 502
+    server.wait_event("child_restarting", child="engine")
+    deadline = time.monotonic() + 10
+    while len(server.events("engine_healthy")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     server.wait_ready(timeout=10)
     assert request(server.port, "POST", "/invocations", "{}").status == 200
 
