@@ -275,3 +275,16 @@ def test_launch_command_and_max_start_retries_aliases(smc_binary, opt_ml):
     assert server.wait_exit(15) == 1
     assert len(server.events("child_restarting")) == 1
     assert "exit code 9" in server.events("engine_failed")[0]["cause"]
+
+
+def test_engine_port_already_taken_is_refused_before_starting(smc, opt_ml):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = smc("serve", env={"SAGEMAKER_BASE_DIR": str(opt_ml), "SAGEMAKER_BIND_TO_PORT": str(free_port()),
+                                   "SMC_ENGINE_COMMAND": "true", "SMC_ENGINE_URL": f"http://127.0.0.1:{port}"})
+    assert result.returncode == 3, result.stderr
+    assert "already accepts connections" in result.stderr

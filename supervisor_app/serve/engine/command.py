@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -48,6 +49,7 @@ def serve_engine(config: Config, serve_config: ServeConfig, engine_config: Engin
         popen_kwargs = user_popen_kwargs(program)
     nginx_path = serve_command.find_nginx(serve_config)
     serve_command.check_port_free(serve_config.port)
+    _check_engine_port_idle(plan)
     log.info("serve_config", mode="engine", engine_command=plan.command, engine_url=engine_config.url,
              health_path=plan.health_path, invocations_path=plan.invocations_path,
              max_restarts=plan.max_restarts, port=serve_config.port, timeout_s=serve_config.timeout_s,
@@ -62,6 +64,18 @@ def serve_engine(config: Config, serve_config: ServeConfig, engine_config: Engin
         return _supervise(config, serve_config, plan, run_dir, nginx_path, log, popen_kwargs, sidecars)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _check_engine_port_idle(plan: EnginePlan) -> None:
+    """Something already answering at the engine's address would pass its health checks."""
+    try:
+        with socket.create_connection((plan.host, plan.port), timeout=0.5):
+            pass
+    except OSError:
+        return
+    raise BootError(f"{plan.host}:{plan.port} (SMC_ENGINE_URL) already accepts connections before the engine started",
+                    hint="another process holds the engine's port (an engine left from an earlier run?); stop it, "
+                         "or start the engine on another port and set SMC_ENGINE_URL to match")
 
 
 def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_dir: Path, nginx_path: str,
