@@ -24,6 +24,8 @@ parser.add_argument("--exit-code", type=int, default=None)
 parser.add_argument("--ignore-term", action="store_true")
 parser.add_argument("--chunks", type=int, default=5)
 parser.add_argument("--chunk-delay-s", type=float, default=0.2)
+parser.add_argument("--work-ms", type=float, default=0.0,
+                    help="per /invocations: wait this long, as an engine waiting on its accelerator does")
 parser.add_argument("--unhealthy-file", default=None, help="health answers 500 while this file exists")
 args = parser.parse_args()
 
@@ -41,6 +43,10 @@ STARTED = time.monotonic()
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # One write per answer and no Nagle delay: headers and body written separately would wait for
+    # a delayed ACK (40 ms) on keep-alive connections, which would measure TCP, not the proxy.
+    disable_nagle_algorithm = True
+    wbufsize = 64 * 1024
 
     def log_message(self, fmt, *a):  # quiet: benches send many requests
         pass
@@ -80,6 +86,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         body = self._body()
         if url.path in ("/invocations", "/v1/predict"):
+            if args.work_ms:
+                time.sleep(args.work_ms / 1000)
             echoed = {k: v for k, v in self.headers.items()
                       if k.lower().startswith(("x-amzn-", "custom-attributes")) or k.lower() == "x_custom"}
             session = self.headers.get("X-Amzn-SageMaker-Session-Id")
