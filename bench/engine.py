@@ -251,6 +251,11 @@ def main() -> int:
         report["engine_alone_ready_s"] = round(direct_ready, 3) if direct_ready else None
         report["lifecycle"] = {"smc": lifecycle("smc", smc, work, args.warmup_s),
                                "standard_supervisor": lifecycle("mhcs", smc, work, args.warmup_s)}
+        for name, run in report["lifecycle"].items():  # type: ignore[union-attr]
+            if run.get("ready_s") and direct_ready:
+                run["ready_over_engine_alone_s"] = round(run["ready_s"] - direct_ready, 3)
+            if run.get("kill9_to_healthy_s") and direct_ready:
+                run["recovery_over_engine_alone_s"] = round(run["kill9_to_healthy_s"] - direct_ready, 3)
         report["dying_engine"] = {"smc": dying_engine("smc", smc, work, args.dying_limit_s),
                                   "standard_supervisor": dying_engine("mhcs", smc, work, args.dying_limit_s)}
         streams = {}

@@ -266,7 +266,9 @@ class EngineSupervisor(Supervisor):
         self.engine_failures.append(now)
         restarts = len(self.engine_failures) - 1
         if not give_up and restarts < self.plan.max_restarts:
-            delay = backoff_s(len(self.engine_failures))
+            # The first restart is immediate (a crash of a serving engine costs only its warm-up),
+            # then 0.25 s, 0.5 s, 1 s, ... so a crash loop does not spin.
+            delay = backoff_s(len(self.engine_failures) - 1) if len(self.engine_failures) > 1 else 0.0
             self.engine.state = State.BACKOFF
             self.engine.restart_at = now + delay
             self.log.warning("child_restarting", child=self.engine.name, attempt=restarts + 1,
