@@ -1,5 +1,7 @@
 """examples/engine in Docker: build smc-example-engine:test with build/images.sh, `train` writes
-the scikit-learn model, `serve` fronts MLServer in engine mode, docker stop drains and exits 0."""
+the scikit-learn model, `serve` fronts MLServer in engine mode, docker stop drains and exits 0.
+
+Runs with SMC_TEST_ENGINE_IMAGE=1 (see tests/engine/conftest.py: ~6 min cold for the image)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ def engine_image(smc_binary: Path) -> str:
     return IMAGE
 
 
+@pytest.mark.docker
+@pytest.mark.slow
 def test_engine_image_trains_and_serves_mlserver(engine_image, tmp_path):
     base = tmp_path / "opt_ml"
     for sub in ("input/config", "model", "output"):

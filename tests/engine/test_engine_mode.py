@@ -23,9 +23,9 @@ def test_ping_follows_engine_health_and_invocations_pass_everything(start_engine
     answer = server.invoke({"x": 1})
     assert answer.status == 503 and answer.json()["status"] == 503  # JSON, not nginx's HTML
     ready_s = server.wait_ready()
-    assert ready_s < 1.0 + 1.5  # the engine's own warm-up plus start-up on a loaded machine
+    assert ready_s < 1.0 + 4  # the engine's own warm-up plus start-up on a loaded machine
     healthy = server.events("engine_healthy")[0]
-    assert healthy["elapsed_s"] < 1.0 + 0.8
+    assert healthy["elapsed_s"] < 1.0 + 2  # its python start + 50 ms polling
     answer = server.invoke("hello", headers={
         "Custom-Attributes": "trace=1", "X-Amzn-SageMaker-Inference-Id": "inf-42",
         "X-Amzn-SageMaker-Session-Id": "NEW_SESSION"})
