@@ -64,19 +64,15 @@ def parse_nonnegative(name: str, raw: str) -> int:
     return value
 
 
-def parse_not_recovering(name: str, raw: str) -> bool:
-    """PROCESS_AUTO_RECOVERY=false (model-hosting-container-standards) means: never restart."""
-    return not parse_bool(name, raw)
-
-
 G = "engine"
+DEFAULT_URL = "http://127.0.0.1:8000"
 
 ENGINE_SETTINGS: tuple[Setting, ...] = (
     Setting("command", ("SMC_ENGINE_COMMAND", "LAUNCH_COMMAND"), parse_str, None,
             "Engine mode: a shell command (run by /bin/sh in its own process group) that starts your "
             "model server, e.g. `mlserver start /opt/ml/model` or `vllm serve ...`. smc supervises it "
             "and fronts it with nginx on the SageMaker port. `LAUNCH_COMMAND` is accepted too.", G),
-    Setting("url", ("SMC_ENGINE_URL",), parse_url, ("127.0.0.1", 8000),
+    Setting("url", ("SMC_ENGINE_URL",), parse_url, DEFAULT_URL,
             "Where the engine listens, `http://HOST:PORT` (default http://127.0.0.1:8000); must not be "
             "the SageMaker port.", G),
     Setting("health_path", ("SMC_ENGINE_HEALTH_PATH",), parse_path, "/health",
@@ -88,9 +84,9 @@ ENGINE_SETTINGS: tuple[Setting, ...] = (
             "Restarts of a crashed or unhealthy engine before smc gives up and exits 1 with the cause and "
             "the engine's stderr tail. The count starts again once the engine has been healthy for "
             "SMC_RESTART_WINDOW_SECONDS.", G),
-    Setting("no_recovery", ("PROCESS_AUTO_RECOVERY",), parse_not_recovering, False,
+    Setting("auto_recovery", ("PROCESS_AUTO_RECOVERY",), parse_bool, True,
             "model-hosting-container-standards' switch: `false` means the first engine failure ends smc.", G),
-    Setting("stop_signal", ("SMC_ENGINE_STOP_SIGNAL",), parse_signal, int(signal.SIGTERM),
+    Setting("stop_signal", ("SMC_ENGINE_STOP_SIGNAL",), parse_signal, "TERM",
             "Signal that asks the engine's process group to stop; SIGKILL follows after the grace.", G),
     Setting("health_interval_s", ("SMC_ENGINE_HEALTH_INTERVAL_SECONDS",), parse_seconds, 1.0,
             "Seconds between health checks of a healthy engine (a starting one is checked every 50 ms).", G),
@@ -123,11 +119,15 @@ class EngineConfig:
 
 def load_engine_config(config: Config) -> EngineConfig:
     values = read_settings(ENGINE_SETTINGS, config.environ)
-    host, port = values.pop("url")
+    # Defaults are declared as people write them (for the docs table); parse them here.
+    url = values.pop("url")
+    host, port = parse_url("SMC_ENGINE_URL", url) if isinstance(url, str) else url
+    if isinstance(values["stop_signal"], str):
+        values["stop_signal"] = parse_signal("SMC_ENGINE_STOP_SIGNAL", values["stop_signal"])
     command = values.pop("command")
     if command is not None and not command.strip():
         command = None
-    if values.pop("no_recovery"):
+    if not values.pop("auto_recovery"):
         values["max_restarts"] = 0
     return EngineConfig(command=command, host=host, port=port, **values)
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from supervisor_app import exitcodes, logs, process
+from supervisor_app import logs, process
 from supervisor_app.config import Config
 from supervisor_app.config.engine import load_engine_config
 from supervisor_app.errors import UsageError
@@ -113,4 +113,4 @@ def programs_beside_training(config: Config, log: Any) -> Iterator[None]:
         log.info("programs_stopped", file=path)
 
 
-__all__ = ["PROGRAMS_FLAG", "programs_beside_training", "run_programs", "exitcodes"]
+__all__ = ["PROGRAMS_FLAG", "programs_beside_training", "run_programs"]
