@@ -2,8 +2,10 @@
 model-hosting-container-standards' `standard-supervisor` (supervisord) around the same engine.
 
 One run, same machine, measured side by side:
-  - throughput and p50/p99 of small POST /invocations (wrk, bounded), smc vs direct vs standard-supervisor
+  - throughput and p50/p99 of small POST /invocations (wrk, bounded), smc vs direct vs standard-supervisor,
+    for a no-op engine and for one that waits 2 ms per request
   - start: exec to the first /ping 200 with an engine that needs --warmup-s to become healthy
+    (median of --lifecycle-runs; smc's own part read from its engine_healthy log line)
   - kill -9 of the engine -> /ping 200 again; idle SIGTERM -> exit; an engine that exits 7 at once
   - time to the first streamed byte (SSE, chunked) through smc vs direct
 
@@ -28,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -100,8 +103,17 @@ class Stack:
             argv = [str(bin_dir / "standard-supervisor"), *command]
         self.log = open(work / f"{kind}-{self.port}.log", "wb")
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        # A pipe, as a container's output is: supervisord writing "/dev/stdout" into a regular
+        # file would overwrite it from offset 0 and lose lines.
+        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        self.copier = threading.Thread(target=self._copy, daemon=True)
+        self.copier.start()
+
+    def _copy(self) -> None:
+        for chunk in iter(lambda: self.proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
+            self.log.write(chunk)
+            self.log.flush()
 
     def engine_pid(self) -> int:
         """The engine's python process itself (not standard-supervisor, whose argv holds the same words)."""
@@ -135,6 +147,7 @@ class Stack:
         except ProcessLookupError:
             pass
         self.proc.wait()
+        self.copier.join(timeout=2)
         self.log.close()
 
 
@@ -194,7 +207,14 @@ def lifecycle(kind: str, smc: Path, work: Path, warmup_s: float) -> dict[str, fl
     try:
         ready = wait_ping(stack.port, 60, stack.started)
         result["ready_s"] = round(ready, 3) if ready else None
-        result["ready_over_warmup_s"] = round(ready - warmup_s, 3) if ready else None  # incl. python start
+        if kind == "smc" and ready:
+            # smc's own part: exec of smc until the engine is spawned, plus the poll that saw it healthy
+            time.sleep(0.1)
+            for line in (work / f"smc-{stack.port}.log").read_text(errors="replace").splitlines():
+                if '"engine_healthy"' in line:
+                    result["engine_spawn_to_healthy_s"] = json.loads(line)["elapsed_s"]
+                    result["smc_own_start_s"] = round(ready - result["engine_spawn_to_healthy_s"], 3)
+                    break
         os.kill(stack.engine_pid(), signal.SIGKILL)
         killed = time.perf_counter()
         time.sleep(0.02)
@@ -229,6 +249,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--warmup-s", type=float, default=1.0)
     parser.add_argument("--dying-limit-s", type=float, default=15.0)
+    parser.add_argument("--lifecycle-runs", type=int, default=3, help="median of this many start/kill/stop runs")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     smc = args.smc.resolve()
@@ -243,14 +264,21 @@ def main() -> int:
             report[label] = {**t, "smc_vs_direct_rps": round(t["smc"]["rps"] / t["direct"]["rps"], 3),
                              "smc_vs_standard_supervisor_rps": round(t["smc"]["rps"] / t["standard_supervisor"]["rps"], 3),
                              "smc_p99_over_direct_ms": round(t["smc"]["p99_ms"] - t["direct"]["p99_ms"], 2)}
-        direct = Stack("direct", smc, work, "--warmup-s", str(args.warmup_s))
-        try:
-            direct_ready = wait_ping(direct.port, 30, direct.started)
-        finally:
-            direct.kill()
-        report["engine_alone_ready_s"] = round(direct_ready, 3) if direct_ready else None
-        report["lifecycle"] = {"smc": lifecycle("smc", smc, work, args.warmup_s),
-                               "standard_supervisor": lifecycle("mhcs", smc, work, args.warmup_s)}
+        alone = []
+        for _ in range(args.lifecycle_runs):
+            direct = Stack("direct", smc, work, "--warmup-s", str(args.warmup_s))
+            try:
+                alone.append(wait_ping(direct.port, 30, direct.started) or 0.0)
+            finally:
+                direct.kill()
+        direct_ready = statistics.median(alone)
+        report["engine_alone_ready_s"] = round(direct_ready, 3)
+        report["lifecycle"] = {}
+        for name, kind in (("smc", "smc"), ("standard_supervisor", "mhcs")):
+            runs = [lifecycle(kind, smc, work, args.warmup_s) for _ in range(args.lifecycle_runs)]
+            report["lifecycle"][name] = {  # type: ignore[index]
+                key: (statistics.median(r[key] for r in runs) if all(isinstance(r.get(key), (int, float)) for r in runs)
+                      else [r.get(key) for r in runs]) for key in runs[0]}
         for name, run in report["lifecycle"].items():  # type: ignore[union-attr]
             if run.get("ready_s") and direct_ready:
                 run["ready_over_engine_alone_s"] = round(run["ready_s"] - direct_ready, 3)
