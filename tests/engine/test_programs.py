@@ -114,6 +114,12 @@ def test_programs_run_beside_a_training_script(smc, opt_ml, tmp_path):
     conf = _write(tmp_path / "p.conf", f"""
 [program:sidecar]
 command=sh -c 'touch {flag}; echo sidecar ready; exec sleep 100'
+
+[program:as-nobody]
+command=sh -c 'echo "uid=$(id -u)"'
+user=nobody
+startsecs=0
+autorestart=false
 """)
     (opt_ml / "code" / "train.py").write_text(f"""
 import os, time
@@ -133,4 +139,11 @@ print("saw sidecar", os.path.exists({str(flag)!r}))
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert any(e.get("component") == "sidecar" and e.get("message") == "sidecar ready" for e in events)
     assert any(e.get("event") == "programs_stopped" for e in events)
+    import os
+    import pwd
+
+    if os.geteuid() == 0:  # `user` switches users only when smc runs as root
+        nobody = pwd.getpwnam("nobody").pw_uid
+        assert any(e.get("component") == "as-nobody" and e.get("message") == f"uid={nobody}" for e in events), \
+            result.stdout
     assert time.monotonic() - started < 20

@@ -74,3 +74,14 @@ def test_docs_show_the_example_dockerfile_as_it_is():
     block = text.split(marker, 1)[1].split("```", 1)[0]
     assert block == (ROOT / "examples" / "engine" / "Dockerfile").read_text()
     assert text.count("```dockerfile") == 1  # other snippets are fragments, not Dockerfiles a test builds
+
+
+def test_supervisor_package_is_imported_only_for_a_programs_file():
+    import sys
+
+    code = ("import sys\n"
+            "import supervisor_app.serve.command, supervisor_app.serve.engine.mode, supervisor_app.train.command\n"
+            "import supervisor_app.programs.standalone, supervisor_app.doctor.checks_engine\n"
+            "print('supervisor' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
