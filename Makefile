@@ -51,6 +51,7 @@ bench: dist/smc $(TEST_VENV)/.ok
 	$(PY) bench/train_overhead.py --smc dist/smc
 	$(PY) bench/serve/run.py --smc dist/smc $(if $(shell command -v java),,--skip-mms)
 	$(PY) bench/cluster_startup.py --smc dist/smc --runs 1
+	$(PY) bench/engine.py --smc dist/smc --rounds 1 --duration 3 --lifecycle-runs 1 --dying-limit-s 10
 
 images: dist/smc
 	SMC_BINARY=$(CURDIR)/dist/smc bash build/images.sh
