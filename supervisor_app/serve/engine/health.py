@@ -9,9 +9,9 @@ every interval. The loop owns the readiness file; the poller only reports.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
+import socket
 import threading
 import time
 
@@ -19,19 +19,30 @@ STARTING_INTERVAL_S = 0.05
 
 
 def probe(host: str, port: int, path: str, timeout_s: float) -> tuple[bool, str]:
-    """(healthy, why): healthy only on a 2xx answer within the deadline."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    """(healthy, why): healthy only on a 2xx answer within the deadline. A raw HTTP/1.1 request
+    (http.client would cost ~10 ms of imports at every start for one status line)."""
+    deadline = time.monotonic() + timeout_s
     try:
-        conn.request("GET", path, headers={"User-Agent": "smc-health", "Connection": "close"})
-        resp = conn.getresponse()
-        resp.read(65536)
-        if 200 <= resp.status < 300:
-            return True, ""
-        return False, f"GET {path} answered {resp.status}"
-    except (OSError, http.client.HTTPException) as exc:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: smc-health\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            head = b""
+            while b"\r\n" not in head and len(head) < 4096:
+                sock.settimeout(max(0.001, deadline - time.monotonic()))
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+    except OSError as exc:
         return False, f"GET {path}: {type(exc).__name__}: {exc}" if str(exc) else f"GET {path}: {type(exc).__name__}"
-    finally:
-        conn.close()
+    parts = head.split(b"\r\n", 1)[0].split()
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        return False, f"GET {path}: not an HTTP answer: {head[:80]!r}"
+    status = int(parts[1])
+    if 200 <= status < 300:
+        return True, ""
+    return False, f"GET {path} answered {status}"
 
 
 class HealthPoller:
