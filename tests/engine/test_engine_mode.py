@@ -288,3 +288,16 @@ def test_engine_port_already_taken_is_refused_before_starting(smc, opt_ml):
                                    "SMC_ENGINE_COMMAND": "true", "SMC_ENGINE_URL": f"http://127.0.0.1:{port}"})
     assert result.returncode == 3, result.stderr
     assert "already accepts connections" in result.stderr
+
+
+def test_sigterm_lets_a_stream_in_flight_finish(start_engine):
+    server = start_engine("--chunks", "6", "--chunk-delay-s", "0.25")
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("POST", "/stream", body="{}", headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.readline().startswith(b"data:")  # the first token is out: the stream is in flight
+    server.proc.send_signal(signal.SIGTERM)
+    body = resp.read()  # the rest of the stream, then the chunked terminator
+    conn.close()
+    assert body.count(b"data:") == 5, body
+    assert server.wait_exit(10) == 0
