@@ -53,6 +53,7 @@ bench: dist/smc $(TEST_VENV)/.ok
 	$(PY) bench/serve/requirements_start.py --smc dist/smc --runs 3
 	$(PY) bench/mme.py --smc dist/smc $(if $(shell command -v java),,--skip-mms)
 	$(PY) bench/cluster_startup.py --smc dist/smc --runs 1
+	$(PY) bench/engine.py --smc dist/smc --rounds 1 --duration 3 --lifecycle-runs 1 --dying-limit-s 10
 
 images: dist/smc
 	SMC_BINARY=$(CURDIR)/dist/smc bash build/images.sh

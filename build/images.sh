@@ -2,7 +2,7 @@
 # Build the images of `make images`: smc-base (build/base-image.sh), then the example projects.
 #
 #   bash build/images.sh                   all of them
-#   bash build/images.sh tabular sklearn   some: tabular | sklearn | scratch | mme
+#   bash build/images.sh tabular sklearn   some: tabular | sklearn | scratch | mme | engine (engine is not in "all": MLServer, ~1 GB)
 #
 # Each example is built the way a user builds it: its directory is the build context, with the
 # binary copied next to its Dockerfile (COPY smc /usr/local/bin/). The copy happens in a staging
@@ -59,7 +59,7 @@ wheels_for() {
 build() {
     local name=$1 context=$staging/$1 dockerfile=Dockerfile
     case $name in
-        tabular | sklearn | mme)
+        tabular | sklearn | mme | engine)
             cp -a "examples/$name/." "$context/"
             cp "$binary" "$context/smc"
             ;;
@@ -74,7 +74,7 @@ build() {
             cp "$static" "$context/smc-static"
             dockerfile=Dockerfile.scratch
             ;;
-        *) echo "images: unknown example '$name' (known: ${ALL[*]})" >&2; exit 2 ;;
+        *) echo "images: unknown example '$name' (known: ${ALL[*]} engine)" >&2; exit 2 ;;
     esac
     if [[ -f $context/requirements.txt ]]; then
         mkdir -p "$context/wheels"

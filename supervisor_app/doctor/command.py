@@ -67,7 +67,11 @@ def collect(config: Config, modes: set[str]) -> list[Finding]:
             findings += check_multi_model(config, serve, serve.multi_model)
         else:
             findings.append(checks_serve.check_model_dir(serve))
-            findings += checks_serve.check_handler(config, serve)
+    from supervisor_app.doctor.checks_engine import check_engine, engine_mode  # engine mode, SMC_PROGRAMS
+
+    if serve is not None and not serve.multi_model and not engine_mode(config):
+        findings += checks_serve.check_handler(config, serve)
+    findings += check_engine(config, serve)
     return findings
 
 

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 _MAX_LINE = 64 * 1024
 _PR_SET_PDEATHSIG = 1
@@ -52,6 +52,7 @@ class Child:
     restart_at: float = 0.0
     last_exit_code: int | None = None
     popen: subprocess.Popen[bytes] | None = None
+    popen_kwargs: dict[str, Any] = field(default_factory=dict)  # cwd, user, group (sidecars, engine)
 
     def spawn(self) -> None:
         # start_new_session: a terminal's Ctrl-C reaches only smc, which stops children in order;
@@ -60,6 +61,7 @@ class Child:
             self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             pass_fds=self.pass_fds, start_new_session=True,
             preexec_fn=_die_with_parent(self.death_signal),  # noqa: PLW1509 (the supervisor has one thread)
+            **self.popen_kwargs,
         )
         self.pid = self.popen.pid
         self.state = State.STARTING

@@ -40,10 +40,15 @@ def run(config: Config, args: list[str]) -> int:
     if args:
         raise UsageError(f"smc serve takes no arguments, got {' '.join(args)!r}",
                          hint="configure serve with environment variables (see docs/environment.md)")
+    from supervisor_app.serve.engine.mode import serve_other_modes  # engine mode, sidecar programs
+
+    handled = serve_other_modes(config, serve_config)
+    if handled is not None:
+        return handled
     return serve(config, serve_config)
 
 
-def serve(config: Config, serve_config: ServeConfig) -> int:
+def serve(config: Config, serve_config: ServeConfig, sidecars: tuple[Any, ...] = ()) -> int:
     log = logs.get_logger("serve")
     _check_model(serve_config)
     nginx_path = find_nginx(serve_config)
@@ -73,13 +78,13 @@ def serve(config: Config, serve_config: ServeConfig) -> int:
         raise BootError(f"cannot create smc's run directory in {serve_config.tmp_dir}: {exc.strerror}",
                         hint="set TMPDIR to a writable directory (nginx.conf and the gunicorn socket go there)") from None
     try:
-        return _supervise(config, serve_config, run_dir, nginx_path, workers, log)
+        return _supervise(config, serve_config, run_dir, nginx_path, workers, log, sidecars)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_path: str, workers: int,
-               log: object) -> int:
+               log: object, sidecars: tuple[Any, ...] = ()) -> int:
     # 0711: nginx workers (another user when started as root) may reach the socket and the ready
     # file by name, but not list or write the directory.
     run_dir.chmod(0o711)
@@ -113,7 +118,14 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
     settings = SupervisorSettings(run_dir=run_dir, socket_path=socket_path,
                                   ready_file=run_dir / nginx_conf.READY_FILE, port=serve_config.port,
                                   notify_fd=notify_read, policy=policy)
-    supervisor = Supervisor(gunicorn, nginx, settings, Outputs(log, _now_iso, *_relay_streams(config)))
+    supervisor_class: Any = Supervisor
+    if sidecars:  # SMC_PROGRAMS: supervisord-style programs beside nginx and gunicorn
+        from supervisor_app.programs.sidecars import with_sidecars
+
+        supervisor_class = with_sidecars(Supervisor)
+    supervisor = supervisor_class(gunicorn, nginx, settings, Outputs(log, _now_iso, *_relay_streams(config)))
+    if sidecars:
+        supervisor.add_sidecars(sidecars)
     outcome = supervisor.run()
     process.reap()
     if outcome.load_error:

@@ -99,6 +99,28 @@ def _error_pages(settings: NginxSettings) -> tuple[str, str]:
     return "\n".join(pages), "\n".join(locations)
 
 
+def access_log_maps() -> str:
+    """The maps _ACCESS_FORMAT reads: the client's method and path, also after nginx redirected the
+    request to one of its error pages. Shared by every nginx.conf smc renders."""
+    return f"""    # The access log's method and path: the client's, also after a redirect to an error page.
+    map $uri $smc_log_method {{
+        ~^{_URI_ERROR_PREFIX} $smc_request_method;
+        default $request_method;
+    }}
+    map $uri $smc_log_path {{
+        ~^{_URI_ERROR_PREFIX} $smc_request_path;
+        default $uri;
+    }}
+    map $request $smc_request_method {{
+        "~^([^ ]+) " $1;
+        default "";
+    }}
+    map $request $smc_request_path {{
+        "~^\\S+ ([^ ?]*)" $1;
+        default "";
+    }}"""
+
+
 def render_nginx_conf(settings: NginxSettings) -> str:
     run = settings.run_dir
     temp = run / "nginx"
@@ -138,24 +160,7 @@ http {{
     uwsgi_temp_path {temp}/uwsgi;
     scgi_temp_path {temp}/scgi;
 
-    # The access log's method and path: the client's, also after a redirect to an error page.
-    map $uri $smc_log_method {{
-        ~^{_URI_ERROR_PREFIX} $smc_request_method;
-        default $request_method;
-    }}
-    map $uri $smc_log_path {{
-        ~^{_URI_ERROR_PREFIX} $smc_request_path;
-        default $uri;
-    }}
-    map $request $smc_request_method {{
-        "~^([^ ]+) " $1;
-        default "";
-    }}
-    map $request $smc_request_path {{
-        "~^\\S+ ([^ ?]*)" $1;
-        default "";
-    }}
-
+{access_log_maps()}
     map $http_x_amzn_sagemaker_inference_id $inference_id {{
         "" $request_id;
         default $http_x_amzn_sagemaker_inference_id;

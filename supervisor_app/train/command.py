@@ -25,6 +25,10 @@ from supervisor_app.train.script import plan_script
 
 
 def run(config: Config, args: list[str]) -> int:
+    if args[:1] == ["--programs"]:  # internal: the sidecar programs of SMC_PROGRAMS
+        from supervisor_app.programs.standalone import run_programs
+
+        return run_programs(config, args[1:])
     if args:
         raise UsageError(
             f"smc train takes no arguments, got {' '.join(args)!r}",
@@ -42,7 +46,10 @@ def run(config: Config, args: list[str]) -> int:
     sync = None
     try:
         sync = intermediate.start(config, log)  # sagemaker_s3_output: output/intermediate to S3
-        return _train(config, layout, log)
+        from supervisor_app.programs.standalone import programs_beside_training
+
+        with programs_beside_training(config, log):
+            return _train(config, layout, log)
     except _StopRequested as stop:
         cause = f"Training stopped: smc received {process.signal_name(stop.signum)} while no training script was running"
         _fail(layout, cause, b"", log, exit_code=exitcodes.from_signal(stop.signum))

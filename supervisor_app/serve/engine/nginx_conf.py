@@ -1,0 +1,154 @@
+"""nginx.conf for engine mode (pure: a string, no I/O).
+
+/ping is answered by nginx from the readiness file the supervisor keeps in step with the engine's
+health check (a stat() per ping, never a call to the engine). POST /invocations goes straight to
+the engine's invocations path over keep-alive HTTP/1.1 with response buffering off, so chunked and
+server-sent-event answers reach the client as the engine writes them. Every other path goes to the
+engine unchanged. Errors nginx produces itself get JSON bodies that say what happened.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor_app.serve.nginx import _ACCESS_FORMAT, READY_FILE, access_log_maps
+
+_ERRORS = {
+    400: ("Bad Request", "malformed HTTP request"),
+    413: ("Payload Too Large", "request body over {limit} (SAGEMAKER_MAX_PAYLOAD_IN_MB)"),
+    502: ("Bad Gateway", "the engine at {engine} closed the connection or is not listening; see the log"),
+    503: ("Service Unavailable", "the engine is not healthy yet, is restarting, or the server is stopping"),
+    504: ("Gateway Timeout", "the engine did not answer within {timeout} s (SAGEMAKER_MODEL_SERVER_TIMEOUT)"),
+}
+
+
+@dataclass(frozen=True)
+class EngineNginxSettings:
+    run_dir: Path
+    port: int
+    engine_host: str
+    engine_port: int
+    invocations_path: str
+    max_body_bytes: int  # 0: no limit
+    timeout_s: float
+    worker_connections: int
+    keepalive_s: int
+    log_ping: bool
+
+
+def _json_return(status: int, s: EngineNginxSettings) -> str:
+    phrase, message = _ERRORS[status]
+    limit = f"{s.max_body_bytes // (1024 * 1024)} MiB" if s.max_body_bytes else "the limit"
+    message = message.format(limit=limit, timeout=f"{s.timeout_s:g}", engine=f"{s.engine_host}:{s.engine_port}")
+    return f"return {status} '{{\"error\":\"{phrase}\",\"status\":{status},\"message\":\"{message}\"}}';"
+
+
+def _upstream_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def render_engine_nginx_conf(s: EngineNginxSettings) -> str:
+    run = s.run_dir
+    temp = run / "nginx"
+    timeout = math.ceil(s.timeout_s)
+    ping_log = "access_log /dev/stdout smc buffer=64k flush=1s;" if s.log_ping else "access_log off;"
+    error_pages = "\n".join(
+        f"        location = /_smc_error/{status} {{ internal; {_json_return(status, s)} }}" for status in _ERRORS
+    )
+    proxy = f"""proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Amzn-SageMaker-Inference-Id $inference_id;
+            # Streaming: chunked and SSE answers go out as the engine writes them.
+            proxy_buffering off;
+            proxy_cache off;
+            proxy_connect_timeout 5s;
+            proxy_send_timeout {timeout}s;
+            proxy_read_timeout {timeout}s;
+            proxy_next_upstream off;
+            add_header X-Amzn-SageMaker-Inference-Id $inference_id always;"""
+    return f"""# Rendered by smc serve (engine mode); lives only in {run}.
+worker_processes 1;
+daemon off;
+pid {run}/nginx.pid;
+error_log stderr warn;
+worker_rlimit_nofile {max(1024, s.worker_connections * 2)};
+
+events {{
+    worker_connections {s.worker_connections};
+}}
+
+http {{
+    log_format smc escape=json '{_ACCESS_FORMAT}';
+    access_log /dev/stdout smc buffer=64k flush=1s;
+    default_type application/json;
+    server_tokens off;
+    tcp_nodelay on;
+    # SageMaker and session headers (X-Amzn-SageMaker-*) pass unchanged; some clients use underscores.
+    underscores_in_headers on;
+    keepalive_timeout {s.keepalive_s};
+    client_max_body_size {s.max_body_bytes};
+    client_body_buffer_size 1m;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+
+{access_log_maps()}
+
+    map $http_x_amzn_sagemaker_inference_id $inference_id {{
+        "" $request_id;
+        default $http_x_amzn_sagemaker_inference_id;
+    }}
+
+    upstream smc_engine {{
+        server {_upstream_host(s.engine_host)}:{s.engine_port} max_fails=0;
+        keepalive 64;
+        keepalive_timeout 60s;
+    }}
+
+    server {{
+        listen {s.port} deferred backlog=1024;
+        server_name _;
+        error_page 400 /_smc_error/400;
+        error_page 413 /_smc_error/413;
+        error_page 502 /_smc_error/502;
+        error_page 503 /_smc_error/503;
+        error_page 504 /_smc_error/504;
+
+        location = /ping {{
+            {ping_log}
+            if ($request_method !~ ^(GET|HEAD)$) {{
+                add_header Allow "GET, HEAD" always;
+                return 405 '{{"error":"Method Not Allowed","status":405,"message":"use GET /ping"}}';
+            }}
+            if (!-f {run}/{READY_FILE}) {{
+                return 503 '{{"error":"Service Unavailable","status":503,"message":"the engine is not healthy yet, is restarting, or the server is stopping"}}';
+            }}
+            return 200;
+        }}
+
+        location = /invocations {{
+            if (!-f {run}/{READY_FILE}) {{
+                return 503;
+            }}
+            proxy_pass http://smc_engine{s.invocations_path};
+            {proxy}
+        }}
+
+        location / {{
+            proxy_pass http://smc_engine;
+            {proxy}
+        }}
+
+{error_pages}
+    }}
+}}
+"""
+
+
+__all__ = ["EngineNginxSettings", "render_engine_nginx_conf"]

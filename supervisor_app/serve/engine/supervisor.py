@@ -1,0 +1,290 @@
+"""Supervision of engine mode: smc's own loop (serve/supervision.py) with the engine in the place
+of gunicorn.
+
+The engine runs in its own process group; its stop signal and the final SIGKILL go to the whole
+group (a `sh -c` wrapper, vLLM's or MLServer's worker processes). Health comes from the
+HealthPoller thread through the loop's notify pipe; the readiness file nginx's /ping reads exists
+only while the engine is healthy and smc is not stopping. A crash, or health failing
+SMC_ENGINE_HEALTH_FAILURES times in a row, restarts the engine with backoff until
+SMC_ENGINE_MAX_RESTARTS; then smc stops with exit 1, the cause and the engine's stderr tail.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import selectors
+import signal
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from supervisor_app import exitcodes, process
+from supervisor_app.serve.children import Child, LineRelay, State
+from supervisor_app.serve.engine.health import HealthPoller
+from supervisor_app.serve.probes import http_ping_answers, tcp_port_answers
+from supervisor_app.serve.supervision import Outcome, Outputs, Phase, Supervisor, SupervisorSettings, backoff_s
+
+_NGINX_BOOT_S = 10.0
+_NGINX_PROBES_BEFORE_RESTART = 3
+_TAIL_LINES = 20
+_TAIL_BYTES = 2048
+
+
+class GroupChild(Child):
+    """A child whose stop signal goes to its whole process group, not only its leader."""
+
+    def signal(self, signum: int) -> None:
+        if self.pid:
+            try:
+                os.killpg(self.pid, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+class TailRelay(LineRelay):
+    """Relays like LineRelay and keeps the last lines, for the cause when the engine fails."""
+
+    def __init__(self, *args: Any, tail: collections.deque[str], **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.tail = tail
+
+    def _write(self, lines: Sequence[bytes]) -> None:
+        for line in lines:
+            text = line.rstrip(b"\r").decode("utf-8", "replace")
+            if text.strip():
+                self.tail.append(text[:_TAIL_BYTES])
+        super()._write(lines)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def tail_text(lines: collections.deque[str]) -> str:
+    text = "\n".join(lines)
+    return text[-_TAIL_BYTES:]
+
+
+class EngineSupervisor(Supervisor):
+    def __init__(self, engine: GroupChild, nginx: Child, settings: SupervisorSettings, outputs: Outputs, *,
+                 plan: Any, poller: HealthPoller) -> None:
+        super().__init__(engine, nginx, settings, outputs)
+        self.engine = engine
+        self.plan = plan
+        self.poller = poller
+        self.generation = 0
+        self.engine_failures: list[float] = []
+        self.healthy_since = 0.0
+        self.health_failures = 0
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+        self.lingering_group = 0  # the engine's group, still running after its leader exited while stopping
+
+    def _alive(self) -> bool:
+        if self.lingering_group and not _group_alive(self.lingering_group):
+            self.lingering_group = 0
+        return super()._alive() or bool(self.lingering_group)
+
+    def _kill_all(self, why: str) -> None:
+        if self.lingering_group:
+            self.log.warning("child_killed", child=self.engine.name, child_pgid=self.lingering_group, why=why)
+            try:
+                os.killpg(self.lingering_group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.lingering_group = 0
+        super()._kill_all(why)
+
+    # -- starting --------------------------------------------------------------------------------
+    def _spawn(self, child: Child) -> None:
+        child.spawn()
+        for stream, name in child.pipes():
+            os.set_blocking(stream.fileno(), False)
+            out = self.out if name == "stdout" else self.err
+            if child is self.engine and name == "stderr":
+                relay: LineRelay = TailRelay(child.name, name, out, self.now_iso, tail=self.stderr_tail)
+            else:
+                relay = LineRelay(child.name, name, out, self.now_iso)
+            self.selector.register(stream, selectors.EVENT_READ, ("pipe", relay))
+        self.log.info("child_started", child=child.name, child_pid=child.pid)
+        if child is self.engine:
+            self.generation += 1
+            self.health_failures = 0
+            self.healthy_since = 0.0
+            # Each start gets the full start-up budget to become healthy.
+            self.ready_deadline = time.monotonic() + self.policy.startup_timeout_s
+            self.poller.watch(self.generation)
+            if self.nginx.state is State.STOPPED and self.phase is not Phase.STOPPING:
+                self._spawn(self.nginx)  # /ping answers 503 while the engine warms up
+
+    def _restart(self, child: Child) -> None:
+        self._spawn(child)
+
+    # -- timers ----------------------------------------------------------------------------------
+    def _timers(self) -> float:
+        now = time.monotonic()
+        waits = [self.policy.health_interval_s]
+        if self.phase is Phase.STOPPING:
+            if now >= self.stop_deadline:
+                self._kill_all("grace_expired")
+            else:
+                waits.append(self.stop_deadline - now)
+            return max(0.0, min(waits))
+        for child in self.children:
+            if child.state is State.BACKOFF:
+                if now >= child.restart_at:
+                    self._restart(child)
+                else:
+                    waits.append(child.restart_at - now)
+        if self.nginx.state is State.STARTING:
+            if tcp_port_answers(self.port):
+                self._running(self.nginx)
+            elif now - self.nginx.started_at > _NGINX_BOOT_S:
+                self._stop(Outcome(exitcodes.BOOT, f"nginx did not listen on port {self.port} within {_NGINX_BOOT_S:g} s"))
+                return 0.0
+            else:
+                waits.append(0.02)
+        if self.engine.state is State.STARTING:
+            if now > self.ready_deadline:
+                self._engine_failed(
+                    f"the engine did not answer GET {self.plan.health_path} on {self.plan.host}:{self.plan.port} "
+                    f"with 2xx within {self.policy.startup_timeout_s:g} s (SAGEMAKER_STARTUP_TIMEOUT)",
+                    give_up=True)
+                return 0.0
+            waits.append(self.ready_deadline - now)
+        if now >= self.next_health:
+            self._check_nginx()
+            self.next_health = now + self.policy.health_interval_s
+        waits.append(self.next_health - now)
+        return max(0.0, min(waits))
+
+    def _check_nginx(self) -> None:
+        child = self.nginx
+        if child.state is not State.RUNNING or not child.pid:
+            return
+        if http_ping_answers(self.port, self.policy.health_timeout_s):
+            child.probe_failures = 0
+            return
+        child.probe_failures += 1
+        self.log.warning("child_probe_failed", child=child.name, child_pid=child.pid, failures=child.probe_failures)
+        if child.probe_failures >= _NGINX_PROBES_BEFORE_RESTART:
+            self.log.error("child_unhealthy", child=child.name, child_pid=child.pid)
+            child.kill_group()
+
+    # -- health verdicts -------------------------------------------------------------------------
+    def _read_notify(self) -> None:
+        try:
+            data = os.read(self.notify_fd, 65536)
+        except BlockingIOError:
+            return
+        *lines, self.notify_pending = (self.notify_pending + data).split(b"\n")
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("generation") != self.generation or not self.engine.pid or self.phase is Phase.STOPPING:
+                continue
+            if event.get("event") == "engine_healthy":
+                self._on_healthy()
+            elif event.get("event") == "engine_probe_failed":
+                self._on_probe_failed(str(event.get("why", "")))
+
+    def _on_healthy(self) -> None:
+        now = time.monotonic()
+        first = self.engine.state is State.STARTING
+        self.engine.state = State.RUNNING
+        self.engine.ever_running = True
+        self.health_failures = 0
+        self.healthy_since = self.healthy_since or now
+        self.ready_file.touch()
+        self.ready = True
+        self.log.info("engine_healthy", child=self.engine.name, child_pid=self.engine.pid,
+                      elapsed_s=round(now - self.engine.started_at, 3),
+                      since_start_s=round(now - self.started, 3), first=first)
+        if self.phase is Phase.BOOTING and self.nginx.state is State.RUNNING:
+            self.phase = Phase.SERVING
+
+    def _on_probe_failed(self, why: str) -> None:
+        self.health_failures += 1
+        if self.ready:
+            self._unready()  # /ping 503 from the first failure: SageMaker stops routing here
+        self.log.warning("engine_unhealthy", child=self.engine.name, child_pid=self.engine.pid,
+                         failures=self.health_failures, limit=self.plan.health_failures, why=why)
+        if self.health_failures >= self.plan.health_failures:
+            self.log.error("engine_restart_unhealthy", child=self.engine.name, child_pid=self.engine.pid,
+                           failures=self.health_failures)
+            self.engine.kill_group()  # a hung engine will not stop gracefully; its exit restarts it
+
+    def _running(self, child: Child) -> None:
+        child.state = State.RUNNING
+        child.ever_running = True
+        self.log.info("child_running", child=child.name, child_pid=child.pid,
+                      elapsed_s=round(time.monotonic() - child.started_at, 3))
+        if child is self.nginx and self.ready and self.phase is Phase.BOOTING:
+            self.phase = Phase.SERVING
+
+    # -- exits -----------------------------------------------------------------------------------
+    def _on_exit(self, child: Child, code: int) -> None:
+        if child is not self.engine:
+            super()._on_exit(child, code)
+            return
+        expected = child.state is State.STOPPING or self.phase is Phase.STOPPING
+        pid = child.pid
+        child.exited(code)
+        if self.phase is Phase.STOPPING and _group_alive(pid):
+            self.lingering_group = pid  # e.g. `cd x && engine`: the shell died, the engine still stops
+        else:
+            child.kill_group(pid)  # the engine's workers left behind
+        self._unready()
+        self.poller.watch(0)
+        log = self.log.info if expected else self.log.error
+        log("child_exited", child=child.name, child_pid=pid, exit_code=code,
+            cause=process.describe_exit(code) if code else None, expected=expected)
+        if self.phase is Phase.STOPPING:
+            child.state = State.STOPPED
+            return
+        if code in (exitcodes.NOT_FOUND, exitcodes.NOT_EXECUTABLE) and not child.ever_running:
+            # The shell could not run the command: restarting would fail the same way.
+            what = "not found" if code == exitcodes.NOT_FOUND else "not executable"
+            self._engine_failed(f"engine command {what} (exit code {code}): {self.plan.command!r}",
+                                give_up=True, exit_code=code)
+            return
+        self._engine_failed(f"the engine exited: {process.describe_exit(code)}", give_up=False)
+
+    def _engine_failed(self, cause: str, give_up: bool, exit_code: int = exitcodes.FAILURE) -> None:
+        now = time.monotonic()
+        if self.healthy_since and now - self.healthy_since >= self.policy.restart_window_s:
+            self.engine_failures = []  # it served for a while: a new incident, a fresh budget
+        self.engine_failures.append(now)
+        restarts = len(self.engine_failures) - 1
+        if not give_up and restarts < self.plan.max_restarts:
+            # The first restart is immediate (a crash of a serving engine costs only its warm-up),
+            # then 0.25 s, 0.5 s, 1 s, ... so a crash loop does not spin.
+            delay = backoff_s(len(self.engine_failures) - 1) if len(self.engine_failures) > 1 else 0.0
+            self.engine.state = State.BACKOFF
+            self.engine.restart_at = now + delay
+            self.log.warning("child_restarting", child=self.engine.name, attempt=restarts + 1,
+                             max_restarts=self.plan.max_restarts, delay_s=delay, cause=cause)
+            return
+        if not give_up:
+            cause = (f"the engine failed {len(self.engine_failures)} times "
+                     f"(SMC_ENGINE_MAX_RESTARTS={self.plan.max_restarts}); last: {cause.removeprefix('the engine ')}")
+        if self.engine.pid:
+            self.engine.state = State.STOPPING
+            self.engine.kill_group()
+        tail = tail_text(self.stderr_tail)
+        self.log.error("engine_failed", child=self.engine.name, cause=cause, command=self.plan.command,
+                       stderr_tail=tail)
+        reason = f"{cause}; engine stderr (last lines): {tail[-600:]}" if tail else cause
+        self._stop(Outcome(exit_code, reason))
+
+
+__all__ = ["EngineSupervisor", "GroupChild", "TailRelay"]

@@ -1,0 +1,129 @@
+"""A stand-in model server for engine-mode tests and benches, run with a plain python3.
+
+GET /health: 503 until --warmup-s has passed, then 200 (or --health-status).
+POST /invocations (and /v1/predict): echoes the body and every X-Amzn-* / Custom-Attributes header.
+POST /stream: chunked answer, --chunks chunks --chunk-delay-s apart (server-sent events style).
+POST /sleep?s=N: answers after N seconds.  POST /crash: exits 3 at once.
+--exit-code N: exit N at once, after printing to stderr.  --ignore-term: ignore SIGTERM.
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--port", type=int, default=8000)
+parser.add_argument("--warmup-s", type=float, default=0.0)
+parser.add_argument("--health-status", type=int, default=200)
+parser.add_argument("--exit-code", type=int, default=None)
+parser.add_argument("--ignore-term", action="store_true")
+parser.add_argument("--chunks", type=int, default=5)
+parser.add_argument("--chunk-delay-s", type=float, default=0.2)
+parser.add_argument("--work-ms", type=float, default=0.0,
+                    help="per /invocations: wait this long, as an engine waiting on its accelerator does")
+parser.add_argument("--unhealthy-file", default=None, help="health answers 500 while this file exists")
+args = parser.parse_args()
+
+print(f"stand-in engine starting pid={os.getpid()} port={args.port}", flush=True)
+if args.exit_code is not None:
+    print(f"fatal: stand-in engine refuses to start (exit {args.exit_code})", file=sys.stderr, flush=True)
+    sys.exit(args.exit_code)
+if args.ignore_term:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+else:
+    signal.signal(signal.SIGTERM, lambda s, f: sys.exit(0))
+
+STARTED = time.monotonic()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # One write per answer and no Nagle delay: headers and body written separately would wait for
+    # a delayed ACK (40 ms) on keep-alive connections, which would measure TCP, not the proxy.
+    disable_nagle_algorithm = True
+    wbufsize = 64 * 1024
+
+    def log_message(self, fmt, *a):  # quiet: benches send many requests
+        pass
+
+    def _send(self, status, body, ctype="application/json", headers=None):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                size = int(self.rfile.readline().strip(), 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+
+    def do_GET(self):
+        path = urlsplit(self.path).path
+        if path in ("/health", "/ping"):
+            if time.monotonic() - STARTED < args.warmup_s:
+                return self._send(503, b'{"status":"warming up"}')
+            if args.unhealthy_file and os.path.exists(args.unhealthy_file):
+                return self._send(500, b'{"status":"sick"}')
+            return self._send(args.health_status, b'{"status":"ok"}')
+        return self._send(404, b'{"error":"not found"}')
+
+    def do_POST(self):
+        url = urlsplit(self.path)
+        body = self._body()
+        if url.path in ("/invocations", "/v1/predict"):
+            if args.work_ms:
+                time.sleep(args.work_ms / 1000)
+            echoed = {k: v for k, v in self.headers.items()
+                      if k.lower().startswith(("x-amzn-", "custom-attributes")) or k.lower() == "x_custom"}
+            session = self.headers.get("X-Amzn-SageMaker-Session-Id")
+            extra = {"X-Amzn-SageMaker-New-Session-Id": "sess-1; Expires=2030-01-01T00:00:00Z"} \
+                if session == "NEW_SESSION" else {}
+            if session and session != "NEW_SESSION":
+                extra = {"X-Amzn-SageMaker-Closed-Session-Id": session}
+            extra["Custom-Attributes"] = "engine=stand-in"
+            out = json.dumps({"path": url.path, "query": url.query, "bytes": len(body), "headers": echoed,
+                              "pid": os.getpid()}).encode()
+            return self._send(200, out, headers=extra)
+        if url.path == "/stream":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(args.chunks):
+                data = f"data: {json.dumps({'token': i, 't': time.time()})}\n\n".encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+                time.sleep(args.chunk_delay_s)
+            self.wfile.write(b"0\r\n\r\n")
+            return None
+        if url.path == "/sleep":
+            time.sleep(float(parse_qs(url.query).get("s", ["1"])[0]))
+            return self._send(200, b'{"slept":true}')
+        if url.path == "/crash":
+            print("stand-in engine crashing on request", file=sys.stderr, flush=True)
+            os._exit(3)
+        return self._send(404, b'{"error":"not found"}')
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+    allow_reuse_address = True
+
+
+Server(("127.0.0.1", args.port), Handler).serve_forever()

@@ -1,0 +1,43 @@
+"""smc doctor on engine settings and programs files (frozen binary)."""
+
+from __future__ import annotations
+
+import json
+
+
+def _doctor(smc, opt_ml, **env):
+    result = smc("doctor", "serve", "--json", env={"SAGEMAKER_BASE_DIR": str(opt_ml), **env})
+    report = json.loads(result.stdout)
+    return result.returncode, {f["check"]: f for f in report["findings"]}
+
+
+def test_doctor_accepts_a_startable_engine_without_a_handler(smc, opt_ml):
+    code, found = _doctor(smc, opt_ml, SMC_ENGINE_COMMAND="python3 -m http.server 8000")
+    assert found["engine_command"]["status"] == "ok"
+    assert found["engine_url"]["status"] == "ok"
+    assert "handler" not in found  # engine mode needs no inference.py
+    assert code == 0, found
+
+
+def test_doctor_fails_missing_engine_command_and_port_clash(smc, opt_ml):
+    code, found = _doctor(smc, opt_ml, SMC_ENGINE_COMMAND="no-such-engine --port 8000")
+    assert code == 1 and found["engine_command"]["status"] == "fail"
+    assert "no-such-engine" in found["engine_command"]["message"]
+    code, found = _doctor(smc, opt_ml, SMC_ENGINE_COMMAND="true", SMC_ENGINE_URL="http://127.0.0.1:8080")
+    assert code == 1 and found["engine_port"]["status"] == "fail"
+    code, found = _doctor(smc, opt_ml, SMC_ENGINE_COMMAND="true", SMC_ENGINE_URL="localhost")
+    assert code == 1 and found["engine_config"]["status"] == "fail"
+
+
+def test_doctor_reports_programs_file_errors_with_file_and_line(smc, opt_ml, tmp_path):
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[program:a]\ncommand=true\n[program:b\n")
+    code, found = _doctor(smc, opt_ml, SMC_PROGRAMS=str(bad))
+    assert code == 1 and found["programs_file"]["status"] == "fail"
+    assert str(bad) in found["programs_file"]["message"] and "line 3" in found["programs_file"]["message"]
+    good = tmp_path / "good.conf"
+    good.write_text("[program:engine]\ncommand=python3 -m http.server 8000\nfrobnicate=1\n\n[program:side]\ncommand=sleep 1\n")
+    code, found = _doctor(smc, opt_ml, SMC_PROGRAMS=str(good))
+    assert found["programs_file"]["status"] in ("ok", "warn")
+    assert found["engine_command"]["status"] == "ok"
+    assert code == 0
