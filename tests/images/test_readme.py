@@ -10,9 +10,9 @@ import pytest
 
 from tests.conftest import ROOT
 
-# Built by tests/images; other example Dockerfiles (examples/mpi) are built by their own tests.
+# Built by tests/images; other example Dockerfiles (examples/mpi, mme, engine) are built by their own tests.
 DOCKERFILES = ["examples/tabular/Dockerfile", "examples/sklearn/Dockerfile", "examples/tabular/Dockerfile.scratch"]
-TESTED = set(DOCKERFILES) | {"examples/mpi/Dockerfile"}
+TESTED = set(DOCKERFILES) | {"examples/mpi/Dockerfile", "examples/mme/Dockerfile", "examples/engine/Dockerfile"}
 BLOCK = re.compile(r"(?:<!-- example:(?P<path>\S+) -->\s*)?```dockerfile\n(?P<body>.*?)```", re.DOTALL)
 
 
