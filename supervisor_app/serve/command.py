@@ -96,7 +96,7 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
                             serve_config.port, notify_read, policy, log, _now_iso,
                             *_relay_streams(config))
     outcome = supervisor.run()
-    process.reap()
+    process.stop_descendants(serve_config.grace_s, log)  # orphans of handlers (setsid, double fork)
     if outcome.load_error:
         raise AppLoadError(outcome.load_error["message"], hint=outcome.load_error["hint"])
     if outcome.exit_code:

@@ -19,10 +19,18 @@ from typing import Any
 
 from supervisor_app import cpus, exitcodes, logs, process
 from supervisor_app.config import Config
+from supervisor_app.config.archive import load_archive_limits
 from supervisor_app.config.dist import load_dist_config
-from supervisor_app.config.settings import parse_log_level
+from supervisor_app.config.settings import parse_log_level, read_settings
 from supervisor_app.config.train import TrainConfig, load_train_config
-from supervisor_app.errors import BootError, ConfigError, SmcError, UsageError, UserCodeError
+from supervisor_app.errors import (
+    BootError,
+    ConfigError,
+    NotExecutableError,
+    SmcError,
+    UsageError,
+    UserCodeError,
+)
 from supervisor_app.paths import Layout
 from supervisor_app.train import (
     entry_point,
@@ -54,6 +62,22 @@ def run(config: Config, args: list[str]) -> int:
     # child runs, runner.py takes these signals over and forwards them.
     for signum in runner.STOP_SIGNALS:
         signal.signal(signum, _raise_stop)
+    try:
+        return _train_reporting(config, layout, log)
+    finally:
+        process.stop_descendants(_sweep_grace_s(config), log)  # setsid()/double-forked leftovers of the script
+
+
+def _sweep_grace_s(config: Config) -> float:
+    from supervisor_app.config.train import TRAIN_SETTINGS
+
+    try:
+        return float(read_settings([s for s in TRAIN_SETTINGS if s.field == "stop_grace_s"], config.environ)["stop_grace_s"])
+    except SmcError:
+        return 30.0
+
+
+def _train_reporting(config: Config, layout: Layout, log: Any) -> int:
     try:
         return _train(config, layout, log)
     except _StopRequested as stop:
@@ -111,7 +135,8 @@ def _train(config: Config, layout: Layout, log: Any) -> int:
     code_dir = layout.code_dir
     source = environment.module_dir(train, split)
     action = entry_point.prepare_code_dir(
-        source, code_dir, train.tmp_dir, lambda url, dest: _s3_download(train, url, dest)
+        source, code_dir, train.tmp_dir, lambda url, dest: _s3_download(train, url, dest),
+        load_archive_limits(train.environ),
     )
     log.info("code_dir_ready", code_dir=str(code_dir), source=source, action=action)
     path = entry_point.entry_path(code_dir, name)
@@ -249,7 +274,10 @@ def _start(
             # As a shell would (and sh -c in sagemaker-training): a text file without #! is a sh script.
             log.info("entry_point_run_with_sh", entry_point=name, reason="no #! line")
             return runner.run(["/bin/sh", f"./{name}", *user_args], env, code_dir, train.stop_grace_s, log)
-        raise UserCodeError(
+        # As a shell: 126 when the file is there but cannot be run (permissions, format, a #!
+        # interpreter that is missing), else 1.
+        error = NotExecutableError if exc.errno in (errno.ENOEXEC, errno.EACCES, errno.ENOENT) else UserCodeError
+        raise error(
             f"cannot start entry point {name!r}: {_start_problem(exc, command)}", hint=_start_hint(exc, name)
         ) from None
 
