@@ -9,11 +9,13 @@ leaves the code dir as it was.
 
 from __future__ import annotations
 
+import lzma
 import os
 import re
 import shutil
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 
 from supervisor_app.config.archive import ArchiveLimits
@@ -34,9 +36,10 @@ def extract(archive: Path, dest: Path, origin: str, limits: ArchiveLimits) -> in
                 members, total = _checked_members(tar, root, origin, limits)
                 # The 'data' filter re-checks the same rules and drops setuid bits and odd modes.
                 tar.extractall(staging, members=members, filter="data")
-        except tarfile.TarError as exc:
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
+            # ValueError: bz2 reports damage that way; EOFError/zlib.error: a truncated or corrupt gzip
             raise UserCodeError(
-                f"cannot extract {origin}: {exc}",
+                f"cannot extract {origin}: {exc or type(exc).__name__}",
                 hint="the submit directory must be a tar.gz made by `tar czf sourcedir.tar.gz -C src .`",
             ) from None
         except OSError as exc:
