@@ -18,8 +18,10 @@ from typing import Any
 
 from supervisor_app import cpus, logs, process
 from supervisor_app.config import Config
+from supervisor_app.config.metrics import load_metrics_config
 from supervisor_app.config.serve import ServeConfig, describe, load_serve_config
 from supervisor_app.errors import AppLoadError, BootError, ConfigError, UsageError
+from supervisor_app.metrics import exporter as metrics_exporter
 from supervisor_app.serve import nginx as nginx_conf
 from supervisor_app.serve.children import Child
 from supervisor_app.serve.supervision import Policy, Supervisor
@@ -69,6 +71,7 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
     # 0711: nginx workers (another user when started as root) may reach the socket and the ready
     # file by name, but not list or write the directory.
     run_dir.chmod(0o711)
+    metrics_config = load_metrics_config(config.environ, serve_config.port)
     temp_dir = run_dir / "nginx"
     temp_dir.mkdir(mode=0o700)
     if os.geteuid() == 0:
@@ -95,7 +98,12 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
     supervisor = Supervisor(gunicorn, nginx, run_dir, socket_path, run_dir / nginx_conf.READY_FILE,
                             serve_config.port, notify_read, policy, log, _now_iso,
                             *_relay_streams(config))
-    outcome = supervisor.run()
+    exporter = metrics_exporter.start(metrics_config, run_dir, workers, sys.stdout.buffer)
+    try:
+        outcome = supervisor.run()
+    finally:
+        if exporter is not None:
+            exporter.close()
     process.stop_descendants(serve_config.grace_s, log)  # orphans of handlers (setsid, double fork)
     if outcome.load_error:
         raise AppLoadError(outcome.load_error["message"], hint=outcome.load_error["hint"])
