@@ -11,6 +11,7 @@ does not iterate a WSGI body can call `observe_stream(ttfb_s)` itself.
 
 from __future__ import annotations
 
+import bisect
 import mmap
 import os
 import time
@@ -21,14 +22,25 @@ from typing import Any
 from supervisor_app.metrics import layout
 
 _dir: Path | None = None
-_view: Any = None  # memoryview of float64 slots for this process, opened lazily
-_view_pid = 0
+_view: Any = None  # memoryview of float64 slots for this process, opened lazily; reset at fork
+_at_fork_registered = False
+
+
+def _forget_parent_file() -> None:
+    global _view
+    _view = None
 
 
 def configure(directory: Path | None) -> None:
     """Enable recording into `directory` (None or missing: stay off)."""
-    global _dir
+    global _dir, _view, _at_fork_registered
     _dir = directory if directory is not None and directory.is_dir() else None
+    _view = None
+    if _dir is not None and not _at_fork_registered:
+        # A forked worker must not count into its master's file; resetting here costs nothing
+        # per request (no getpid() check on the request path).
+        os.register_at_fork(after_in_child=_forget_parent_file)
+        _at_fork_registered = True
 
 
 def enabled() -> bool:
@@ -36,11 +48,11 @@ def enabled() -> bool:
 
 
 def _slots() -> Any:
-    global _view, _view_pid
-    pid = os.getpid()
-    if _view is not None and _view_pid == pid:
+    global _view
+    if _view is not None:
         return _view
     assert _dir is not None
+    pid = os.getpid()
     fd = os.open(_dir / f"{pid}{layout.FILE_SUFFIX}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         if os.fstat(fd).st_size < layout.FILE_BYTES:
@@ -51,7 +63,7 @@ def _slots() -> Any:
     view = memoryview(mapped).cast("d")
     view[layout.PID] = pid
     view[layout.IN_FLIGHT] = 0  # a reused pid's file: the dead process's request is not in flight
-    _view, _view_pid = view, pid
+    _view = view
     return view
 
 
@@ -92,9 +104,13 @@ def instrument(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[by
     if _dir is None:
         return app
     perf_counter = time.perf_counter
-    in_flight = layout.IN_FLIGHT
+    bisect_left = bisect.bisect_left
+    bounds = layout.BUCKETS_S
+    in_flight, latency = layout.IN_FLIGHT, layout.LATENCY
+    latency_sum, latency_count = layout.LATENCY + layout.N_BUCKETS, layout.LATENCY + layout.N_BUCKETS + 1
 
     def metered(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        # Hot path: locals only, no getpid(), no allocation beyond one closure and one list.
         if environ.get("PATH_INFO") != "/invocations":
             return app(environ, start_response)
         status = [500]
@@ -103,7 +119,7 @@ def instrument(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[by
             status[0] = int(text[:3])
             return start_response(text, headers, exc_info)
 
-        slots = _slots()
+        slots = _view if _view is not None else _slots()
         slots[in_flight] += 1
         started = perf_counter()
         try:
@@ -112,11 +128,15 @@ def instrument(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[by
             slots[in_flight] -= 1
             observe(500, perf_counter() - started)
             raise
-        if isinstance(result, (list, tuple)):  # the whole answer is ready: the common case
-            slots[in_flight] -= 1
-            observe(status[0], perf_counter() - started)
-            return result
-        return _MeteredStream(result, status, started, slots)
+        if result.__class__ is not list and result.__class__ is not tuple:
+            return _MeteredStream(result, status, started, slots)
+        elapsed = perf_counter() - started  # the whole answer is ready: the common case
+        slots[in_flight] -= 1
+        slots[layout.status_slot(status[0])] += 1
+        slots[latency + bisect_left(bounds, elapsed)] += 1
+        slots[latency_sum] += elapsed
+        slots[latency_count] += 1
+        return result
 
     return metered
 
