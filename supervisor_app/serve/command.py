@@ -21,7 +21,7 @@ from supervisor_app.config import Config
 from supervisor_app.config.metrics import load_metrics_config
 from supervisor_app.config.serve import ServeConfig, describe, load_serve_config
 from supervisor_app.errors import AppLoadError, BootError, ConfigError, UsageError
-from supervisor_app.metrics import exporter as metrics_exporter
+from supervisor_app.metrics import start_exporter
 from supervisor_app.serve import nginx as nginx_conf
 from supervisor_app.serve.children import Child
 from supervisor_app.serve.supervision import Policy, Supervisor
@@ -98,7 +98,7 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
     supervisor = Supervisor(gunicorn, nginx, run_dir, socket_path, run_dir / nginx_conf.READY_FILE,
                             serve_config.port, notify_read, policy, log, _now_iso,
                             *_relay_streams(config))
-    exporter = metrics_exporter.start(metrics_config, run_dir, workers, sys.stdout.buffer)
+    exporter = start_exporter(metrics_config, run_dir, workers, sys.stdout.buffer)
     try:
         outcome = supervisor.run()
     finally:
