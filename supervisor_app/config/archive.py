@@ -1,12 +1,11 @@
-"""Limits on submit-directory archives (sourcedir.tar.gz): how much they may expand to on disk."""
+"""Limits on submit-directory archives (sourcedir.tar.gz): how much they may expand to on disk.
+The settings (SMC_MAX_ARCHIVE_BYTES, SMC_MAX_ARCHIVE_FILES) are declared with the train settings."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-from supervisor_app.config.settings import Setting, parse_positive_int, read_settings
 from supervisor_app.errors import ConfigError
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -23,20 +22,11 @@ def parse_bytes(name: str, raw: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2).upper()]
 
 
-ARCHIVE_SETTINGS: tuple[Setting, ...] = (
-    Setting("max_bytes", ("SMC_MAX_ARCHIVE_BYTES",), parse_bytes, 4 << 30,
-            "Most bytes a submit-directory archive may expand to (sum of its files); larger ones are refused "
-            "before anything is written. Accepts K/M/G/T suffixes.", "train"),
-    Setting("max_files", ("SMC_MAX_ARCHIVE_FILES",), parse_positive_int, 100_000,
-            "Most members (files, directories, links) a submit-directory archive may have.", "train"),
-)
-
-
 @dataclass(frozen=True)
 class ArchiveLimits:
     max_bytes: int = 4 << 30
     max_files: int = 100_000
 
 
-def load_archive_limits(environ: Mapping[str, str]) -> ArchiveLimits:
-    return ArchiveLimits(**read_settings(ARCHIVE_SETTINGS, environ))
+DEFAULT_MAX_BYTES = ArchiveLimits.max_bytes
+DEFAULT_MAX_FILES = ArchiveLimits.max_files

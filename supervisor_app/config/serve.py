@@ -12,6 +12,7 @@ from pathlib import Path
 from supervisor_app.config.core import Config
 from supervisor_app.config.settings import (
     Setting,
+    choice,
     parse_bool,
     parse_int,
     parse_positive_int,
@@ -142,6 +143,16 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
             "nginx worker_connections (concurrent client connections).", G),
     Setting("keepalive_s", ("SMC_KEEPALIVE_SECONDS",), parse_nonnegative_int, 75,
             "Seconds nginx keeps an idle client connection open (0 disables keep-alive).", G),
+    # metrics (docs/metrics.md), checked further in config/metrics.py
+    Setting("metrics_mode", ("SMC_METRICS",), choice("off", "emf"), "off",
+            "`emf`: print CloudWatch Embedded Metric Format lines on stdout (SageMaker sends stdout to "
+            "CloudWatch Logs, which turns them into metrics).", G),
+    Setting("metrics_port", ("SMC_METRICS_PORT",), parse_int, 0,
+            "Serve Prometheus `GET /metrics` on this port (all interfaces); 0 = off.", G),
+    Setting("metrics_interval_s", ("SMC_METRICS_INTERVAL_SECONDS",), parse_seconds, 60.0,
+            "Seconds between two EMF lines.", G),
+    Setting("metrics_namespace", ("SMC_METRICS_NAMESPACE",), parse_str, "smc",
+            "CloudWatch namespace of the EMF metrics.", G),
 )
 
 
@@ -176,6 +187,10 @@ class ServeConfig:
     worker_connections: int
     keepalive_s: int
     path_env: str  # PATH, where nginx is looked up
+    metrics_mode: str  # SMC_METRICS*: checked and used through config/metrics.py
+    metrics_port: int
+    metrics_interval_s: float
+    metrics_namespace: str
 
     @property
     def module_name(self) -> str:

@@ -46,7 +46,7 @@ def collect(config: Config, modes: set[str]) -> list[Finding]:
     if "serve" in modes:
         try:
             serve = load_serve_config(config)
-            load_metrics_config(config.environ, serve.port)
+            load_metrics_config(serve)
         except SmcError as exc:
             findings.append(fail("serve_config", exc.message, exc.hint))
     findings.append(checks_env.check_user(serve))

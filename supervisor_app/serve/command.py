@@ -71,7 +71,7 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
     # 0711: nginx workers (another user when started as root) may reach the socket and the ready
     # file by name, but not list or write the directory.
     run_dir.chmod(0o711)
-    metrics_config = load_metrics_config(config.environ, serve_config.port)
+    metrics_config = load_metrics_config(serve_config)
     temp_dir = run_dir / "nginx"
     temp_dir.mkdir(mode=0o700)
     if os.geteuid() == 0:

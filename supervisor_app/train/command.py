@@ -19,7 +19,6 @@ from typing import Any
 
 from supervisor_app import cpus, exitcodes, logs, process
 from supervisor_app.config import Config
-from supervisor_app.config.archive import load_archive_limits
 from supervisor_app.config.dist import load_dist_config
 from supervisor_app.config.settings import parse_log_level, read_settings
 from supervisor_app.config.train import TrainConfig, load_train_config
@@ -136,7 +135,7 @@ def _train(config: Config, layout: Layout, log: Any) -> int:
     source = environment.module_dir(train, split)
     action = entry_point.prepare_code_dir(
         source, code_dir, train.tmp_dir, lambda url, dest: _s3_download(train, url, dest),
-        load_archive_limits(train.environ),
+        train.archive_limits,
     )
     log.info("code_dir_ready", code_dir=str(code_dir), source=source, action=action)
     path = entry_point.entry_path(code_dir, name)
