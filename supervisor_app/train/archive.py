@@ -61,16 +61,25 @@ def extract(archive: Path, dest: Path, origin: str, limits: ArchiveLimits) -> in
         shutil.rmtree(staging, ignore_errors=True)
 
 
+_STAGING_PREFIX = ".smc-extract-"
+
+
+def remove_leftovers(code_dir: Path) -> None:
+    """Staging dirs (inside the code dir, or beside it) can only be left by a killed smc."""
+    for entry in [*code_dir.glob(f"{_STAGING_PREFIX}*"), *code_dir.parent.glob(f".{code_dir.name}{_STAGING_PREFIX}*")]:
+        shutil.rmtree(entry, ignore_errors=True)
+
+
 def _staging_dir(root: Path) -> Path:
     """Beside the code dir when the parent is writable and on the same filesystem (renames are
     atomic and nothing half-done is ever inside the code dir); else a hidden dir inside it."""
     parent = root.parent
     try:
         if os.access(parent, os.W_OK) and parent.stat().st_dev == root.stat().st_dev:
-            return Path(tempfile.mkdtemp(prefix=f".{root.name}.smc-extract-", dir=parent))
+            return Path(tempfile.mkdtemp(prefix=f".{root.name}{_STAGING_PREFIX}", dir=parent))
     except OSError:
         pass
-    return Path(tempfile.mkdtemp(prefix=".smc-extract-", dir=root))
+    return Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=root))
 
 
 def _checked_members(tar: tarfile.TarFile, root: Path, origin: str,

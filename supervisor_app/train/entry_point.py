@@ -155,6 +155,7 @@ def prepare_code_dir(
     As in sagemaker-training, a code dir that already has files (the image's COPY) wins and the
     submit directory is not used."""
     code_dir.mkdir(parents=True, exist_ok=True)
+    archive_module.remove_leftovers(code_dir)  # from an extraction a kill interrupted
     if any(code_dir.iterdir()):
         return "kept_existing_code_dir"
     source = source.removeprefix("file://")

@@ -110,3 +110,15 @@ def test_a_bad_limit_is_a_configuration_error(smc, tmp_path, value):
     done = smc("train", env=train_env(base, SMC_MAX_ARCHIVE_BYTES=value))
     assert done.returncode == 5
     assert f"SMC_MAX_ARCHIVE_BYTES={value!r} is not a size in bytes" in failure(base)
+
+
+def test_staging_left_by_a_killed_smc_is_cleaned_and_does_not_count_as_code(smc, tmp_path):
+    archive = _tar(tmp_path / "ok.tar.gz", {"train.py": TRAIN_PY})
+    base = _job(tmp_path, archive)
+    (base / "code" / ".smc-extract-abc123").mkdir()
+    (base / "code" / ".smc-extract-abc123" / "half.py").write_text("x")
+    (base / ".code.smc-extract-def456").mkdir()
+    done = smc("train", env=train_env(base))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(p.name for p in (base / "code").iterdir()) == ["train.py"]
+    assert not [p for p in base.iterdir() if "smc-extract" in p.name]
