@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from supervisor_app.config.serve import ServeConfig
 from supervisor_app.errors import ConfigError
 
+
 @dataclass(frozen=True)
 class MetricsConfig:
     mode: str = "off"
@@ -26,13 +27,10 @@ class MetricsConfig:
 
 def load_metrics_config(serve: ServeConfig) -> MetricsConfig:
     config = MetricsConfig(serve.metrics_mode, serve.metrics_port, serve.metrics_interval_s, serve.metrics_namespace)
-    serving_port = serve.port
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"SMC_METRICS_PORT={config.port} is not a TCP port",
                           hint="set SMC_METRICS_PORT to a number from 1 to 65535, or 0 for no /metrics endpoint")
-    if config.port and config.port == serving_port:
+    if config.port and config.port == serve.port:
         raise ConfigError(f"SMC_METRICS_PORT={config.port} is the serving port",
                           hint="/metrics needs a port of its own, e.g. SMC_METRICS_PORT=9100")
-    if not config.namespace.strip():
-        raise ConfigError("SMC_METRICS_NAMESPACE is empty", hint="set a CloudWatch namespace, e.g. smc")
     return config
