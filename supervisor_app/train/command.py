@@ -401,7 +401,7 @@ def _wait_for_hosts(hosts: list[str], timeout_s: float, log: Any) -> None:
 def _s3_download(train: TrainConfig, url: str, dest: Path) -> None:
     from supervisor_app.train import s3  # only s3:// submit dirs pay for urllib/ssl
 
-    s3.download(url, dest, train.s3)
+    s3.download(url, dest, train.s3, train.max_archive_bytes)
 
 
 def _is_text(path: Path) -> bool:

@@ -5,6 +5,7 @@ first header, and a refused or broken archive leaves nothing in the code dir (is
 from __future__ import annotations
 
 import io
+import os
 import struct
 import tarfile
 import time
@@ -12,6 +13,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from test_submit_dir import s3_server  # noqa: F401 (a fixture: moto's S3 server on loopback)
 from trainkit import failure, hyperparameters, make_job, train_env
 
 TRAIN_PY = b"print('submitted code ran')\n"
@@ -122,3 +124,17 @@ def test_staging_left_by_a_killed_smc_is_cleaned_and_does_not_count_as_code(smc,
     assert done.returncode == 0, done.stdout + done.stderr
     assert sorted(p.name for p in (base / "code").iterdir()) == ["train.py"]
     assert not [p for p in base.iterdir() if "smc-extract" in p.name]
+
+
+def test_an_s3_archive_over_the_limit_is_refused_while_downloading(smc, tmp_path, s3_server):
+    from test_submit_dir import CREDS, _upload
+
+    archive = _tar(tmp_path / "big.tar.gz", {"train.py": TRAIN_PY, "noise.bin": os.urandom(4096)})
+    _upload(s3_server, "my-bucket", "big/sourcedir.tar.gz", archive.read_bytes())
+    base = make_job(tmp_path)
+    hyperparameters(base, sagemaker_program="train.py", sagemaker_submit_directory="s3://my-bucket/big/sourcedir.tar.gz")
+    done = smc("train", env=train_env(base, AWS_ENDPOINT_URL_S3=s3_server, SMC_MAX_ARCHIVE_BYTES="2K", **CREDS))
+    assert done.returncode == 1
+    assert failure(base).startswith("refusing to download s3://my-bucket/big/sourcedir.tar.gz: ")
+    assert "over SMC_MAX_ARCHIVE_BYTES=2048" in failure(base)
+    _assert_nothing_left(base)
