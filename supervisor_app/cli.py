@@ -125,6 +125,9 @@ def _run_command(name: str, args: list[str], environ: Mapping[str, str]) -> int:
     except Exception:  # noqa: BLE001 - a bug in smc: say so with the traceback, never a bare crash
         log.exception("internal_error", hint="this is a bug in smc; please report it with this traceback")
         return exitcodes.FAILURE
+    finally:
+        if name in ("train", "serve"):
+            process.remove_orphaned_bundle()
 
 
 def _freeze_support() -> None:

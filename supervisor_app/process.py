@@ -77,26 +77,57 @@ def death_signal_setter(signum: int) -> Callable[[], None] | None:
     return set_death_signal
 
 
-def stop_with_bootloader(signum: int = signal.SIGTERM) -> bool:
+def stop_with_bootloader(signum: int = signal.SIGTERM) -> int:
     """In the onefile build the process a user sees (and kill -9s) is PyInstaller's bootloader;
     smc proper is its child and would keep serving with PPID 1. When the parent is the same
     executable (the bootloader, or smc re-executing itself), ask the kernel for `signum` when it
     dies: smc then stops as on a SIGTERM, children and port included. Not for a parent that is
-    anything else (a shell, docker-init): `nohup smc serve &` must outlive its shell."""
+    anything else (a shell, docker-init): `nohup smc serve &` must outlive its shell.
+    Returns the parent's pid when watching it, else 0."""
     if not is_frozen():
-        return False
+        return 0
     prctl = _prctl()
     parent = os.getppid()
     if prctl is None or parent <= 1 or not _same_executable(parent):
-        return False
+        return 0
     if prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
-        return False
+        return 0
     if os.getppid() != parent:  # the parent died before the request took effect
         os.kill(os.getpid(), signum)
-    return True
+    if not _same_executable(_parent_of(parent)):  # the parent is the bootloader, not smc re-executed
+        _watching[:] = [os.getpid(), parent]
+    return parent
+
+
+def _parent_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rfind(b")") + 2:].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+_watching: list[int] = []  # [this process, the parent it watches] once stop_with_bootloader() took effect
+
+
+def remove_orphaned_bundle() -> None:
+    """The bootloader deletes the unpacked bundle ($TMPDIR/_MEIxxxxxx) when it exits; a killed one
+    cannot. Then smc, its last user (every descendant is stopped by now), removes it. Only in the
+    process that asked to be watched: a forked gunicorn worker unwinds through the same code."""
+    bundle = getattr(sys, "_MEIPASS", "")
+    if not _watching or os.getpid() != _watching[0] or os.getppid() == _watching[1]:
+        return
+    if not os.path.basename(bundle).startswith("_MEI"):
+        return
+    import shutil
+
+    shutil.rmtree(bundle, ignore_errors=True)
 
 
 def _same_executable(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         return os.readlink(f"/proc/{pid}/exe") == os.readlink("/proc/self/exe")
     except OSError:

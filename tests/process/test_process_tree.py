@@ -96,12 +96,22 @@ def test_kill_9_of_the_bootloader_stops_serve_and_frees_the_port(start_server):
     bootloader = server.proc.pid
     tree = descendants(bootloader)
     assert len(tree) >= 5, tree  # smc proper, gunicorn master, 2 workers, nginx master (+ workers)
+    bundle = _bundle_dir(tree[0])
+    assert bundle.is_dir()
     os.kill(bootloader, signal.SIGKILL)
     server.proc.wait(timeout=5)
     left = _wait_gone(tree, 15)
     assert not left, f"still running after kill -9 of the bootloader: {left}\n{server.output()}"
     assert _port_free(server.port)
     assert server.events("serve_stopped")  # smc proper stopped in order, not killed
+    assert not bundle.exists(), "the unpacked bundle the killed bootloader left was not removed"
+
+
+def _bundle_dir(pid: int) -> Path:
+    """The onefile bundle directory ($TMPDIR/_MEI...) a process of the frozen binary runs from."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    value = next(e for e in environ if e.startswith(b"_PYI_APPLICATION_HOME_DIR="))
+    return Path(value.split(b"=", 1)[1].decode())
 
 
 def test_kill_9_of_the_bootloader_stops_train_and_the_script(smc_binary, tmp_path):
