@@ -107,6 +107,10 @@ def _run_command(name: str, args: list[str], environ: Mapping[str, str]) -> int:
         return exc.exit_code
     logs.configure(config.log_level, config.log_format)
     log = logs.get_logger(name)
+    if name in ("train", "serve"):
+        from supervisor_app import process
+
+        process.stop_with_bootloader()  # a kill -9 of the onefile bootloader stops smc too
     try:
         module = importlib.import_module(COMMANDS[name][0])
         return int(module.run(config, args))
@@ -121,6 +125,9 @@ def _run_command(name: str, args: list[str], environ: Mapping[str, str]) -> int:
     except Exception:  # noqa: BLE001 - a bug in smc: say so with the traceback, never a bare crash
         log.exception("internal_error", hint="this is a bug in smc; please report it with this traceback")
         return exitcodes.FAILURE
+    finally:
+        if name in ("train", "serve"):
+            process.remove_orphaned_bundle()
 
 
 def _freeze_support() -> None:

@@ -43,3 +43,15 @@ class AppLoadError(SmcError):
 
 class UserCodeError(SmcError):
     exit_code = exitcodes.FAILURE
+
+
+class NotExecutableError(SmcError):
+    """The entry point exists but cannot be run (a shell's 126)."""
+
+    exit_code = exitcodes.NOT_EXECUTABLE
+
+
+class NotFoundError(SmcError):
+    """The entry point is not in the code dir (a shell's 127)."""
+
+    exit_code = exitcodes.NOT_FOUND

@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from supervisor_app import exitcodes
 
+_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # ask smc to stop: train and serve alike
 _BUNDLE_ENV_PREFIXES = ("_PYI_", "_MEIPASS")
 
 
@@ -45,15 +49,175 @@ def foreign_env(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+
+
 def become_subreaper() -> bool:
     """Orphans below smc are re-parented to smc, not to the onefile bootloader (PID 1 in a
     container), which never reaps them."""
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
+    prctl = _prctl()
+    return prctl is not None and prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+def death_signal_setter(signum: int) -> Callable[[], None] | None:
+    """A preexec_fn asking the kernel to send `signum` to the child when smc dies. prctl is looked
+    up here, before the fork: a preexec_fn must not import."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+
+    def set_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+
+    return set_death_signal
+
+
+def stop_with_bootloader(signum: int = signal.SIGTERM) -> int:
+    """In the onefile build the process a user sees (and kill -9s) is PyInstaller's bootloader;
+    smc proper is its child and would keep serving with PPID 1. When the parent is the same
+    executable (the bootloader, or smc re-executing itself), ask the kernel for `signum` when it
+    dies: smc then stops as on a SIGTERM, children and port included. Not for a parent that is
+    anything else (a shell, docker-init): `nohup smc serve &` must outlive its shell.
+    Returns the parent's pid when watching it, else 0."""
+    if not is_frozen():
+        return 0
+    prctl = _prctl()
+    parent = os.getppid()
+    if prctl is None or parent <= 1 or not _same_executable(parent):
+        return 0
+    if prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
+        return 0
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signum)
+    if not _same_executable(_parent_of(parent)):  # the parent is the bootloader, not smc re-executed
+        _watching[:] = [os.getpid(), parent]
+    return parent
+
+
+def _parent_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rfind(b")") + 2:].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+_watching: list[int] = []  # [this process, the parent it watches] once stop_with_bootloader() took effect
+
+
+def remove_orphaned_bundle() -> None:
+    """The bootloader deletes the unpacked bundle ($TMPDIR/_MEIxxxxxx) when it exits; a killed one
+    cannot. Then smc, its last user (every descendant is stopped by now), removes it. Only in the
+    process that asked to be watched: a forked gunicorn worker unwinds through the same code."""
+    bundle = getattr(sys, "_MEIPASS", "")
+    if not _watching or os.getpid() != _watching[0] or os.getppid() == _watching[1]:
+        return
+    if not os.path.basename(bundle).startswith("_MEI"):
+        return
+    import shutil
+
+    shutil.rmtree(bundle, ignore_errors=True)
+
+
+def _same_executable(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        return os.readlink(f"/proc/{pid}/exe") == os.readlink("/proc/self/exe")
+    except OSError:
+        return False
+
+
+def killpg(pgid: int, signum: int) -> None:
+    """Signal a whole process group that may already be gone (or, after setuid, not ours)."""
+    if pgid <= 0:
+        return
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def descendants(root: int | None = None) -> list[int]:
+    """Live (not zombie) processes below `root` (default: this process), from /proc. As a
+    subreaper, smc has every orphan of its subtree below it, setsid() or double-forked ones too."""
+    root = os.getpid() if root is None else root
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 1 and fields[0] != b"Z":
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for pid in children.get(todo.pop(), ()):
+            found.append(pid)
+            todo.append(pid)
+    return found
+
+
+def stop_descendants(grace_s: float, log: Any) -> int:
+    """smc's last duty before exiting: no process it started may outlive it. SIGTERM every
+    descendant, reap, wait up to `grace_s` for them to go, then SIGKILL what is left. A stop
+    signal arriving meanwhile skips the rest of the wait. Returns how many were signalled."""
+    pending = descendants()
+    if not pending:
+        reap()
+        return 0
+    hurry: list[int] = []
+    previous = {sig: signal.signal(sig, lambda s, f: hurry.append(s)) for sig in STOP_SIGNALS}
+    try:
+        log.warning("descendants_stopping", child_pids=pending[:20], count=len(pending), grace_s=grace_s,
+                    why="still running when smc is about to exit")
+        signalled = set(pending)
+        for pid in pending:
+            _kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        delay_s = 0.005
+        while pending and time.monotonic() < deadline and not hurry:
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 0.1)
+            reap()
+            pending = descendants()
+            for pid in set(pending) - signalled:  # started while we waited
+                signalled.add(pid)
+                _kill(pid, signal.SIGTERM)
+        if pending:
+            log.warning("descendants_killed", child_pids=pending[:20], count=len(pending), signal="SIGKILL",
+                        why="second stop signal" if hurry else f"still running after {grace_s:g} s")
+        for _ in range(50):  # SIGKILL until none is left: a dying parent may have forked again
+            if not pending:
+                break
+            for pid in pending:
+                _kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
+            reap()
+            pending = descendants()
+        reap()
+        return len(signalled)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def reap(block: bool = False) -> list[tuple[int, int]]:

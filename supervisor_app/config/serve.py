@@ -13,6 +13,7 @@ from supervisor_app.config.core import Config
 from supervisor_app.config.mme import MmeConfig, load_mme_config
 from supervisor_app.config.settings import (
     Setting,
+    choice,
     parse_bool,
     parse_int,
     parse_positive_int,
@@ -170,6 +171,16 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
             "smc raises its open-file limit to fit (up to the hard limit).", G),
     Setting("keepalive_s", ("SMC_KEEPALIVE_SECONDS",), parse_nonnegative_int, 75,
             "Seconds nginx keeps an idle client connection open (0 disables keep-alive).", G),
+    # metrics (docs/metrics.md), checked further in config/metrics.py
+    Setting("metrics_mode", ("SMC_METRICS",), choice("off", "emf"), "off",
+            "`emf`: print CloudWatch Embedded Metric Format lines on stdout (SageMaker sends stdout to "
+            "CloudWatch Logs, which turns them into metrics).", G),
+    Setting("metrics_port", ("SMC_METRICS_PORT",), parse_int, 0,
+            "Serve Prometheus `GET /metrics` on this port (all interfaces); 0 = off.", G),
+    Setting("metrics_interval_s", ("SMC_METRICS_INTERVAL_SECONDS",), parse_seconds, 60.0,
+            "Seconds between two EMF lines.", G),
+    Setting("metrics_namespace", ("SMC_METRICS_NAMESPACE",), parse_str, "smc",
+            "CloudWatch namespace of the EMF metrics.", G),
 )
 
 
@@ -209,6 +220,10 @@ class ServeConfig:
     worker_crash_limit: int
     worker_crash_window_s: float
     path_env: str  # PATH, where nginx is looked up
+    metrics_mode: str  # SMC_METRICS*: checked and used through config/metrics.py
+    metrics_port: int
+    metrics_interval_s: float
+    metrics_namespace: str
     multi_model: MmeConfig | None = None  # SAGEMAKER_MULTI_MODEL=true: the /models API (config/mme.py)
 
     @property

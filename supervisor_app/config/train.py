@@ -14,10 +14,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from supervisor_app.config.archive import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, ArchiveLimits, parse_bytes
 from supervisor_app.config.core import Config
 from supervisor_app.config.settings import (
     Setting,
     parse_bool,
+    parse_positive_int,
     parse_seconds,
     parse_str,
     read_settings,
@@ -101,6 +103,23 @@ TRAIN_SETTINGS: tuple[Setting, ...] = (
         parse_str,
         "",
         "AWS region for SAGEMAKER_REGION (after the `sagemaker_region` hyperparameter) and for S3.",
+        "train",
+    ),
+    Setting(
+        "max_archive_bytes",
+        ("SMC_MAX_ARCHIVE_BYTES",),
+        parse_bytes,
+        DEFAULT_MAX_BYTES,
+        "Most bytes a submit-directory archive may expand to (its files added up); a larger one is refused "
+        "before anything is written. K/M/G/T suffixes (binary), e.g. `16G`.",
+        "train",
+    ),
+    Setting(
+        "max_archive_files",
+        ("SMC_MAX_ARCHIVE_FILES",),
+        parse_positive_int,
+        DEFAULT_MAX_FILES,
+        "Most members (files, directories, links) a submit-directory archive may have.",
         "train",
     ),
     Setting(
@@ -222,6 +241,12 @@ class TrainConfig:
     input_data_config: Mapping[str, Any]
     hyperparameters_file_found: bool
     s3: S3Config
+    max_archive_bytes: int
+    max_archive_files: int
+
+    @property
+    def archive_limits(self) -> ArchiveLimits:
+        return ArchiveLimits(self.max_archive_bytes, self.max_archive_files)
 
 
 # What an image without a job tree is planned as (smc doctor at build time): one local host.

@@ -8,6 +8,7 @@ import sys
 from supervisor_app import exitcodes
 from supervisor_app.config import Config
 from supervisor_app.config.doctor import load_doctor_config
+from supervisor_app.config.metrics import load_metrics_config
 from supervisor_app.config.serve import ServeConfig, load_serve_config
 from supervisor_app.doctor import checks_env, checks_serve, checks_train, report
 from supervisor_app.doctor.checks_launchers import check_launchers
@@ -46,6 +47,7 @@ def collect(config: Config, modes: set[str]) -> list[Finding]:
     if "serve" in modes:
         try:
             serve = load_serve_config(config)
+            load_metrics_config(serve)
         except SmcError as exc:
             findings.append(fail("serve_config", exc.message, exc.hint))
     findings.append(checks_env.check_user(serve))

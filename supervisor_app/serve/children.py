@@ -14,14 +14,14 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from supervisor_app import process
+
 _MAX_LINE = 64 * 1024
-_PR_SET_PDEATHSIG = 1
 _NGINX_LINE = re.compile(rb"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(\w+)\] (\d+)#\d+: (?:\*\d+ )?(.*)$")
 _NGINX_LEVELS = {b"emerg": "critical", b"alert": "critical", b"crit": "critical", b"error": "error",
                  b"warn": "warning", b"notice": "info", b"info": "info", b"debug": "debug"}
@@ -33,6 +33,15 @@ class State(enum.Enum):
     RUNNING = "running"  # answered its probe
     BACKOFF = "backoff"  # exited unexpectedly, waiting to be restarted
     STOPPING = "stopping"  # asked to stop, waiting for it to exit
+
+
+_TRANSITIONS: dict[State, frozenset[State]] = {
+    State.STOPPED: frozenset({State.STARTING}),
+    State.STARTING: frozenset({State.RUNNING, State.BACKOFF, State.STOPPING, State.STOPPED}),
+    State.RUNNING: frozenset({State.BACKOFF, State.STOPPING, State.STOPPED}),
+    State.BACKOFF: frozenset({State.STARTING, State.STOPPED}),
+    State.STOPPING: frozenset({State.STOPPED}),
+}
 
 
 @dataclass
@@ -60,13 +69,26 @@ class Child:
         self.popen = subprocess.Popen(
             self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             pass_fds=self.pass_fds, start_new_session=True,
-            preexec_fn=_die_with_parent(self.death_signal),  # noqa: PLW1509 (the supervisor has one thread)
+            # the kernel signals the child if smc dies (e.g. OOM-killed), so nginx never keeps the port
+            preexec_fn=process.death_signal_setter(self.death_signal),  # noqa: PLW1509 (no lock is taken in it)
             **self.popen_kwargs,
         )
         self.pid = self.popen.pid
-        self.state = State.STARTING
-        self.started_at = time.monotonic()
         self.probe_failures = 0
+        self.started_at = time.monotonic()
+        self.to(State.STARTING)
+
+    def to(self, state: State) -> None:
+        """Change state; an impossible transition is a bug in the supervisor, said loudly."""
+        if state is not self.state and state not in _TRANSITIONS[self.state]:
+            raise RuntimeError(f"{self.name}: no transition {self.state.value} -> {state.value}")
+        self.state = state
+        if state is State.RUNNING:
+            self.ever_running = True
+
+    def backoff(self, restart_at: float) -> None:
+        self.restart_at = restart_at
+        self.to(State.BACKOFF)
 
     def signal(self, signum: int) -> None:
         if self.pid:
@@ -75,14 +97,14 @@ class Child:
             except ProcessLookupError:
                 pass
 
+    def stop(self) -> None:
+        """Ask for a graceful stop (nginx QUIT, gunicorn TERM)."""
+        self.to(State.STOPPING)
+        self.signal(self.stop_signal)
+
     def kill_group(self, pgid: int = 0) -> None:
         """SIGKILL the child's whole process group (e.g. nginx workers or gunicorn workers left behind)."""
-        pgid = pgid or self.pid
-        if pgid:
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        process.killpg(pgid or self.pid, signal.SIGKILL)
 
     def exited(self, code: int) -> None:
         if self.popen is not None:
@@ -94,21 +116,6 @@ class Child:
         if self.popen is None:
             return []
         return [(self.popen.stdout, "stdout"), (self.popen.stderr, "stderr")]  # type: ignore[list-item]
-
-
-def _die_with_parent(signum: int) -> Callable[[], None] | None:
-    """preexec_fn asking the kernel to signal the child when smc dies, so a SIGKILLed smc does not
-    leave nginx holding the port. Children run in sessions of their own, so nothing else would."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: preexec must not import
-
-    def set_death_signal() -> None:
-        prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
-
-    return set_death_signal
 
 
 class LineRelay:

@@ -20,9 +20,11 @@ from typing import Any
 
 from supervisor_app import cpus, logs, process
 from supervisor_app.config import Config
+from supervisor_app.config.metrics import load_metrics_config
 from supervisor_app.config.serve import ServeConfig, describe, load_serve_config
 from supervisor_app.errors import AppLoadError, BootError, ConfigError, UsageError
 from supervisor_app.serve import gpus
+from supervisor_app.metrics import start_exporter
 from supervisor_app.serve import nginx as nginx_conf
 from supervisor_app.serve import requirements
 from supervisor_app.serve.children import Child
@@ -88,6 +90,7 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
     # 0711: nginx workers (another user when started as root) may reach the socket and the ready
     # file by name, but not list or write the directory.
     run_dir.chmod(0o711)
+    metrics_config = load_metrics_config(serve_config)
     temp_dir = run_dir / "nginx"
     temp_dir.mkdir(mode=0o700)
     if os.geteuid() == 0:
@@ -126,8 +129,13 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
     supervisor = supervisor_class(gunicorn, nginx, settings, Outputs(log, _now_iso, *_relay_streams(config)))
     if sidecars:
         supervisor.add_sidecars(sidecars)
-    outcome = supervisor.run()
-    process.reap()
+    exporter = start_exporter(metrics_config, run_dir, workers, sys.stdout.buffer)
+    try:
+        outcome = supervisor.run()
+    finally:
+        if exporter is not None:
+            exporter.close()
+    process.stop_descendants(serve_config.stop_grace_s, log)  # orphans of handlers (setsid, double fork)
     if outcome.load_error:
         raise AppLoadError(outcome.load_error["message"], hint=outcome.load_error["hint"])
     if outcome.exit_code:

@@ -25,6 +25,8 @@ from supervisor_app import exitcodes, logs, usersite
 from supervisor_app.config.serve import ServeConfig
 from supervisor_app.errors import AppLoadError
 from supervisor_app.serve import gpus
+from supervisor_app.metrics import layout as metrics_layout
+from supervisor_app.metrics import recorder as metrics
 from supervisor_app.serve import handlers as handler_module
 from supervisor_app.serve.causes import OomCounter
 from supervisor_app.serve.marked_worker import MarkedWorker
@@ -198,6 +200,7 @@ class ModelServer(BaseApplication):
             "proc_name": "smc-serve",
             "when_ready": lambda arbiter: notify(notify_fd, "listening"),
             "post_worker_init": lambda worker: notify(notify_fd, "worker_ready"),
+            "post_fork": lambda arbiter, worker: metrics.worker_started(),
         }
         settings.update(self._gpu_hooks())
         for key, value in settings.items():
@@ -252,18 +255,21 @@ class ModelServer(BaseApplication):
             except AppLoadError as exc:
                 self._fail("handler_import_failed", exc)
             self.log.info("wsgi_app_loaded", app=config.wsgi_app, code_dir=str(config.code_dir))
-            return app
+            return metrics.instrument(app)
         try:
             handlers = handler_module.load_handlers(config.code_dir, config.module_name, config.code_dir_requested)
         except AppLoadError as exc:
             self._fail("handler_import_failed", exc)
+        started = time.monotonic()
         try:
             model = handler_module.load_model(handlers, config.model_dir)
         except AppLoadError as exc:
             self._fail("model_load_failed", exc)
+        metrics.model_loaded(time.monotonic() - started)
         service = handler_module.InferenceService(handlers, model, config.model_dir, config.default_accept)
         self.log.info("model_loaded", module=str(handlers.path), hooks=sorted(handlers.hooks))
-        return App(service, config.timeout_s, config.max_payload_bytes, execution_parameters(config, self.workers))
+        return metrics.instrument(App(service, config.timeout_s, config.max_payload_bytes,
+                                      execution_parameters(config, self.workers)))
 
     def _multi_model_app(self) -> Any:
         """SAGEMAKER_MULTI_MODEL=true: no model at start; the /models API loads them (serve/mme)."""
@@ -285,6 +291,7 @@ def run_master(config: ServeConfig, prefix: Path, environ: dict[str, str] | Any,
                notify_fd: int, workers: int, log_level: int) -> int:
     usersite.prepare(prefix, environ)
     route_user_logging(log_level)
+    metrics.configure(run_dir / metrics_layout.DIR_NAME)  # exists only when smc serve exports metrics
     os.set_inheritable(notify_fd, False)  # user subprocesses need not hold the supervisor's pipe
     os.set_blocking(notify_fd, False)  # a stalled supervisor must not stall the master: drop the line
     # stdout is smc's pipe: line buffering makes each print() of user code a line at once.

@@ -14,7 +14,7 @@ from typing import Any
 
 from supervisor_app import exitcodes, logs, process
 from supervisor_app.config import Config
-from supervisor_app.config.settings import parse_log_level
+from supervisor_app.config.settings import parse_log_level, read_settings
 from supervisor_app.config.train import TrainConfig, load_train_config
 from supervisor_app.errors import ConfigError, SmcError, UsageError
 from supervisor_app.paths import Layout
@@ -70,7 +70,17 @@ def run(config: Config, args: list[str]) -> int:
         )
         raise
     finally:
-        intermediate.finish(sync)
+        process.stop_descendants(_sweep_grace_s(config), log)  # setsid()/double-forked leftovers of the script
+        intermediate.finish(sync)  # after the sweep: every file the job wrote is closed
+
+
+def _sweep_grace_s(config: Config) -> float:
+    from supervisor_app.config.train import TRAIN_SETTINGS
+
+    try:
+        return float(read_settings([s for s in TRAIN_SETTINGS if s.field == "stop_grace_s"], config.environ)["stop_grace_s"])
+    except SmcError:
+        return 30.0
 
 
 class _StopRequested(BaseException):

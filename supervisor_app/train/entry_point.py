@@ -8,7 +8,6 @@ as `python -m NAME`; `*.py` is a Python program; anything else is a command run 
 from __future__ import annotations
 
 import enum
-import os
 import re
 import shutil
 import stat
@@ -19,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor_app import process
-from supervisor_app.errors import ConfigError, UserCodeError
+from supervisor_app.config.archive import ArchiveLimits
+from supervisor_app.train import archive as archive_module
+from supervisor_app.errors import ConfigError, NotExecutableError, NotFoundError
 
 # sagemaker-training 5.1.4's rule: a relative path of letters, digits and . _ + - segments,
 # not starting with '-' (an option) or '/' (absolute), without '.' or '..' segments.
@@ -42,13 +43,13 @@ class Python:
 
 def validate_name(name: str | None) -> str:
     if not name:
-        raise UserCodeError(
+        raise ConfigError(
             "no training entry point: neither SAGEMAKER_PROGRAM nor the sagemaker_program hyperparameter is set",
             hint="set SAGEMAKER_PROGRAM=train.py in the image (ENV) or the sagemaker_program hyperparameter "
             "(the SDK's entry_point) to a file in the code directory",
         )
     if not _SAFE_NAME.match(name) or any(part in (".", "..") for part in name.split("/")):
-        raise UserCodeError(
+        raise ConfigError(
             f"entry point {name!r} is not a plain relative path inside the code directory",
             hint="use only letters, digits, '.', '_', '+', '-' and '/', no leading '-' or '/', "
             "no '.' or '..' segments, e.g. train.py or bin/train.sh",
@@ -60,12 +61,12 @@ def entry_path(code_dir: Path, name: str) -> Path:
     root = code_dir.resolve()
     path = (root / name).resolve()
     if path != root and root not in path.parents:
-        raise UserCodeError(
+        raise ConfigError(
             f"entry point {name!r} resolves to {path}, outside the code directory {root}",
             hint="point the entry point at a file inside the code directory",
         )
     if not path.is_file():
-        raise UserCodeError(
+        raise NotFoundError(
             f"entry point {name!r} not found in {code_dir}"
             + ("" if any(code_dir.iterdir()) else " (the code directory is empty)"),
             hint="put the script in /opt/ml/code (COPY in the Dockerfile) or pass it as the SDK's "
@@ -130,7 +131,7 @@ def make_executable(path: Path) -> None:
     try:
         path.chmod(wanted)
     except OSError as exc:
-        raise UserCodeError(
+        raise NotExecutableError(
             f"entry point {path} is not executable and smc cannot make it so: {exc.strerror}",
             hint=f"run `chmod +x {path.name}` before building the image, or name it .py or .sh",
         ) from None
@@ -145,13 +146,15 @@ def _has_shebang(path: Path) -> bool:
 
 
 def prepare_code_dir(
-    source: str, code_dir: Path, tmp_dir: Path, download: Callable[[str, Path], None]
+    source: str, code_dir: Path, tmp_dir: Path, download: Callable[[str, Path], None],
+    limits: ArchiveLimits | None = None,
 ) -> str:
     """Fill an empty code dir from `source`; returns what was done, for the log.
 
     As in sagemaker-training, a code dir that already has files (the image's COPY) wins and the
     submit directory is not used."""
     code_dir.mkdir(parents=True, exist_ok=True)
+    archive_module.remove_leftovers(code_dir)  # from an extraction a kill interrupted
     if any(code_dir.iterdir()):
         return "kept_existing_code_dir"
     source = source.removeprefix("file://")
@@ -159,7 +162,7 @@ def prepare_code_dir(
         with tempfile.TemporaryDirectory(dir=tmp_dir, prefix="smc-submit-") as tmp:
             archive = Path(tmp) / "sourcedir.tar.gz"
             download(source, archive)
-            safe_extract(archive, code_dir, source)
+            safe_extract(archive, code_dir, source, limits)
         return "extracted_s3_archive"
     local = Path(source)
     if local.resolve() == code_dir.resolve():
@@ -174,47 +177,12 @@ def prepare_code_dir(
             "a .tar.gz, or an s3:// URL; or put the code in the code directory",
         )
     if tarfile.is_tarfile(local):
-        safe_extract(local, code_dir, source)
+        safe_extract(local, code_dir, source, limits)
         return "extracted_archive"
     shutil.copy2(local, code_dir)
     return "copied_file"
 
 
-def safe_extract(archive: Path, dest: Path, origin: str) -> None:
-    """Extract a tar archive, refusing every member that would land outside `dest`."""
-    root = dest.resolve()
-    try:
-        with tarfile.open(archive, mode="r:*") as tar:
-            members = tar.getmembers()
-            for member in members:
-                _check_member(member, root, origin)
-            # The 'data' filter re-checks the same rules and drops setuid bits and odd modes.
-            tar.extractall(root, members=members, filter="data")
-    except tarfile.TarError as exc:
-        raise UserCodeError(
-            f"cannot extract {origin}: {exc}",
-            hint="the submit directory must be a tar.gz made by `tar czf sourcedir.tar.gz -C src .`",
-        ) from None
-
-
-def _check_member(member: tarfile.TarInfo, root: Path, origin: str) -> None:
-    name = member.name
-    problem = ""
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        problem = "has an absolute path"
-    elif ".." in Path(name).parts:
-        problem = "contains '..'"
-    elif member.isdev() or member.isfifo():
-        problem = "is a device or FIFO"
-    elif member.issym() or member.islnk():
-        target = member.linkname
-        base = (root / name).parent if member.issym() else root
-        resolved = Path(os.path.normpath(base / target)) if not target.startswith("/") else Path(target)
-        if target.startswith("/") or (resolved != root and root not in resolved.parents):
-            problem = f"is a link to {target!r}, outside the code directory"
-    if problem:
-        raise UserCodeError(
-            f"refusing to extract {origin}: member {name!r} {problem}",
-            hint="rebuild the archive from the source directory itself, with relative paths and no links "
-            "leaving it (tar czf sourcedir.tar.gz -C src .)",
-        )
+def safe_extract(archive: Path, dest: Path, origin: str, limits: ArchiveLimits | None = None) -> None:
+    """Extract a tar archive into `dest`, whole or not at all (see archive.py)."""
+    archive_module.extract(archive, dest, origin, limits or ArchiveLimits())

@@ -21,7 +21,8 @@ def fill_code_dir(plan: TrainPlan, log: Any) -> None:
     entry_point.validate_name(plan.entry_point)  # before any code is fetched
     train = plan.train
     action = entry_point.prepare_code_dir(
-        plan.source, code_dir, train.tmp_dir, lambda url, dest: _s3_download(train, url, dest)
+        plan.source, code_dir, train.tmp_dir, lambda url, dest: _s3_download(train, url, dest),
+        train.archive_limits,
     )
     log.info("code_dir_ready", code_dir=str(code_dir), source=plan.source, action=action)
 
@@ -37,4 +38,4 @@ def prepare_script(plan: TrainPlan, script: Script, log: Any) -> None:
 def _s3_download(train: TrainConfig, url: str, dest: Path) -> None:
     from supervisor_app.train import s3  # only s3:// submit dirs pay for urllib/ssl
 
-    s3.download(url, dest, train.s3)
+    s3.download(url, dest, train.s3, train.max_archive_bytes)

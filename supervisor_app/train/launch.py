@@ -9,7 +9,7 @@ from typing import Any
 
 from supervisor_app.config import Config
 from supervisor_app.config.dist import DistConfig, load_dist_config
-from supervisor_app.errors import UserCodeError
+from supervisor_app.errors import NotExecutableError, UserCodeError
 from supervisor_app.train import cluster, runner
 from supervisor_app.train.cluster import Cluster
 from supervisor_app.train.entry_point import Kind
@@ -70,7 +70,10 @@ def _start(plan: TrainPlan, script: Script, log: Any) -> runner.Outcome:
             # As a shell would (and sh -c in sagemaker-training): a text file without #! is a sh script.
             log.info("entry_point_run_with_sh", entry_point=name, reason="no #! line")
             return runner.run(["/bin/sh", f"./{name}", *plan.user_args], script.env, code_dir, grace_s, log)
-        raise UserCodeError(
+        # As a shell: 126 when the file is there but cannot be run (permissions, format, a #!
+        # interpreter that is missing), else 1.
+        error = NotExecutableError if exc.errno in (errno.ENOEXEC, errno.EACCES, errno.ENOENT) else UserCodeError
+        raise error(
             f"cannot start entry point {name!r}: {_start_problem(exc, script.argv)}", hint=_start_hint(exc, name)
         ) from None
 

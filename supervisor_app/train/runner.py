@@ -27,7 +27,7 @@ from supervisor_app import process
 STDERR_TAIL_BYTES = 64 * 1024
 FAILURE_REASON_BYTES = 1024  # SageMaker keeps the first 1024 characters as FailureReason
 _READ_BYTES = 64 * 1024
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOP_SIGNALS = process.STOP_SIGNALS
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -185,11 +185,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _signal_group(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
+_signal_group = process.killpg
 
 
 # ---- what the job leaves behind ----------------------------------------------------------------

@@ -15,13 +15,13 @@ import hashlib
 import hmac
 import json
 import re
-import shutil
 import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from supervisor_app.config.train import S3Config
 from supervisor_app.errors import ConfigError, UserCodeError
@@ -51,14 +51,37 @@ def parse_url(url: str) -> tuple[str, str]:
     return bucket, key
 
 
-def download(url: str, dest: Path, config: S3Config) -> None:
+def download(url: str, dest: Path, config: S3Config, max_bytes: int = 0) -> None:
+    """Download s3://bucket/key to dest; an object over `max_bytes` (0: no limit) is refused."""
     bucket, key = parse_url(url)
     credentials = resolve_credentials(config)
     region = config.region or _DEFAULT_REGION
     try:
-        _get(bucket, key, dest, region, credentials, config)
+        _get(bucket, key, dest, region, credentials, config, max_bytes)
     except _WrongRegion as exc:  # S3 names the bucket's region in the 301/400 answer
-        _get(bucket, key, dest, exc.region, credentials, config)
+        _get(bucket, key, dest, exc.region, credentials, config, max_bytes)
+
+
+def _copy_within(response: Any, out: Any, origin: str, max_bytes: int) -> None:
+    """Copy the body; an archive larger than what it may expand to is refused before (by its
+    Content-Length) or while it is downloaded, so it cannot fill the disk."""
+    length = response.headers.get("Content-Length", "")
+    if max_bytes and length.isdigit() and int(length) > max_bytes:
+        raise _too_big(origin, int(length), max_bytes)
+    copied = 0
+    while chunk := response.read(1024 * 1024):
+        copied += len(chunk)
+        if max_bytes and copied > max_bytes:
+            raise _too_big(origin, copied, max_bytes)
+        out.write(chunk)
+
+
+def _too_big(origin: str, size: int, max_bytes: int) -> UserCodeError:
+    return UserCodeError(
+        f"refusing to download {origin}: {size} bytes or more, over SMC_MAX_ARCHIVE_BYTES={max_bytes}",
+        hint="put large files (data, model weights) in a channel instead of the source dir, or raise "
+             "SMC_MAX_ARCHIVE_BYTES (e.g. SMC_MAX_ARCHIVE_BYTES=16G) if the archive is genuine",
+    )
 
 
 class _WrongRegion(Exception):
@@ -67,7 +90,8 @@ class _WrongRegion(Exception):
         self.region = region
 
 
-def _get(bucket: str, key: str, dest: Path, region: str, creds: Credentials, config: S3Config) -> None:
+def _get(bucket: str, key: str, dest: Path, region: str, creds: Credentials, config: S3Config,
+         max_bytes: int = 0) -> None:
     if config.endpoint_url:
         base = config.endpoint_url.rstrip("/")
         url = f"{base}/{bucket}/{_quote(key)}"  # path-style for custom endpoints
@@ -79,7 +103,7 @@ def _get(bucket: str, key: str, dest: Path, region: str, creds: Credentials, con
             urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S, context=_tls_context()) as response,
             dest.open("wb") as out,
         ):
-            shutil.copyfileobj(response, out, 1024 * 1024)
+            _copy_within(response, out, f"s3://{bucket}/{key}", max_bytes)
     except urllib.error.HTTPError as exc:
         body = exc.read(4096).decode("utf-8", "replace")
         bucket_region = exc.headers.get("x-amz-bucket-region")

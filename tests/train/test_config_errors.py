@@ -99,7 +99,7 @@ def test_no_entry_point_says_how_to_set_one(smc, tmp_path):
     base = make_job(tmp_path)
     hyperparameters(base, epochs=3)
     done = _run(smc, base)
-    assert done.returncode == 1
+    assert done.returncode == 5
     text = failure(base)
     assert text.startswith("no training entry point: neither SAGEMAKER_PROGRAM nor the sagemaker_program")
     assert "Hint: set SAGEMAKER_PROGRAM=train.py" in text
@@ -109,7 +109,7 @@ def test_entry_point_file_missing_is_named(smc, tmp_path):
     base = make_job(tmp_path)
     script(base, "other.py", OK_SCRIPT)
     done = _run(smc, base, SAGEMAKER_PROGRAM="train.py")
-    assert done.returncode == 1
+    assert done.returncode == 127
     assert failure(base).startswith(f"entry point 'train.py' not found in {base}/code")
 
 
@@ -117,7 +117,7 @@ def test_unsafe_entry_point_names_are_refused(smc, tmp_path):
     for name in ("-x.py", "../train.py", "/etc/passwd", "a;b.sh"):
         base = make_job(tmp_path, name=f"job{abs(hash(name))}")
         done = _run(smc, base, SAGEMAKER_PROGRAM=name)
-        assert done.returncode == 1, name
+        assert done.returncode == 5, name
         assert failure(base).startswith(f"entry point {name!r} is not a plain relative path"), name
 
 

@@ -137,7 +137,7 @@ def test_entry_point_that_is_not_an_executable_program_is_a_clear_error(smc, tmp
     base = make_job(tmp_path)
     (base / "code" / "train").write_bytes(b"\x7fELF\x00\x00garbage\x00")
     done = _run(smc, base, SAGEMAKER_PROGRAM="train")
-    assert done.returncode == 1
+    assert done.returncode == 126
     text = failure(base)
     assert text.startswith("cannot start entry point 'train': not an executable program (exec format error")
     assert "chmod +x" in text
@@ -147,7 +147,7 @@ def test_missing_interpreter_on_shebang_is_named(smc, tmp_path):
     base = make_job(tmp_path)
     script(base, "train", "#!/no/such/python\nprint(1)\n", mode=0o755)
     done = _run(smc, base, SAGEMAKER_PROGRAM="train")
-    assert done.returncode == 1
+    assert done.returncode == 126
     assert "the interpreter on its #! line does not exist" in failure(base)
 
 

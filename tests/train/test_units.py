@@ -174,8 +174,8 @@ def test_entry_point_names_accepted(name):
 
 @pytest.mark.parametrize("name", ["", "-m.py", "/abs.py", "../x.py", "a/./b.py", "a b.py", "x;y", "a//b"])
 def test_entry_point_names_refused(name):
-    from supervisor_app.errors import UserCodeError
+    from supervisor_app.errors import ConfigError
     from supervisor_app.train.entry_point import validate_name
 
-    with pytest.raises(UserCodeError):
+    with pytest.raises(ConfigError):  # exit code 5: the setting is wrong
         validate_name(name)
