@@ -86,6 +86,9 @@ http {{
     tcp_nodelay on;
     keepalive_timeout {settings.keepalive_s};
     client_max_body_size {body_limit};
+    # Bodies over 1 MiB are spooled to the temp dir, not held in nginx's memory, and reach the
+    # worker whole with a Content-Length (proxy_request_buffering on): over the limit is a 413
+    # before any byte reaches Python.
     client_body_buffer_size 1m;
     client_body_temp_path {temp}/body;
     proxy_temp_path {temp}/proxy;
@@ -125,7 +128,11 @@ http {{
 
         location / {{
             proxy_pass http://smc_gunicorn;
-            proxy_http_version 1.0;
+            # HTTP/1.1 so the worker can stream chunked: nginx then knows a complete stream (last
+            # chunk) from a broken one and never ends a failed stream normally for the client. A
+            # streamed response carries X-Accel-Buffering: no, so nginx forwards each chunk at once;
+            # buffered responses keep nginx's buffering (a slow client does not hold a worker).
+            proxy_http_version 1.1;
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Amzn-SageMaker-Inference-Id $inference_id;

@@ -1,0 +1,102 @@
+"""The WSGI body of a streamed handler answer (a generator from transform_fn/output_fn/predict_fn).
+
+The worker sends each chunk as this iterable yields it (serve/response.py). Each wait for the next
+chunk runs under the invocation deadline, so SAGEMAKER_MODEL_SERVER_TIMEOUT bounds the time to the
+first chunk and every gap between chunks, not the stream's length. A handler error or a missed
+deadline after the first chunk is logged here and raised as StreamAborted: the worker then closes
+the connection without the last chunk, which nginx and the client see as a failed stream.
+close() closes the handler's generator (GeneratorExit at its `yield`, e.g. when the client left)
+and writes the stream's one log line.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import structlog
+
+from supervisor_app.serve.response import StreamAborted
+
+
+class StreamBody:
+    def __init__(
+        self,
+        first: bytes,
+        rest: Iterator[bytes],
+        source: Iterator[Any],
+        with_deadline: Callable[[Callable[[], Any]], Any],
+        deadline_error: type[BaseException],
+        timeout_s: float,
+        log: Any,
+        inference_id: str,
+        started: float,
+    ) -> None:
+        self._first: bytes | None = first
+        self._rest = rest
+        self._source = source  # the handler's own iterator, closed at the end
+        self._with_deadline = with_deadline
+        self._deadline_error = deadline_error
+        self.timeout_s = timeout_s
+        self.log = log
+        self.inference_id = inference_id
+        self.started = started
+        self.first_at = time.monotonic()
+        self.chunks = 0
+        self.bytes = 0
+        self.outcome = "client_disconnected"  # unless the stream ends, fails or times out first
+        self._closed = False
+
+    def __iter__(self) -> StreamBody:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._first is not None:
+            chunk, self._first = self._first, None
+        else:
+            structlog.contextvars.bind_contextvars(inference_id=self.inference_id)
+            try:
+                chunk = self._with_deadline(lambda: next(self._rest))
+            except StopIteration:
+                self.outcome = "complete"
+                raise
+            except BaseException as exc:
+                if isinstance(exc, self._deadline_error):
+                    self.outcome = "timed_out"
+                    self.log.error("stream_timed_out", timeout_s=self.timeout_s, chunks=self.chunks, bytes=self.bytes)
+                    raise StreamAborted() from None
+                if not isinstance(exc, Exception):
+                    raise
+                self.outcome = "failed"
+                self.log.error("stream_failed", error=f"{type(exc).__name__}: {exc}", chunks=self.chunks,
+                               bytes=self.bytes, exc_info=exc)
+                raise StreamAborted() from exc
+        self.chunks += 1
+        self.bytes += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        structlog.contextvars.bind_contextvars(inference_id=self.inference_id)
+        try:
+            for iterator in (self._rest, self._source):
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    try:
+                        close()
+                    except Exception as exc:  # e.g. a generator that yields again after GeneratorExit
+                        self.log.warning("stream_close_failed", error=f"{type(exc).__name__}: {exc}")
+            now = time.monotonic()
+            self.log.info(
+                "stream_finished", outcome=self.outcome, chunks=self.chunks, bytes=self.bytes,
+                time_to_first_chunk_s=round(self.first_at - self.started, 6),
+                duration_s=round(now - self.started, 6),
+            )
+        finally:
+            structlog.contextvars.unbind_contextvars("inference_id")
+
+
+__all__ = ["StreamBody"]
