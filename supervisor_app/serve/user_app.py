@@ -1,6 +1,9 @@
 """Bring-your-own WSGI app: serve an existing Flask (or any WSGI) app, e.g. the `predictor:app` of
 the nginx + gunicorn + Flask "bring your own container" scripts, unchanged, behind smc's nginx,
-supervision, timeouts and JSON logs (SMC_WSGI_APP=module:attribute, module in the code dir)."""
+supervision, timeouts and JSON logs (SMC_WSGI_APP=module:attribute, module in the code dir).
+Its answers stream as PEP 3333 describes (serve/response.py): an iterable body is sent piece by
+piece as produced (chunked when it has no Content-Length), write() works, and hop-by-hop headers
+the app sets are dropped."""
 
 from __future__ import annotations
 
