@@ -180,7 +180,8 @@ class ModelServer(BaseApplication):
         settings = {
             "bind": [f"unix:{self.run_dir / SOCKET_NAME}"],
             "workers": self.workers,
-            "worker_class": NginxWorker,
+            # By name: uvicorn is imported only in ASGI mode.
+            "worker_class": "supervisor_app.serve.asgi_worker.AsgiWorker" if self.config.asgi_app else NginxWorker,
             "timeout": math.ceil(self.config.gunicorn_timeout_s),
             "graceful_timeout": math.ceil(self.config.grace_s),
             "preload_app": self.config.preload_model,
@@ -190,7 +191,7 @@ class ModelServer(BaseApplication):
             "worker_tmp_dir": str(self.run_dir),
             "proc_name": "smc-serve",
             "when_ready": lambda arbiter: notify(notify_fd, "listening"),
-            "post_worker_init": lambda worker: notify(notify_fd, "worker_ready"),
+            "post_worker_init": lambda worker: _worker_ready(worker, notify_fd),
         }
         for key, value in settings.items():
             self.cfg.set(key, value)
@@ -204,12 +205,13 @@ class ModelServer(BaseApplication):
         """Runs in each worker (or once in the master with preload): import handler, load model;
         or import the user's own WSGI app (SMC_WSGI_APP)."""
         config = self.config
-        if config.wsgi_app:
+        if config.wsgi_app or config.asgi_app:
+            spec, kind = (config.wsgi_app, "WSGI") if config.wsgi_app else (config.asgi_app, "ASGI")
             try:
-                app = load_user_app(config.code_dir, config.wsgi_app)
+                app = load_user_app(config.code_dir, spec, kind)
             except AppLoadError as exc:
                 self._fail("handler_import_failed", exc)
-            self.log.info("wsgi_app_loaded", app=config.wsgi_app, code_dir=str(config.code_dir))
+            self.log.info(f"{kind.lower()}_app_loaded", app=spec, code_dir=str(config.code_dir))
             return app
         try:
             handlers = handler_module.load_handlers(config.code_dir, config.module_name, config.code_dir_requested)
@@ -228,6 +230,14 @@ class ModelServer(BaseApplication):
         notify(self.notify_fd, "app_load_failed", message=exc.message, hint=exc.hint)
         # gunicorn turns AppImportError into exit code 4 and halts instead of respawning.
         raise AppImportError(exc.message)
+
+
+def _worker_ready(worker: Any, notify_fd: int) -> None:
+    if hasattr(worker, "on_serving"):
+        # ASGI: ready once uvicorn serves, i.e. after the app's lifespan startup loaded the model.
+        worker.on_serving = lambda: notify(notify_fd, "worker_ready")
+    else:
+        notify(notify_fd, "worker_ready")
 
 
 def run_master(config: ServeConfig, prefix: Path, environ: dict[str, str] | Any, run_dir: Path,

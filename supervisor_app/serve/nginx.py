@@ -44,6 +44,7 @@ class NginxSettings:
     keepalive_s: int
     log_ping: bool
     user: str | None = None  # `user` directive when nginx starts as root
+    asgi: bool = False  # SMC_ASGI_APP: unbuffered proxying and the WebSocket route
 
 
 def _json_return(status: int, settings: NginxSettings) -> str:
@@ -60,6 +61,22 @@ def render_nginx_conf(settings: NginxSettings) -> str:
     body_limit = settings.max_body_bytes
     ping_log = "access_log /dev/stdout smc buffer=64k flush=1s;" if settings.log_ping else "access_log off;"
     user = f"user {settings.user};\n" if settings.user else ""
+    # An async server holds a slow client cheaply and streams without X-Accel-Buffering, so for
+    # ASGI apps nginx never buffers answers; WebSocket upgrades pass on SageMaker's bidirectional route.
+    asgi = """
+            proxy_buffering off;""" if settings.asgi else ""
+    websocket = f"""
+        location = /invocations-bidirectional-stream {{
+            proxy_pass http://smc_gunicorn;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host $host;
+            proxy_set_header X-Amzn-SageMaker-Inference-Id $inference_id;
+            proxy_read_timeout {read_timeout}s;
+            proxy_send_timeout {read_timeout}s;
+        }}
+""" if settings.asgi else ""
     error_pages = "\n".join(
         f"        location = /_smc_error/{status} {{ internal; {_json_return(status, settings)} }}"
         for status in _NGINX_ERRORS
@@ -143,10 +160,10 @@ http {{
             proxy_next_upstream off;
             proxy_buffer_size 64k;
             proxy_buffers 16 64k;
-            proxy_busy_buffers_size 128k;
+            proxy_busy_buffers_size 128k;{asgi}
             add_header X-Amzn-SageMaker-Inference-Id $inference_id always;
         }}
-
+{websocket}
 {error_pages}
     }}
 }}
