@@ -15,8 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import structlog
-
+from supervisor_app import logs
 from supervisor_app.serve.response import StreamAborted
 
 
@@ -55,7 +54,7 @@ class StreamBody:
         if self._first is not None:
             chunk, self._first = self._first, None
         else:
-            structlog.contextvars.bind_contextvars(inference_id=self.inference_id)
+            logs.bind_context(inference_id=self.inference_id)
             try:
                 chunk = self._with_deadline(lambda: next(self._rest))
             except StopIteration:
@@ -80,7 +79,7 @@ class StreamBody:
         if self._closed:
             return
         self._closed = True
-        structlog.contextvars.bind_contextvars(inference_id=self.inference_id)
+        logs.bind_context(inference_id=self.inference_id)
         try:
             for iterator in (self._rest, self._source):
                 close = getattr(iterator, "close", None)
@@ -96,7 +95,7 @@ class StreamBody:
                 duration_s=round(now - self.started, 6),
             )
         finally:
-            structlog.contextvars.unbind_contextvars("inference_id")
+            logs.unbind_context("inference_id")
 
 
 __all__ = ["StreamBody"]

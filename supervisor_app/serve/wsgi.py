@@ -15,8 +15,6 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-import structlog
-
 from supervisor_app import logs
 from supervisor_app.serve.handlers import Context, HandlerError, InferenceService, Result
 from supervisor_app.serve.streaming import StreamBody
@@ -83,7 +81,7 @@ class App:
         if not inference_id:
             inference_id = uuid.uuid4().hex
             extra.append(("X-Amzn-SageMaker-Inference-Id", inference_id))
-        structlog.contextvars.bind_contextvars(inference_id=inference_id)
+        logs.bind_context(inference_id=inference_id)
         try:
             body = self._read_body(environ)
             if body is None:
@@ -123,7 +121,7 @@ class App:
             return StreamBody(first, rest, result.chunks, self._with_deadline, Deadline, self.timeout_s,
                               self.log, inference_id, started)
         finally:
-            structlog.contextvars.unbind_contextvars("inference_id")
+            logs.unbind_context("inference_id")
 
     def _start(self, result: Result) -> tuple[Result, bytes | None, Any]:
         if result.chunks is None:
