@@ -14,6 +14,11 @@ from pathlib import Path
 
 READY_FILE = "ready"
 CONF_FILE = "nginx.conf"
+BODY_DIR = "nginx/body"  # client_body_temp_path, relative to the run dir
+BODY_FILE_HEADER = "X-Smc-Body-File"
+BODY_LENGTH_HEADER = "X-Smc-Body-Length"
+BODY_FILE_LOCATION = "/_smc_body_file"
+BODY_FILE_MIN_BYTES = 10_000_000  # by digit count: Content-Length of 8 digits or more
 
 _ACCESS_FORMAT = (
     '{"ts":"$time_iso8601","level":"info","component":"nginx","event":"request",'
@@ -77,6 +82,38 @@ def render_nginx_conf(settings: NginxSettings) -> str:
             proxy_send_timeout {read_timeout}s;
         }}
 """ if settings.asgi else ""
+    proxy_common = f"""            proxy_http_version 1.1;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Amzn-SageMaker-Inference-Id $inference_id;
+            proxy_set_header Connection "";
+            proxy_connect_timeout {read_timeout}s;
+            proxy_send_timeout {read_timeout}s;
+            proxy_read_timeout {read_timeout}s;
+            proxy_next_upstream off;
+            proxy_buffer_size 64k;
+            proxy_buffers 16 64k;
+            proxy_busy_buffers_size 128k;{asgi}
+            add_header X-Amzn-SageMaker-Inference-Id $inference_id always;"""
+    # Bodies of BODY_FILE_MIN_BYTES and more: nginx has spooled them to a file anyway, so it hands
+    # the worker that file's name instead of copying the body through the socket (the worker reads
+    # it once into the handler's buffer). Not for ASGI apps: uvicorn reads bodies from the socket.
+    body_file_jump = "" if settings.asgi else f"""
+            if ($smc_body_to_file) {{
+                rewrite ^ {BODY_FILE_LOCATION}$uri last;
+            }}"""
+    body_file_location = "" if settings.asgi else f"""
+        location {BODY_FILE_LOCATION}/ {{
+            internal;
+            client_body_in_file_only clean;
+            proxy_pass_request_body off;
+            proxy_pass http://smc_gunicorn$request_uri;
+            proxy_set_header Content-Length "";
+            proxy_set_header {BODY_FILE_HEADER} $request_body_file;
+            proxy_set_header {BODY_LENGTH_HEADER} $content_length;
+{proxy_common}
+        }}
+"""
     error_pages = "\n".join(
         f"        location = /_smc_error/{status} {{ internal; {_json_return(status, settings)} }}"
         for status in _NGINX_ERRORS
@@ -118,6 +155,11 @@ http {{
         default $http_x_amzn_sagemaker_inference_id;
     }}
 
+    map $content_length $smc_body_to_file {{
+        "~^[0-9]{{{len(str(BODY_FILE_MIN_BYTES))},}}$" 1;
+        default "";
+    }}
+
     upstream smc_gunicorn {{
         server unix:{settings.socket_path} max_fails=0;
     }}
@@ -143,27 +185,18 @@ http {{
             return 200;
         }}
 
-        location / {{
+        location / {{{body_file_jump}
             proxy_pass http://smc_gunicorn;
             # HTTP/1.1 so the worker can stream chunked: nginx then knows a complete stream (last
             # chunk) from a broken one and never ends a failed stream normally for the client. A
             # streamed response carries X-Accel-Buffering: no, so nginx forwards each chunk at once;
             # buffered responses keep nginx's buffering (a slow client does not hold a worker).
-            proxy_http_version 1.1;
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Amzn-SageMaker-Inference-Id $inference_id;
-            proxy_set_header Connection "";
-            proxy_connect_timeout {read_timeout}s;
-            proxy_send_timeout {read_timeout}s;
-            proxy_read_timeout {read_timeout}s;
-            proxy_next_upstream off;
-            proxy_buffer_size 64k;
-            proxy_buffers 16 64k;
-            proxy_busy_buffers_size 128k;{asgi}
-            add_header X-Amzn-SageMaker-Inference-Id $inference_id always;
+            # Only nginx may name a body file, never a client.
+            proxy_set_header {BODY_FILE_HEADER} "";
+            proxy_set_header {BODY_LENGTH_HEADER} "";
+{proxy_common}
         }}
-{websocket}
+{body_file_location}{websocket}
 {error_pages}
     }}
 }}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 import socket
 import sys
 from typing import Any
@@ -23,6 +24,7 @@ from urllib.parse import unquote_to_bytes
 from gunicorn.workers.sync import SyncWorker
 
 from supervisor_app import logs
+from supervisor_app.serve.nginx import BODY_DIR
 from supervisor_app.serve.response import ResponseWriter, StreamAborted, buffered_bytes
 from supervisor_app.serve.wsgi import error_body
 
@@ -36,10 +38,15 @@ class BadRequest(Exception):
 
 
 class NginxWorker(SyncWorker):
+    @property
+    def _body_dir(self) -> str:
+        # nginx's client_body_temp_path: the only place a body file named by nginx may be
+        return os.path.join(self.cfg.worker_tmp_dir, BODY_DIR) + os.sep
+
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
         writer = None
         try:
-            request = read_request(client)
+            request = read_request(client, self._body_dir)
             if request is None:
                 return  # a health probe: connected and closed
             self.nr += 1
@@ -88,8 +95,11 @@ class NginxWorker(SyncWorker):
             pass
 
 
-def read_request(client: Any) -> tuple[bytes, list[bytes], io.BytesIO] | None:
-    """(request line, header lines, body) from one connection; None if closed before any byte."""
+def read_request(client: Any, body_dir: str = "") -> tuple[bytes, list[bytes], io.BytesIO] | None:
+    """(request line, header lines, body) from one connection; None if closed before any byte.
+
+    A big body arrives as a file nginx spooled it to (X-Smc-Body-File, inside body_dir), not on
+    the socket: see serve/nginx.py."""
     data = b""
     while True:
         end = data.find(b"\r\n\r\n")
@@ -105,6 +115,7 @@ def read_request(client: Any) -> tuple[bytes, list[bytes], io.BytesIO] | None:
         data += chunk
     request_line, *header_lines = data[:end].split(b"\r\n")
     length = 0
+    body_file = None
     for line in header_lines:
         name, _, value = line.partition(b":")
         lowered = name.strip().lower()
@@ -114,6 +125,10 @@ def read_request(client: Any) -> tuple[bytes, list[bytes], io.BytesIO] | None:
             length = int(value)
         elif lowered == b"transfer-encoding":
             raise BadRequest("chunked bodies reach the worker only through nginx, which de-chunks them")
+        elif lowered == b"x-smc-body-file":
+            body_file = value.strip().decode("latin-1")
+    if body_file is not None:
+        return _with_body_file(request_line, header_lines, body_file, body_dir)
     start = end + 4
     if len(data) - start >= length:
         return request_line, header_lines, io.BytesIO(data[start:start + length])
@@ -138,6 +153,42 @@ def _read_body(client: Any, received: memoryview, length: int) -> io.BytesIO:
             if not count:
                 raise BadRequest(f"connection closed inside the request body ({filled} of {length} bytes)")
             filled += count
+    finally:
+        view.release()
+    return buffer
+
+
+def _with_body_file(request_line: bytes, header_lines: list[bytes], path: str,
+                    body_dir: str) -> tuple[bytes, list[bytes], io.BytesIO]:
+    length_text = b""
+    kept = []
+    for line in header_lines:
+        name, _, value = line.partition(b":")
+        lowered = name.strip().lower()
+        if lowered == b"x-smc-body-length":
+            length_text = value.strip()
+        elif lowered != b"x-smc-body-file":
+            kept.append(line)
+    if not length_text.isdigit():
+        raise BadRequest("X-Smc-Body-File without a valid X-Smc-Body-Length")
+    return request_line, kept, _read_body_file(path, body_dir, int(length_text))
+
+
+def _read_body_file(path: str, body_dir: str, length: int) -> io.BytesIO:
+    """A body nginx spooled to a file: read once into a buffer of its final size (page cache to
+    the handler's bytes: one copy, no socket transfer)."""
+    if not body_dir or not os.path.normpath(path).startswith(body_dir) or "/../" in path:
+        raise BadRequest("body file outside nginx's body temp dir")
+    buffer = io.BytesIO(bytes(length))
+    view = buffer.getbuffer()
+    try:
+        with open(path, "rb", buffering=0) as body:
+            filled = 0
+            while filled < length:
+                count = body.readinto(view[filled:])
+                if not count:
+                    raise BadRequest(f"body file {path} ended after {filled} of {length} bytes")
+                filled += count
     finally:
         view.release()
     return buffer

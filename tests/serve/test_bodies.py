@@ -68,3 +68,11 @@ def test_one_gigabyte_body_costs_about_one_body_of_memory(start_server):
     answer = json.loads(body)
     assert answer["length"] == size
     assert answer["VmHWM"] - idle_rss < 1.15 * size, (answer, idle_rss)
+
+
+def test_a_client_cannot_name_a_body_file(start_server):
+    """Big bodies reach the worker as nginx's spooled file; only nginx may name that file."""
+    server = start_server("stream", env={"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    response = server.request("POST", "/invocations", b"abc", {
+        "Content-Type": "application/octet-stream", "X-Smc-Body-File": "/etc/passwd", "X-Smc-Body-Length": "100"})
+    assert response.status == 200 and response.json()["length"] == 3
