@@ -43,6 +43,20 @@ class NginxWorker(SyncWorker):
         # nginx's client_body_temp_path: the only place a body file named by nginx may be
         return os.path.join(self.cfg.worker_tmp_dir, BODY_DIR) + os.sep
 
+    _writer: ResponseWriter | None = None
+
+    def handle_exit(self, sig: Any, frame: Any) -> None:
+        writer = self._writer
+        if writer is not None and writer.head_sent:
+            # A stream is in flight: it goes on until it ends or the grace period (then SIGKILL)
+            # ends it; this line says which stream was at stake.
+            try:
+                logs.get_logger("worker").warning("stream_draining", bytes_sent=writer.bytes_sent,
+                                                  grace_s=self.cfg.graceful_timeout)
+            except RuntimeError:
+                pass  # the signal came in the middle of another line's write (reentrant call)
+        super().handle_exit(sig, frame)
+
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
         writer = None
         try:
@@ -53,7 +67,7 @@ class NginxWorker(SyncWorker):
             if self.nr >= self.max_requests:
                 self.alive = False
             environ = build_environ(*request)
-            writer = ResponseWriter(client, environ["REQUEST_METHOD"] == "HEAD", self.notify)
+            writer = self._writer = ResponseWriter(client, environ["REQUEST_METHOD"] == "HEAD", self.notify)
             self._respond(environ, writer)
         except BadRequest as exc:
             self._send_quietly(client, buffered_bytes("400 Bad Request", [("Content-Type", "application/json")],
@@ -74,6 +88,7 @@ class NginxWorker(SyncWorker):
                                                           [("Content-Type", "application/json")],
                                                           error_body(500, "internal error in the model server")))
         finally:
+            self._writer = None
             client.close()
 
     def _respond(self, environ: dict[str, Any], writer: ResponseWriter) -> None:
