@@ -7,6 +7,8 @@
   just before its first `yield`, a raw-socket client stamps the first chunk's arrival.
 - uploads of 25 MB and 100 MB: smc (SAGEMAKER_MAX_PAYLOAD_IN_MB=0, a handler answering the body
   length) vs the same nginx binary alone answering 200 to the same upload; and 100 MB / 25 MB.
+- with --baseline OLD_SMC: cold start and bench/serve's tiny-CSV wrk load (2 workers, -c8),
+  this smc vs OLD_SMC, both up at once with wrk rounds alternating between them.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ def start(smc: Path, base: Path, log: Path, env: dict[str, str]) -> tuple[subpro
 
 def cold_start(smc: Path, work: Path, runs: int) -> list[float]:
     base = work / "cold"
-    serve_bench.make_model(base)
+    if not (base / "model").exists():
+        serve_bench.make_model(base)
     times = []
     for _ in range(runs + 1):
         proc, port = start(smc, base, work / "cold.log", {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
@@ -120,6 +123,40 @@ def upload(port: int, body: bytes) -> float:
         conn.close()
 
 
+def versus(smc: Path, baseline: Path, work: Path, args: argparse.Namespace) -> dict[str, object]:
+    out: dict[str, object] = {}
+    colds: dict[str, list[float]] = {"new": [], "baseline": []}
+    for _ in range(args.cold_runs):  # alternating, so load spikes hit both alike
+        colds["new"] += cold_start(smc, work, 1)
+        colds["baseline"] += cold_start(baseline, work, 1)
+    for name, times in colds.items():
+        out[f"cold_start_{name}_s"] = round(statistics.median(times), 3)
+    out["cold_start_new_over_baseline"] = round(out["cold_start_new_s"] / out["cold_start_baseline_s"], 2)
+    lua = work / "post.lua"
+    lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(serve_bench.BODY)}\n'
+                   'wrk.headers["Content-Type"] = "text/csv"\nwrk.headers["Accept"] = "text/csv"\n')
+    running = {}
+    try:
+        for name, binary in (("new", smc), ("baseline", baseline)):
+            base = work / f"rps-{name}"
+            serve_bench.make_model(base)
+            proc, port = start(binary, base, work / "rps.log", {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
+            running[name] = (proc, port)
+            serve_bench.wait_ping(port, proc, 30)
+        rps: dict[str, list[float]] = {name: [] for name in running}
+        for _ in range(args.rounds):
+            for name, (_, port) in running.items():
+                rps[name].append(serve_bench.run_wrk(port, 10, 8, lua)["rps"])
+        for name, values in rps.items():
+            out[f"csv_rps_{name}"] = round(max(values))
+            out[f"csv_rps_{name}_rounds"] = [round(v) for v in values]
+        out["csv_rps_new_over_baseline"] = round(out["csv_rps_new"] / out["csv_rps_baseline"], 3)
+    finally:
+        for proc, _ in running.values():
+            serve_bench.stop(proc, group=True)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smc", type=Path, default=ROOT / "dist" / "smc")
@@ -128,6 +165,8 @@ def main() -> int:
     parser.add_argument("--uploads", type=int, default=5, help="uploads per size and server, alternating")
     parser.add_argument("--skip", nargs="*", default=[], choices=["cold", "stream", "upload"])
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--baseline", type=Path, help="an older smc binary to compare cold start and throughput with")
+    parser.add_argument("--rounds", type=int, default=3, help="wrk rounds per binary with --baseline")
     args = parser.parse_args()
     smc = args.smc.resolve()
     results: dict[str, object] = {}
@@ -138,6 +177,8 @@ def main() -> int:
             colds = cold_start(smc, work, args.cold_runs)
             results["cold_start_s"] = round(statistics.median(colds), 3)
             results["cold_start_all_s"] = [round(c, 3) for c in colds]
+        if args.baseline:
+            results.update(versus(smc, args.baseline.resolve(), work, args))
         base = work / "stream"
         (base / "model" / "code").mkdir(parents=True)
         (base / "model" / "code" / "inference.py").write_text(STREAM_HANDLER)
