@@ -76,3 +76,24 @@ def test_a_client_cannot_name_a_body_file(start_server):
     response = server.request("POST", "/invocations", b"abc", {
         "Content-Type": "application/octet-stream", "X-Smc-Body-File": "/etc/passwd", "X-Smc-Body-Length": "100"})
     assert response.status == 200 and response.json()["length"] == 3
+
+
+def test_chunked_uploads_are_whole_bodies_and_limited_too(start_server):
+    """Batch Transform with MaxPayloadInMB=0 sends chunked bodies: nginx de-chunks and spools them."""
+    server = start_server("stream", env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+
+    def chunked(total: int) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            blocks = (b"\x02" * 100_000 for _ in range(total // 100_000))
+            conn.request("POST", "/invocations", body=blocks, encode_chunked=True,
+                         headers={"Content-Type": "application/octet-stream", "Transfer-Encoding": "chunked"})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    status, body = chunked(1_000_000)
+    assert status == 200 and json.loads(body)["length"] == 1_000_000
+    status, body = chunked(1_100_000)
+    assert status == 413 and json.loads(body)["status"] == 413
