@@ -53,7 +53,8 @@ def parse_payload_mb(name: str, raw: str) -> int:
     if not 0 <= value <= BATCH_MAX_PAYLOAD_MB:
         raise ConfigError(
             f"{name}={raw!r} is outside 0..{BATCH_MAX_PAYLOAD_MB}",
-            hint=f"SageMaker allows at most {BATCH_MAX_PAYLOAD_MB} MB; 0 means no limit (chunked batch bodies)",
+            hint=f"SageMaker allows at most {BATCH_MAX_PAYLOAD_MB} MB; 0 means no limit (chunked batch bodies, "
+            "Async Inference up to 1 GB)",
         )
     return value
 

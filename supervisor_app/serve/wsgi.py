@@ -111,8 +111,10 @@ class App:
             response_headers += list(result.headers.items()) + extra
             if rest is None or first is None:
                 if rest is not None:  # a stream that yielded nothing: an empty answer
-                    StreamBody(b"", iter(()), result.chunks, self._with_deadline, Deadline, self.timeout_s,
-                               self.log, inference_id, started).close()
+                    empty = StreamBody(b"", iter(()), result.chunks, self._with_deadline, Deadline, self.timeout_s,
+                                       self.log, inference_id, started)
+                    empty.outcome = "complete"
+                    empty.close()
                 response_headers.insert(1, ("Content-Length", str(len(result.body))))
                 start_response(f"{status.value} {status.phrase}", response_headers)
                 return [result.body]

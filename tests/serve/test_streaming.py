@@ -63,7 +63,8 @@ def test_stream_that_yields_nothing_is_an_empty_answer(start_server):
     server = start_server("stream")
     result = stream(server.port, {"mode": "empty"}, {"X-Amzn-SageMaker-Inference-Id": "empty-1"})
     assert (result.status, result.body, result.headers.get("content-length")) == (200, b"", "0")
-    assert server.wait_event("stream_finished", inference_id="empty-1")["chunks"] == 0
+    finished = server.wait_event("stream_finished", inference_id="empty-1")
+    assert (finished["chunks"], finished["outcome"]) == (0, "complete")
 
 
 def test_bad_first_chunk_is_a_json_500(start_server):
