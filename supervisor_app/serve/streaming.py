@@ -2,21 +2,44 @@
 
 The worker sends each chunk as this iterable yields it (serve/response.py). Each wait for the next
 chunk runs under the invocation deadline, so SAGEMAKER_MODEL_SERVER_TIMEOUT bounds the time to the
-first chunk and every gap between chunks, not the stream's length. A handler error or a missed
+first chunk and every gap between chunks, not the stream's length. While the handler works on a
+chunk, a timer ticks every WATCH_TICK_S: it ends the wait at the deadline, and as soon as nginx has
+closed the worker's connection (the client left) it raises ClientGone inside the handler, so a
+handler busy between two yields is stopped then, not at its next yield. A handler error or a missed
 deadline after the first chunk is logged here and raised as StreamAborted: the worker then closes
 the connection without the last chunk, which nginx and the client see as a failed stream.
-close() closes the handler's generator (GeneratorExit at its `yield`, e.g. when the client left)
-and writes the stream's one log line.
+close() closes the handler's generator (GeneratorExit at its `yield`) and writes the stream's one
+log line.
 """
 
 from __future__ import annotations
 
+import signal
+import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from supervisor_app import logs
 from supervisor_app.serve.response import StreamAborted
+
+
+WATCH_TICK_S = 0.25
+
+
+class ClientGone(BaseException):
+    """Raised inside the handler's generator when the client has gone. BaseException, so a
+    handler's `except Exception` does not swallow it; `finally:` blocks run."""
+
+
+def peer_closed(client: Any) -> bool:
+    """nginx never sends more after the request: a readable connection means it was closed."""
+    try:
+        return client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 class StreamBody:
@@ -25,7 +48,7 @@ class StreamBody:
         first: bytes,
         rest: Iterator[bytes],
         source: Iterator[Any],
-        with_deadline: Callable[[Callable[[], Any]], Any],
+        client: Any,
         deadline_error: type[BaseException],
         timeout_s: float,
         log: Any,
@@ -35,7 +58,7 @@ class StreamBody:
         self._first: bytes | None = first
         self._rest = rest
         self._source = source  # the handler's own iterator, closed at the end
-        self._with_deadline = with_deadline
+        self._client = client  # the worker's socket to nginx (None: no disconnect watch)
         self._deadline_error = deadline_error
         self.timeout_s = timeout_s
         self.log = log
@@ -56,10 +79,12 @@ class StreamBody:
         else:
             logs.bind_context(inference_id=self.inference_id)
             try:
-                chunk = self._with_deadline(lambda: next(self._rest))
+                chunk = self._next_watched()
             except StopIteration:
                 self.outcome = "complete"
                 raise
+            except ClientGone:
+                raise StreamAborted() from None  # outcome stays client_disconnected
             except BaseException as exc:
                 if isinstance(exc, self._deadline_error):
                     self.outcome = "timed_out"
@@ -74,6 +99,25 @@ class StreamBody:
         self.chunks += 1
         self.bytes += len(chunk)
         return chunk
+
+    def _next_watched(self) -> bytes:
+        deadline = time.monotonic() + self.timeout_s
+        client = self._client
+
+        def on_tick(signum: int, frame: Any) -> None:
+            if client is not None and peer_closed(client):
+                raise ClientGone()
+            if time.monotonic() >= deadline:
+                raise self._deadline_error()
+
+        previous = signal.signal(signal.SIGALRM, on_tick)
+        tick = min(WATCH_TICK_S, self.timeout_s)
+        signal.setitimer(signal.ITIMER_REAL, tick, tick)
+        try:
+            return next(self._rest)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
     def close(self) -> None:
         if self._closed:

@@ -67,6 +67,7 @@ class NginxWorker(SyncWorker):
             if self.nr >= self.max_requests:
                 self.alive = False
             environ = build_environ(*request)
+            environ["smc.client"] = client  # streams watch it for the client leaving (serve/streaming.py)
             writer = self._writer = ResponseWriter(client, environ["REQUEST_METHOD"] == "HEAD", self.notify)
             self._respond(environ, writer)
         except BadRequest as exc:

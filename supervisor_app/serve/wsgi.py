@@ -111,7 +111,7 @@ class App:
             response_headers += list(result.headers.items()) + extra
             if rest is None or first is None:
                 if rest is not None:  # a stream that yielded nothing: an empty answer
-                    empty = StreamBody(b"", iter(()), result.chunks, self._with_deadline, Deadline, self.timeout_s,
+                    empty = StreamBody(b"", iter(()), result.chunks, None, Deadline, self.timeout_s,
                                        self.log, inference_id, started)
                     empty.outcome = "complete"
                     empty.close()
@@ -120,7 +120,7 @@ class App:
                 return [result.body]
             start_response(f"{status.value} {status.phrase}", response_headers)
             # The worker sends it chunk by chunk (no Content-Length: HTTP/1.1 chunked, unbuffered).
-            return StreamBody(first, rest, result.chunks, self._with_deadline, Deadline, self.timeout_s,
+            return StreamBody(first, rest, result.chunks, environ.get("smc.client"), Deadline, self.timeout_s,
                               self.log, inference_id, started)
         finally:
             logs.unbind_context("inference_id")

@@ -103,3 +103,18 @@ def test_client_disconnect_closes_the_generator(start_server, tmp_path):
     finished = server.wait_event("stream_finished", inference_id="gone-1")
     assert finished["outcome"] == "client_disconnected"
     assert stream(server.port, {"mode": "tokens", "n": 1}).complete  # the only worker is free
+
+
+def test_client_leaving_stops_a_handler_busy_between_yields(start_server, tmp_path):
+    server = start_server("stream", env={"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    marker = tmp_path / "closed"
+    sock, reader, result = open_stream(server.port, {"mode": "disconnect", "gap_s": 8, "marker": str(marker)},
+                                       {"X-Amzn-SageMaker-Inference-Id": "gone-2"})
+    read_chunks(reader, result, limit=1)
+    sock.close()
+    left = time.monotonic()
+    while not marker.exists() and time.monotonic() - left < 6:
+        time.sleep(0.02)
+    assert marker.exists() and time.monotonic() - left < 4, server.output()  # not after the 8 s sleep
+    assert server.wait_event("stream_finished", inference_id="gone-2")["outcome"] == "client_disconnected"
+    assert stream(server.port, {"mode": "tokens", "n": 1}).complete
