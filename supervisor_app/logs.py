@@ -33,8 +33,10 @@ def bind_context(**fields: Any) -> None:
 
 def unbind_context(*names: str) -> None:
     current = _context.get({})
-    if any(name in current for name in names):
-        _context.set({k: v for k, v in current.items() if k not in names})
+    for name in names:
+        if name in current:
+            _context.set({k: v for k, v in current.items() if k not in names})
+            return
 
 
 class _SplitStreamLogger:

@@ -277,7 +277,10 @@ class InferenceService:
             raise HandlerError(500, f"default {hook} failed: {exc}", hook) from exc
 
     def _hook(self, name: str, args: tuple[Any, ...], context: Context, bad_input: type | None = None) -> Any:
-        return self.guard(name, lambda: self.handlers.call(name, args, context), bad_input)
+        try:
+            return self.handlers.call(name, args, context)
+        except Exception as exc:
+            raise _handler_error(name, exc, bad_input) from exc
 
     def first_chunk(self, result: Result) -> tuple[bytes | None, Iterator[bytes]]:
         """(first non-empty chunk or None when it yielded nothing, the rest as bytes), with the hook's
@@ -290,23 +293,15 @@ class InferenceService:
     def guard(self, name: str, run: Callable[[], Any], bad_input: type | None = None) -> Any:
         try:
             return run()
-        except content.ContentError as exc:
-            raise HandlerError(exc.status, exc.message, name) from exc
         except Exception as exc:
-            status = getattr(exc, "status_code", None)
-            if isinstance(status, int) and 400 <= status <= 599:
-                message = getattr(exc, "message", None) or str(exc)
-                raise HandlerError(status, str(message), name) from exc
-            if bad_input is not None and isinstance(exc, bad_input):
-                raise HandlerError(400, f"{name} rejected the input: {exc}", name) from exc
-            raise HandlerError(500, f"{name} raised {type(exc).__name__}: {exc}", name) from exc
+            raise _handler_error(name, exc, bad_input) from exc
 
     def _result(self, result: Any, default_type: str, context: Context, hook: str = "") -> Result:
         body, kind = result, None
         if isinstance(result, tuple) and len(result) == 2:
             body, kind = result
-        hook = hook or ("transform_fn" if self.handlers.has("transform_fn") else "output_fn")
-        if is_stream(body):
+        if type(body) is not bytes and is_stream(body):
+            hook = hook or ("transform_fn" if self.handlers.has("transform_fn") else "output_fn")
             kind = kind or context.response_content_type or default_type
             return Result(context.response_status or 200, b"", str(kind), dict(context.response_headers),
                           chunks=iter(body), hook=hook)
@@ -315,6 +310,7 @@ class InferenceService:
         elif isinstance(body, (bytearray, memoryview)):
             body = bytes(body)
         elif not isinstance(body, bytes):
+            hook = hook or ("transform_fn" if self.handlers.has("transform_fn") else "output_fn")
             raise HandlerError(
                 500,
                 f"{hook} returned {type(body).__name__}; return bytes or str, a generator of them, "
@@ -335,6 +331,19 @@ class InferenceService:
         if not isinstance(answer, dict):
             raise HandlerError(500, f"execution_parameters_fn returned {type(answer).__name__}; return a dict")
         return {**defaults, **answer}
+
+
+def _handler_error(name: str, exc: Exception, bad_input: type | None) -> HandlerError:
+    """The HTTP answer for an exception from hook `name` (rules in the module docstring)."""
+    if isinstance(exc, content.ContentError):
+        return HandlerError(exc.status, exc.message, name)
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 400 <= status <= 599:
+        message = getattr(exc, "message", None) or str(exc)
+        return HandlerError(status, str(message), name)
+    if bad_input is not None and isinstance(exc, bad_input):
+        return HandlerError(400, f"{name} rejected the input: {exc}", name)
+    return HandlerError(500, f"{name} raised {type(exc).__name__}: {exc}", name)
 
 
 def chunk_bytes(chunk: Any, hook: str) -> bytes:

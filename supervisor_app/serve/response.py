@@ -40,9 +40,18 @@ def head_bytes(status: str, headers: list[tuple[str, str]], extra: str = "", ver
 
 def buffered_bytes(status: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
     """A whole response in one buffer; Content-Length added when the app gave none."""
-    headers = clean_headers(headers)
-    extra = "" if any(name.lower() == "content-length" for name, _ in headers) else f"Content-Length: {len(body)}"
-    return head_bytes(status, headers, extra) + body
+    lines = [f"HTTP/1.0 {status}"]
+    sized = False
+    for name, value in headers:  # one pass: this is every buffered answer's path
+        lowered = name.lower()
+        if lowered in HOP_BY_HOP:
+            continue
+        sized = sized or lowered == "content-length"
+        lines.append(f"{name}: {value}")
+    if not sized:
+        lines.append(f"Content-Length: {len(body)}")
+    lines.append("Connection: close\r\n\r\n")
+    return "\r\n".join(lines).encode("latin-1") + body
 
 
 class ResponseWriter:
@@ -57,7 +66,7 @@ class ResponseWriter:
         self.head_sent = False
         self.chunked = False
         self.bytes_sent = 0
-        self._last_beat = time.monotonic()
+        self._last_beat = 0.0  # the first piece of a stream beats at once
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
         if exc_info is not None and self.head_sent:

@@ -38,10 +38,14 @@ class BadRequest(Exception):
 
 
 class NginxWorker(SyncWorker):
+    _body_dir_path = ""
+
     @property
     def _body_dir(self) -> str:
         # nginx's client_body_temp_path: the only place a body file named by nginx may be
-        return os.path.join(self.cfg.worker_tmp_dir, BODY_DIR) + os.sep
+        if not self._body_dir_path:
+            self._body_dir_path = os.path.join(self.cfg.worker_tmp_dir, BODY_DIR) + os.sep
+        return self._body_dir_path
 
     _writer: ResponseWriter | None = None
 
