@@ -80,7 +80,7 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
         max_body_bytes=serve_config.max_payload_bytes, timeout_s=serve_config.timeout_s,
         nginx_timeout_s=serve_config.nginx_timeout_s, worker_connections=serve_config.worker_connections,
         keepalive_s=serve_config.keepalive_s, log_ping=serve_config.log_ping,
-        asgi=bool(serve_config.asgi_app),
+        asgi=bool(serve_config.asgi_app), body_file_handoff=not serve_config.asgi_app,
     )))
     notify_read, notify_write = os.pipe()
     gunicorn = Child(

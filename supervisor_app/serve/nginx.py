@@ -50,6 +50,9 @@ class NginxSettings:
     log_ping: bool
     user: str | None = None  # `user` directive when nginx starts as root
     asgi: bool = False  # SMC_ASGI_APP: unbuffered proxying and the WebSocket route
+    # Big bodies as nginx's spooled file (X-Smc-Body-File): only smc's own worker (serve/worker.py)
+    # reads that header, so only it may turn this on; any other upstream needs the body itself.
+    body_file_handoff: bool = False
 
 
 def _json_return(status: int, settings: NginxSettings) -> str:
@@ -98,11 +101,11 @@ def render_nginx_conf(settings: NginxSettings) -> str:
     # Bodies of BODY_FILE_MIN_BYTES and more: nginx has spooled them to a file anyway, so it hands
     # the worker that file's name instead of copying the body through the socket (the worker reads
     # it once into the handler's buffer). Not for ASGI apps: uvicorn reads bodies from the socket.
-    body_file_jump = "" if settings.asgi else f"""
+    body_file_jump = "" if not settings.body_file_handoff else f"""
             if ($smc_body_to_file) {{
                 rewrite ^ {BODY_FILE_LOCATION}$uri last;
             }}"""
-    body_file_location = "" if settings.asgi else f"""
+    body_file_location = "" if not settings.body_file_handoff else f"""
         location {BODY_FILE_LOCATION}/ {{
             internal;
             client_body_in_file_only clean;

@@ -131,3 +131,21 @@ def test_body_file_must_be_inside_nginx_body_dir(tmp_path):
     ours.close()
     theirs.close()
     assert isinstance(body, io.BytesIO)
+
+
+def test_nginx_hands_big_bodies_as_files_only_to_smcs_own_worker(tmp_path):
+    from supervisor_app.serve.nginx import NginxSettings, render_nginx_conf
+
+    def conf(**kw):
+        return render_nginx_conf(NginxSettings(run_dir=tmp_path, socket_path=tmp_path / "s", port=8080,
+                                               max_body_bytes=0, timeout_s=60, nginx_timeout_s=62,
+                                               worker_connections=16, keepalive_s=5, log_ping=False, **kw))
+
+    own = conf(body_file_handoff=True)
+    assert "client_body_in_file_only clean;" in own and "rewrite ^ /_smc_body_file$uri last;" in own
+    assert 'proxy_set_header X-Smc-Body-File "";' in own  # clients cannot name a file
+    other = conf()
+    assert "client_body_in_file_only" not in other and "_smc_body_file" not in other
+    assert "proxy_http_version 1.1;" in other
+    asgi = conf(asgi=True)
+    assert "proxy_buffering off;" in asgi and "location = /invocations-bidirectional-stream" in asgi
