@@ -55,7 +55,8 @@ def parse_payload_mb(name: str, raw: str) -> int:
     if not 0 <= value <= BATCH_MAX_PAYLOAD_MB:
         raise ConfigError(
             f"{name}={raw!r} is outside 0..{BATCH_MAX_PAYLOAD_MB}",
-            hint=f"SageMaker allows at most {BATCH_MAX_PAYLOAD_MB} MB; 0 means no limit (chunked batch bodies)",
+            hint=f"SageMaker allows at most {BATCH_MAX_PAYLOAD_MB} MB; 0 means no limit (chunked batch bodies, "
+            "Async Inference up to 1 GB)",
         )
     return value
 
@@ -114,6 +115,10 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
             "e.g. `predictor:app` of a Flask \"bring your own container\" project (Flask is bundled). "
             "smc still runs nginx, gunicorn, readiness, timeouts and JSON logs; /invocations and "
             "/execution-parameters go to your app.", G),
+    Setting("asgi_app", ("SMC_ASGI_APP",), parse_str, None,
+            "Serve your own ASGI app (FastAPI, Starlette) instead of the handler contract: `module:attribute` "
+            "in the code dir, run by the bundled uvicorn in smc's gunicorn workers behind the same nginx; "
+            "streaming responses pass unbuffered, and WebSocket works at /invocations-bidirectional-stream.", G),
     Setting("submit_dir", ("SAGEMAKER_SUBMIT_DIRECTORY",), parse_str, None,
             "Directory holding the handler module; default MODEL_DIR/code. An s3:// URL is not "
             "downloaded by serve: smc then uses MODEL_DIR/code and says so.", G),
@@ -198,6 +203,7 @@ class ServeConfig:
     program: str
     program_requested: str  # SAGEMAKER_PROGRAM as given; differs from program after the fallback
     wsgi_app: str | None  # SMC_WSGI_APP: the user's own WSGI app instead of the handler contract
+    asgi_app: str | None  # SMC_ASGI_APP: the user's own ASGI app, served by uvicorn
     default_accept: str
     max_payload_mb: int
     batch: bool
@@ -259,6 +265,11 @@ def load_serve_config(config: Config) -> ServeConfig:
         raise ConfigError(
             f"SAGEMAKER_PROGRAM={program!r} is not a module file name",
             hint="set SAGEMAKER_PROGRAM to a file name such as inference.py, relative to the code directory",
+        )
+    if values["wsgi_app"] and values["asgi_app"]:
+        raise ConfigError(
+            f"both SMC_WSGI_APP={values['wsgi_app']} and SMC_ASGI_APP={values['asgi_app']} are set",
+            hint="set the one that matches your app: SMC_WSGI_APP for Flask/WSGI, SMC_ASGI_APP for FastAPI/ASGI",
         )
     program_requested = program
     if not _module_exists(code_dir, program) and _module_exists(code_dir, DEFAULT_PROGRAM):

@@ -34,14 +34,15 @@ def check_handler(config: Config, serve: ServeConfig) -> list[Finding]:
             )
         ]
     usersite.prepare(config.prefix, config.environ)
-    if serve.wsgi_app:
+    if serve.wsgi_app or serve.asgi_app:
         from supervisor_app.serve.user_app import load_user_app
 
+        spec, kind = (serve.wsgi_app, "WSGI") if serve.wsgi_app else (serve.asgi_app, "ASGI")
         try:
-            load_user_app(serve.code_dir, serve.wsgi_app)
+            load_user_app(serve.code_dir, spec, kind)
         except SmcError as exc:
             return [fail("handler", exc.message, exc.hint)]
-        return [ok("handler", f"SMC_WSGI_APP={serve.wsgi_app} imports and is a WSGI callable")]
+        return [ok("handler", f"SMC_{kind}_APP={spec} imports and is {'a' if kind == 'WSGI' else 'an'} {kind} callable")]
     try:
         loaded = handlers.load_handlers(serve.code_dir, serve.module_name, serve.code_dir_requested)
     except SmcError as exc:

@@ -111,8 +111,9 @@ def instrument(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[by
 
     def metered(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         # Hot path: locals only, no getpid(), no allocation beyond one closure and one list.
-        if environ.get("PATH_INFO") != "/invocations":
-            return app(environ, start_response)
+        path = environ.get("PATH_INFO")
+        if path != "/invocations" and not (path.startswith("/models/") and path.endswith("/invoke")):
+            return app(environ, start_response)  # /ping, /execution-parameters, the /models API
         status = [500]
 
         def recording_start_response(text: str, headers: Any, exc_info: Any = None) -> Any:

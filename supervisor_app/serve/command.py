@@ -103,6 +103,7 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
         max_body_bytes=serve_config.max_payload_bytes, timeout_s=serve_config.timeout_s,
         nginx_timeout_s=serve_config.nginx_timeout_s, worker_connections=serve_config.worker_connections,
         keepalive_s=serve_config.keepalive_s, log_ping=serve_config.log_ping, rlimit_nofile=nofile,
+        asgi=bool(serve_config.asgi_app), body_file_handoff=not serve_config.asgi_app,
     )))
     notify_read, notify_write = os.pipe()
     gunicorn = Child(
@@ -193,7 +194,7 @@ def _check_model(config: ServeConfig) -> None:
             "submit_directory_ignored", submit_dir=config.code_dir_requested, code_dir=str(config.code_dir),
             why="serve does not download code; package it in model.tar.gz under code/",
         )
-    if config.wsgi_app:
+    if config.wsgi_app or config.asgi_app:
         return  # the worker imports the user's app and reports what is wrong with it
     path = config.code_dir / f"{config.module_name}.py"
     if not path.is_file() and not (config.code_dir / config.module_name / "__init__.py").is_file():

@@ -199,7 +199,7 @@ class ModelServer(BaseApplication):
             "worker_tmp_dir": str(self.run_dir),
             "proc_name": "smc-serve",
             "when_ready": lambda arbiter: notify(notify_fd, "listening"),
-            "post_worker_init": lambda worker: notify(notify_fd, "worker_ready"),
+            "post_worker_init": lambda worker: _worker_ready(worker, notify_fd),
             "post_fork": lambda arbiter, worker: metrics.worker_started(),
         }
         settings.update(self._gpu_hooks())
@@ -230,7 +230,11 @@ class ModelServer(BaseApplication):
 
         return {"pre_fork": pre_fork, "post_fork": post_fork}
 
-    def _worker_class(self) -> type:
+    def _worker_class(self) -> type | str:
+        if self.config.asgi_app:
+            # By name: uvicorn is imported only in ASGI mode. Its requests carry no busy marks, so
+            # the drain relies on its window alone (serve/busy.py).
+            return "supervisor_app.serve.asgi_worker.AsgiWorker"
         if self.config.multi_model:
             from supervisor_app.serve.mme.worker import MmeWorker
 
@@ -249,13 +253,13 @@ class ModelServer(BaseApplication):
         config = self.config
         if config.multi_model:
             return self._multi_model_app()
-        if config.wsgi_app:
+            spec, kind = (config.wsgi_app, "WSGI") if config.wsgi_app else (config.asgi_app, "ASGI")
             try:
-                app = load_user_app(config.code_dir, config.wsgi_app)
+                app = load_user_app(config.code_dir, spec, kind)
             except AppLoadError as exc:
                 self._fail("handler_import_failed", exc)
-            self.log.info("wsgi_app_loaded", app=config.wsgi_app, code_dir=str(config.code_dir))
-            return metrics.instrument(app)
+            self.log.info(f"{kind.lower()}_app_loaded", app=spec, code_dir=str(config.code_dir))
+            return metrics.instrument(app) if kind == "WSGI" else app  # the ASGI path is not instrumented
         try:
             handlers = handler_module.load_handlers(config.code_dir, config.module_name, config.code_dir_requested)
         except AppLoadError as exc:
@@ -277,14 +281,22 @@ class ModelServer(BaseApplication):
         from supervisor_app.serve.mme.registry import Registry
 
         assert self.config.multi_model is not None
-        return MmeApp(self.config, self.config.multi_model, Registry(self.run_dir), self.workers,
-                      execution_parameters(self.config, self.workers))
+        return metrics.instrument(MmeApp(self.config, self.config.multi_model, Registry(self.run_dir), self.workers,
+                                         execution_parameters(self.config, self.workers)))
 
     def _fail(self, event: str, exc: AppLoadError) -> None:
         self.log.error(event, error=exc.message, hint=exc.hint, exc_info=exc.__cause__)
         notify(self.notify_fd, "app_load_failed", message=exc.message, hint=exc.hint)
         # gunicorn turns AppImportError into exit code 4 and halts instead of respawning.
         raise AppImportError(exc.message)
+
+
+def _worker_ready(worker: Any, notify_fd: int) -> None:
+    if hasattr(worker, "on_serving"):
+        # ASGI: ready once uvicorn serves, i.e. after the app's lifespan startup loaded the model.
+        worker.on_serving = lambda: notify(notify_fd, "worker_ready")
+    else:
+        notify(notify_fd, "worker_ready")
 
 
 def run_master(config: ServeConfig, prefix: Path, environ: dict[str, str] | Any, run_dir: Path,

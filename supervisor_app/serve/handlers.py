@@ -4,7 +4,9 @@ Hooks: pre_model_fn(model_dir) and model_warmup_fn(model_dir, model) around mode
 (optional, as sagemaker-inference 1.6+), input_fn(data, content_type), predict_fn(data, model),
 output_fn(prediction, accept), or transform_fn(model, data, content_type, accept) instead of the
 last three; each may take one more trailing argument, the request Context. Results may be
-`body` or `(body, content_type)`. Optional: execution_parameters_fn([context]) -> dict.
+`body` or `(body, content_type)`; a body that is an iterator or generator (any iterable but bytes,
+str, bytearray, memoryview, dict, list, tuple or a numpy array) is a stream: its chunks (bytes or
+str) are sent as they are yielded (serve/streaming.py). Optional: execution_parameters_fn([context]) -> dict.
 
 Status rules (documented in README): ContentError carries its own (400/406/415); an exception
 with an int `status_code` attribute (e.g. the toolkit's GenericInferenceToolkitError) keeps it;
@@ -18,7 +20,7 @@ import importlib
 import inspect
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,6 +229,18 @@ class Result:
     body: bytes
     content_type: str
     headers: dict[str, str]
+    chunks: Iterator[Any] | None = None  # a streamed answer: body is then b""
+    hook: str = ""  # the hook that made the answer, for messages about its stream
+
+
+_NOT_STREAMS = (bytes, str, bytearray, memoryview, dict, list, tuple)
+
+
+def is_stream(body: Any) -> bool:
+    """An answer to send chunk by chunk: an iterator, or another iterable that is not a plain value."""
+    if isinstance(body, _NOT_STREAMS) or not hasattr(body, "__iter__"):
+        return False
+    return isinstance(body, Iterator) or type(body).__module__.partition(".")[0] not in ("numpy", "pandas")
 
 
 class InferenceService:
@@ -262,6 +276,8 @@ class InferenceService:
         else:
             data = self._default("input_fn", lambda: content.decode(body, content_type, self.use_numpy))
         prediction = self._hook("predict_fn", (data, self.model), context)
+        if not handlers.has("output_fn") and isinstance(prediction, Iterator):
+            return self._result(prediction, chosen, context, "predict_fn")  # a stream: no encoder
         if handlers.has("output_fn"):
             result = self._hook("output_fn", (prediction, chosen), context)
         else:
@@ -286,30 +302,42 @@ class InferenceService:
     def _hook(self, name: str, args: tuple[Any, ...], context: Context, bad_input: type | None = None) -> Any:
         try:
             return self.handlers.call(name, args, context)
-        except content.ContentError as exc:
-            raise HandlerError(exc.status, exc.message, name) from exc
         except Exception as exc:
-            status = getattr(exc, "status_code", None)
-            if isinstance(status, int) and 400 <= status <= 599:
-                message = getattr(exc, "message", None) or str(exc)
-                raise HandlerError(status, str(message), name) from exc
-            if bad_input is not None and isinstance(exc, bad_input):
-                raise HandlerError(400, f"{name} rejected the input: {exc}", name) from exc
-            raise HandlerError(500, f"{name} raised {type(exc).__name__}: {exc}", name) from exc
+            raise _handler_error(name, exc, bad_input) from exc
 
-    def _result(self, result: Any, default_type: str, context: Context) -> Result:
+    def first_chunk(self, result: Result) -> tuple[bytes | None, Iterator[bytes]]:
+        """(first non-empty chunk or None when it yielded nothing, the rest as bytes), with the hook's
+        error rules: until a chunk is out, a failing stream is still an HTTP error answer."""
+        assert result.chunks is not None
+        stream = chunks_as_bytes(result.chunks, result.hook)
+        bad_input = ValueError if result.hook == "transform_fn" else None
+        return self.guard(result.hook, lambda: next(stream, None), bad_input), stream
+
+    def guard(self, name: str, run: Callable[[], Any], bad_input: type | None = None) -> Any:
+        try:
+            return run()
+        except Exception as exc:
+            raise _handler_error(name, exc, bad_input) from exc
+
+    def _result(self, result: Any, default_type: str, context: Context, hook: str = "") -> Result:
         body, kind = result, None
         if isinstance(result, tuple) and len(result) == 2:
             body, kind = result
+        if type(body) is not bytes and is_stream(body):
+            hook = hook or ("transform_fn" if self.handlers.has("transform_fn") else "output_fn")
+            kind = kind or context.response_content_type or default_type
+            return Result(context.response_status or 200, b"", str(kind), dict(context.response_headers),
+                          chunks=iter(body), hook=hook)
         if isinstance(body, str):
             body = body.encode()
         elif isinstance(body, (bytearray, memoryview)):
             body = bytes(body)
         elif not isinstance(body, bytes):
-            hook = "transform_fn" if self.handlers.has("transform_fn") else "output_fn"
+            hook = hook or ("transform_fn" if self.handlers.has("transform_fn") else "output_fn")
             raise HandlerError(
                 500,
-                f"{hook} returned {type(body).__name__}; return bytes or str, or a (body, content_type) tuple",
+                f"{hook} returned {type(body).__name__}; return bytes or str, a generator of them, "
+                "or a (body, content_type) tuple",
                 hook,
             )
         kind = kind or context.response_content_type or default_type
@@ -326,6 +354,37 @@ class InferenceService:
         if not isinstance(answer, dict):
             raise HandlerError(500, f"execution_parameters_fn returned {type(answer).__name__}; return a dict")
         return {**defaults, **answer}
+
+
+def _handler_error(name: str, exc: Exception, bad_input: type | None) -> HandlerError:
+    """The HTTP answer for an exception from hook `name` (rules in the module docstring)."""
+    if isinstance(exc, content.ContentError):
+        return HandlerError(exc.status, exc.message, name)
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 400 <= status <= 599:
+        message = getattr(exc, "message", None) or str(exc)
+        return HandlerError(status, str(message), name)
+    if bad_input is not None and isinstance(exc, bad_input):
+        return HandlerError(400, f"{name} rejected the input: {exc}", name)
+    return HandlerError(500, f"{name} raised {type(exc).__name__}: {exc}", name)
+
+
+def chunk_bytes(chunk: Any, hook: str) -> bytes:
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, str):
+        return chunk.encode()
+    if isinstance(chunk, (bytearray, memoryview)):
+        return bytes(chunk)
+    raise TypeError(f"the stream of {hook} yielded {type(chunk).__name__}; yield bytes or str")
+
+
+def chunks_as_bytes(chunks: Iterator[Any], hook: str) -> Iterator[bytes]:
+    """Non-empty chunks as bytes (an empty one would end an HTTP/1.1 chunked body)."""
+    for chunk in chunks:
+        data = chunk_bytes(chunk, hook)
+        if data:
+            yield data
 
 
 def _decode_text(body: bytes, params: dict[str, str]) -> str:

@@ -23,6 +23,11 @@ READY_FILE = "ready"
 DRAIN_FILE = "draining"
 CONF_FILE = "nginx.conf"
 SOCKET_NAME = "gunicorn.sock"  # gunicorn binds it, nginx proxies to it
+BODY_DIR = "nginx/body"  # client_body_temp_path, relative to the run dir
+BODY_FILE_HEADER = "X-Smc-Body-File"
+BODY_LENGTH_HEADER = "X-Smc-Body-Length"
+BODY_FILE_LOCATION = "/_smc_body_file"
+BODY_FILE_MIN_BYTES = 10_000_000  # by digit count: Content-Length of 8 digits or more
 
 _ACCESS_FORMAT = (
     '{"ts":"$time_iso8601","level":"info","component":"nginx","event":"request",'
@@ -72,6 +77,10 @@ class NginxSettings:
     keepalive_s: int
     log_ping: bool
     rlimit_nofile: int = 0  # worker_rlimit_nofile; 0: what worker_connections needs
+    asgi: bool = False  # SMC_ASGI_APP: unbuffered proxying and the WebSocket route
+    # Big bodies as nginx's spooled file (X-Smc-Body-File): only smc's own worker (serve/worker.py)
+    # reads that header, so only it may turn this on; any other upstream needs the body itself.
+    body_file_handoff: bool = False
 
 
 def _json_return(status: int, settings: NginxSettings) -> str:
@@ -128,6 +137,54 @@ def render_nginx_conf(settings: NginxSettings) -> str:
     body_limit = settings.max_body_bytes
     ping_log = "access_log /dev/stdout smc buffer=64k flush=1s;" if settings.log_ping else "access_log off;"
     error_pages, error_locations = _error_pages(settings)
+    # An async server holds a slow client cheaply and streams without X-Accel-Buffering, so for
+    # ASGI apps nginx never buffers answers; WebSocket upgrades pass on SageMaker's bidirectional route.
+    asgi = """
+            proxy_buffering off;""" if settings.asgi else ""
+    websocket = f"""
+        location = /invocations-bidirectional-stream {{
+            proxy_pass http://smc_gunicorn;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host $host;
+            proxy_set_header X-Amzn-SageMaker-Inference-Id $inference_id;
+            proxy_read_timeout {read_timeout}s;
+            proxy_send_timeout {read_timeout}s;
+        }}
+""" if settings.asgi else ""
+    proxy_common = f"""            proxy_http_version 1.1;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Amzn-SageMaker-Inference-Id $inference_id;
+            proxy_set_header Connection "";
+            proxy_connect_timeout {read_timeout}s;
+            proxy_send_timeout {read_timeout}s;
+            proxy_read_timeout {read_timeout}s;
+            proxy_next_upstream off;
+            proxy_buffer_size 64k;
+            proxy_buffers 16 64k;
+            proxy_busy_buffers_size 128k;{asgi}
+            add_header X-Amzn-SageMaker-Inference-Id $inference_id always;"""
+    # Bodies of BODY_FILE_MIN_BYTES and more: nginx has spooled them to a file anyway, so it hands
+    # the worker that file's name instead of copying the body through the socket (the worker reads
+    # it once into the handler's buffer). Not for ASGI apps: uvicorn reads bodies from the socket.
+    body_file_jump = "" if not settings.body_file_handoff else f"""
+            if ($smc_body_to_file) {{
+                rewrite ^ {BODY_FILE_LOCATION}$uri last;
+            }}"""
+    body_file_location = "" if not settings.body_file_handoff else f"""
+        location {BODY_FILE_LOCATION}/ {{
+            internal;
+            client_body_in_file_only clean;
+            proxy_pass_request_body off;
+            proxy_pass http://smc_gunicorn$request_uri;
+            proxy_set_header Content-Length "";
+            proxy_set_header {BODY_FILE_HEADER} $request_body_file;
+            proxy_set_header {BODY_LENGTH_HEADER} $content_length;
+{proxy_common}
+        }}
+"""
     return f"""# Rendered by smc serve; lives only in {run}.
 worker_processes 1;
 daemon off;
@@ -151,6 +208,9 @@ http {{
     tcp_nodelay on;
     keepalive_timeout {settings.keepalive_s};
     client_max_body_size {body_limit};
+    # Bodies over 1 MiB are spooled to the temp dir, not held in nginx's memory, and reach the
+    # worker whole with a Content-Length (proxy_request_buffering on): over the limit is a 413
+    # before any byte reaches Python.
     client_body_buffer_size 1m;
     large_client_header_buffers {_HEADER_BUFFERS} {_HEADER_BUFFER_KIB}k;
     uninitialized_variable_warn off;  # $smc_drained is set only on a request's second pass (drain)
@@ -164,6 +224,11 @@ http {{
     map $http_x_amzn_sagemaker_inference_id $inference_id {{
         "" $request_id;
         default $http_x_amzn_sagemaker_inference_id;
+    }}
+
+    map $content_length $smc_body_to_file {{
+        "~^[0-9]{{{len(str(BODY_FILE_MIN_BYTES))},}}$" 1;
+        default "";
     }}
 
     upstream smc_gunicorn {{
@@ -203,23 +268,18 @@ http {{
             return 200;
         }}
 
-        location / {{
+        location / {{{body_file_jump}
             proxy_pass http://smc_gunicorn;
-            proxy_http_version 1.0;
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Amzn-SageMaker-Inference-Id $inference_id;
-            proxy_set_header Connection "";
-            proxy_connect_timeout {read_timeout}s;
-            proxy_send_timeout {read_timeout}s;
-            proxy_read_timeout {read_timeout}s;
-            proxy_next_upstream off;
-            proxy_buffer_size 64k;
-            proxy_buffers 16 64k;
-            proxy_busy_buffers_size 128k;
-            add_header X-Amzn-SageMaker-Inference-Id $inference_id always;
+            # HTTP/1.1 so the worker can stream chunked: nginx then knows a complete stream (last
+            # chunk) from a broken one and never ends a failed stream normally for the client. A
+            # streamed response carries X-Accel-Buffering: no, so nginx forwards each chunk at once;
+            # buffered responses keep nginx's buffering (a slow client does not hold a worker).
+            # Only nginx may name a body file, never a client.
+            proxy_set_header {BODY_FILE_HEADER} "";
+            proxy_set_header {BODY_LENGTH_HEADER} "";
+{proxy_common}
         }}
-
+{body_file_location}{websocket}
 {error_locations}
     }}
 }}

@@ -1,26 +1,35 @@
 """A gunicorn sync worker with a lean request path for the only client it ever has: nginx.
 
 The socket lives in smc's private run dir, so every request comes from the nginx smc configured:
-HTTP/1.0, one request per connection, the body already buffered and sent with Content-Length.
-For that subset gunicorn's general HTTP parser, Request/Response objects and config lookups are
-most of a request's cost (about half of the worker's CPU in bench/serve). Everything else is
-gunicorn's SyncWorker unchanged: accept loop, heartbeat, timeouts, graceful exit, max requests.
+one request per connection, the body already buffered by nginx (spooled to its temp dir when
+large) and sent with Content-Length. For that subset gunicorn's general HTTP parser,
+Request/Response objects and config lookups are most of a request's cost (about half of the
+worker's CPU in bench/serve). The body is read into one buffer of its final size, so a 1 GB body
+costs one body of memory and linear time. Responses are written by serve/response.py: buffered in
+one send, or streamed (HTTP/1.1 chunked) when the app returns a generator or calls write().
+Everything else is gunicorn's SyncWorker unchanged: accept loop, heartbeat, timeouts, graceful
+exit, max requests.
 """
 
 from __future__ import annotations
 
 import errno
 import io
+import os
+import socket
 import sys
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from gunicorn.workers.sync import SyncWorker
 
+from supervisor_app import logs
+from supervisor_app.serve.nginx import BODY_DIR
+from supervisor_app.serve.response import ResponseWriter, StreamAborted, buffered_bytes
 from supervisor_app.serve.wsgi import error_body
 
 _MAX_HEAD_BYTES = 64 * 1024
-_RECV_BYTES = 256 * 1024
+_RECV_BYTES = 256 * 1024  # the head and a body up to about this size arrive in one recv: one syscall
 _QUIET_ERRNOS = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN)
 
 
@@ -29,43 +38,74 @@ class BadRequest(Exception):
 
 
 class NginxWorker(SyncWorker):
+    _body_dir_path = ""
+
+    @property
+    def _body_dir(self) -> str:
+        # nginx's client_body_temp_path: the only place a body file named by nginx may be
+        if not self._body_dir_path:
+            self._body_dir_path = os.path.join(self.cfg.worker_tmp_dir, BODY_DIR) + os.sep
+        return self._body_dir_path
+
+    _writer: ResponseWriter | None = None
+
+    def handle_exit(self, sig: Any, frame: Any) -> None:
+        writer = self._writer
+        if writer is not None and writer.head_sent:
+            # A stream is in flight: it goes on until it ends or the grace period (then SIGKILL)
+            # ends it; this line says which stream was at stake.
+            try:
+                logs.get_logger("worker").warning("stream_draining", bytes_sent=writer.bytes_sent,
+                                                  grace_s=self.cfg.graceful_timeout)
+            except RuntimeError:
+                pass  # the signal came in the middle of another line's write (reentrant call)
+        super().handle_exit(sig, frame)
+
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        writer = None
         try:
-            request = read_request(client)
+            request = read_request(client, self._body_dir)
             if request is None:
                 return  # a health probe: connected and closed
             self.nr += 1
             if self.nr >= self.max_requests:
                 self.alive = False
-            client.sendall(self._respond(build_environ(*request)))
+            environ = build_environ(*request)
+            environ["smc.client"] = client  # streams watch it for the client leaving (serve/streaming.py)
+            writer = self._writer = ResponseWriter(client, environ["REQUEST_METHOD"] == "HEAD", self.notify)
+            self._respond(environ, writer)
         except BadRequest as exc:
-            self._send_quietly(client, _response_bytes("400 Bad Request", [("Content-Type", "application/json")],
-                                                       error_body(400, str(exc))))
+            self._send_quietly(client, buffered_bytes("400 Bad Request", [("Content-Type", "application/json")],
+                                                      error_body(400, str(exc))))
+        except StreamAborted:
+            pass  # logged where it was decided; closing without the last chunk tells nginx and the client
         except OSError as exc:
             if exc.errno not in _QUIET_ERRNOS:
                 self.log.exception("Socket error processing request.")
-        except Exception:
-            self.log.exception("Error handling request")
-            self._send_quietly(client, _response_bytes("500 Internal Server Error", [("Content-Type", "application/json")],
-                                                       error_body(500, "internal error in the model server")))
+        except Exception as exc:
+            if writer is not None and writer.head_sent:
+                # Mid-stream: too late for a status; the connection closes without the last chunk.
+                logs.get_logger("worker").error("stream_failed", error=f"{type(exc).__name__}: {exc}",
+                                                bytes_sent=writer.bytes_sent, exc_info=True)
+            else:
+                self.log.exception("Error handling request")
+                self._send_quietly(client, buffered_bytes("500 Internal Server Error",
+                                                          [("Content-Type", "application/json")],
+                                                          error_body(500, "internal error in the model server")))
         finally:
+            self._writer = None
             client.close()
 
-    def _respond(self, environ: dict[str, Any]) -> bytes:
-        started: list[Any] = []
-
-        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            started[:] = [status, headers]
-            return _no_write
-
-        result = self.wsgi(environ, start_response)
+    def _respond(self, environ: dict[str, Any], writer: ResponseWriter) -> None:
+        result = self.wsgi(environ, writer.start_response)
         try:
-            body = b"".join(result)
+            if type(result) is list and not writer.head_sent:
+                writer.sock.sendall(writer.buffered(result))  # the fast path: one send
+            else:
+                writer.stream(result)
         finally:
             if hasattr(result, "close"):
-                result.close()
-        status, headers = started
-        return _response_bytes(status, headers, b"" if environ["REQUEST_METHOD"] == "HEAD" else body)
+                result.close()  # for a generator: GeneratorExit in the handler, e.g. when the client left
 
     @staticmethod
     def _send_quietly(client: Any, data: bytes) -> None:
@@ -75,21 +115,11 @@ class NginxWorker(SyncWorker):
             pass
 
 
-def _no_write(data: bytes) -> None:
-    raise RuntimeError("the write() callable is not supported; return the body from the WSGI app")
+def read_request(client: Any, body_dir: str = "") -> tuple[bytes, list[bytes], io.BytesIO] | None:
+    """(request line, header lines, body) from one connection; None if closed before any byte.
 
-
-def _response_bytes(status: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
-    lines = [f"HTTP/1.0 {status}"]
-    lines += [f"{name}: {value}" for name, value in headers]
-    if not any(name.lower() == "content-length" for name, _ in headers):
-        lines.append(f"Content-Length: {len(body)}")
-    lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def read_request(client: Any) -> tuple[bytes, list[bytes], bytes] | None:
-    """(request line, header lines, body) from one connection; None if closed before any byte."""
+    A big body arrives as a file nginx spooled it to (X-Smc-Body-File, inside body_dir), not on
+    the socket: see serve/nginx.py."""
     data = b""
     while True:
         end = data.find(b"\r\n\r\n")
@@ -103,9 +133,9 @@ def read_request(client: Any) -> tuple[bytes, list[bytes], bytes] | None:
                 return None
             raise BadRequest("connection closed inside the request head")
         data += chunk
-    head, body = data[:end], data[end + 4:]
-    request_line, *header_lines = head.split(b"\r\n")
+    request_line, *header_lines = data[:end].split(b"\r\n")
     length = 0
+    body_file = None
     for line in header_lines:
         name, _, value = line.partition(b":")
         lowered = name.strip().lower()
@@ -115,15 +145,76 @@ def read_request(client: Any) -> tuple[bytes, list[bytes], bytes] | None:
             length = int(value)
         elif lowered == b"transfer-encoding":
             raise BadRequest("chunked bodies reach the worker only through nginx, which de-chunks them")
-    while len(body) < length:
-        chunk = client.recv(min(_RECV_BYTES, length - len(body)))
-        if not chunk:
-            raise BadRequest("connection closed inside the request body")
-        body += chunk
-    return request_line, header_lines, body[:length]
+        elif lowered == b"x-smc-body-file":
+            body_file = value.strip().decode("latin-1")
+    if body_file is not None:
+        return _with_body_file(request_line, header_lines, body_file, body_dir)
+    start = end + 4
+    if len(data) - start >= length:
+        return request_line, header_lines, io.BytesIO(data[start:start + length])
+    return request_line, header_lines, _read_body(client, memoryview(data)[start:], length)
 
 
-def build_environ(request_line: bytes, header_lines: list[bytes], body: bytes) -> dict[str, Any]:
+def _read_body(client: Any, received: memoryview, length: int) -> io.BytesIO:
+    """The rest of a body of known length, received straight into one buffer of its final size.
+
+    A BytesIO over bytes(length) (calloc: untouched pages cost no memory yet); getbuffer() makes it
+    writable in place, and once that view is released getvalue() and read() hand out this same
+    buffer. So the handler's `bytes` is the memory the kernel filled: linear time, no `+=` growth,
+    no second copy, about one body of memory at the peak.
+    """
+    buffer = io.BytesIO(bytes(length))
+    view = buffer.getbuffer()
+    try:
+        filled = len(received)
+        view[:filled] = received
+        while filled < length:
+            count = client.recv_into(view[filled:], length - filled, socket.MSG_WAITALL)
+            if not count:
+                raise BadRequest(f"connection closed inside the request body ({filled} of {length} bytes)")
+            filled += count
+    finally:
+        view.release()
+    return buffer
+
+
+def _with_body_file(request_line: bytes, header_lines: list[bytes], path: str,
+                    body_dir: str) -> tuple[bytes, list[bytes], io.BytesIO]:
+    length_text = b""
+    kept = []
+    for line in header_lines:
+        name, _, value = line.partition(b":")
+        lowered = name.strip().lower()
+        if lowered == b"x-smc-body-length":
+            length_text = value.strip()
+        elif lowered != b"x-smc-body-file":
+            kept.append(line)
+    if not length_text.isdigit():
+        raise BadRequest("X-Smc-Body-File without a valid X-Smc-Body-Length")
+    return request_line, kept, _read_body_file(path, body_dir, int(length_text))
+
+
+def _read_body_file(path: str, body_dir: str, length: int) -> io.BytesIO:
+    """A body nginx spooled to a file: read once into a buffer of its final size (page cache to
+    the handler's bytes: one copy, no socket transfer)."""
+    if not body_dir or not os.path.normpath(path).startswith(body_dir) or "/../" in path:
+        raise BadRequest("body file outside nginx's body temp dir")
+    buffer = io.BytesIO(bytes(length))
+    view = buffer.getbuffer()
+    try:
+        with open(path, "rb", buffering=0) as body:
+            filled = 0
+            while filled < length:
+                count = body.readinto(view[filled:])
+                if not count:
+                    raise BadRequest(f"body file {path} ended after {filled} of {length} bytes")
+                filled += count
+    finally:
+        view.release()
+    return buffer
+
+
+def build_environ(request_line: bytes, header_lines: list[bytes], body: io.BytesIO) -> dict[str, Any]:
     try:
         method, target, protocol = request_line.decode("latin-1").split(" ", 2)
     except ValueError:
@@ -138,10 +229,10 @@ def build_environ(request_line: bytes, header_lines: list[bytes], body: bytes) -
         "SERVER_NAME": "localhost",
         "SERVER_PORT": "80",
         "REMOTE_ADDR": "",
-        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_LENGTH": str(len(body.getvalue())),  # getvalue() shares the buffer: no copy
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(body),
+        "wsgi.input": body,
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": False,
         "wsgi.multiprocess": True,

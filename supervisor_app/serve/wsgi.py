@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-import structlog
-
 from supervisor_app import logs
-from supervisor_app.serve.handlers import Context, HandlerError, InferenceService
+from supervisor_app.serve.handlers import Context, HandlerError, InferenceService, Result
+from supervisor_app.serve.streaming import StreamBody
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -75,12 +75,13 @@ class App:
         return self._execution_parameters(environ, start_response)
 
     def _invocations(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.monotonic()
         inference_id = environ.get("HTTP_X_AMZN_SAGEMAKER_INFERENCE_ID")
         extra: list[tuple[str, str]] = []
         if not inference_id:
             inference_id = uuid.uuid4().hex
             extra.append(("X-Amzn-SageMaker-Inference-Id", inference_id))
-        structlog.contextvars.bind_contextvars(inference_id=inference_id)
+        logs.bind_context(inference_id=inference_id)
         try:
             body = self._read_body(environ)
             if body is None:
@@ -90,9 +91,11 @@ class App:
             headers = _request_headers(environ)
             context = Context(self.service.model_dir, headers, inference_id)
             content_type = environ.get("CONTENT_TYPE") or environ.get("HTTP_CONTENTTYPE") or "application/json"
+            accept = environ.get("HTTP_ACCEPT")
             try:
-                result = self._with_deadline(
-                    lambda: self.service.invoke(body, content_type, environ.get("HTTP_ACCEPT"), context)
+                # One deadline for the handler and, for a stream, its first chunk.
+                result, first, rest = self._with_deadline(
+                    lambda: self._start(self.service.invoke(body, content_type, accept, context))
                 )
             except HandlerError as exc:
                 self._log_failure(exc)
@@ -103,13 +106,30 @@ class App:
                     start_response, 504,
                     f"the handler did not answer within {self.timeout_s:g} s (SAGEMAKER_MODEL_SERVER_TIMEOUT)", extra,
                 )
-            response_headers = [("Content-Type", result.content_type), ("Content-Length", str(len(result.body)))]
-            response_headers += list(result.headers.items()) + extra
             status = HTTPStatus(result.status)
+            response_headers = [("Content-Type", result.content_type)]
+            response_headers += list(result.headers.items()) + extra
+            if rest is None or first is None:
+                if rest is not None:  # a stream that yielded nothing: an empty answer
+                    empty = StreamBody(b"", iter(()), result.chunks, None, Deadline, self.timeout_s,
+                                       self.log, inference_id, started)
+                    empty.outcome = "complete"
+                    empty.close()
+                response_headers.insert(1, ("Content-Length", str(len(result.body))))
+                start_response(f"{status.value} {status.phrase}", response_headers)
+                return [result.body]
             start_response(f"{status.value} {status.phrase}", response_headers)
-            return [result.body]
+            # The worker sends it chunk by chunk (no Content-Length: HTTP/1.1 chunked, unbuffered).
+            return StreamBody(first, rest, result.chunks, environ.get("smc.client"), Deadline, self.timeout_s,
+                              self.log, inference_id, started)
         finally:
-            structlog.contextvars.unbind_contextvars("inference_id")
+            logs.unbind_context("inference_id")
+
+    def _start(self, result: Result) -> tuple[Result, bytes | None, Any]:
+        if result.chunks is None:
+            return result, None, None
+        first, rest = self.service.first_chunk(result)
+        return result, first, rest
 
     def _with_deadline(self, run: Callable[[], Any]) -> Any:
         signal.setitimer(signal.ITIMER_REAL, self.timeout_s)

@@ -1,0 +1,85 @@
+"""A gunicorn worker that runs the user's ASGI app (SMC_ASGI_APP) with uvicorn's server.
+
+gunicorn's arbiter, smc's supervision, readiness and nginx stay as for WSGI; inside the worker,
+uvicorn (h11 for HTTP/1.1, wsproto for WebSocket, the asyncio loop: all pure Python, bundled)
+serves the unix socket gunicorn opened. Written here rather than uvicorn's deprecated
+`uvicorn.workers` so the worker reports ready only once the app's lifespan startup (where FastAPI
+apps load their model) has finished, and so uvicorn's log lines reach smc's JSON log.
+Imported only when SMC_ASGI_APP is set: uvicorn costs nothing to the WSGI path or to start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from gunicorn.arbiter import Arbiter
+from gunicorn.workers.base import Worker
+from uvicorn.config import Config
+from uvicorn.server import Server
+
+WEBSOCKET_PATH = "/invocations-bidirectional-stream"
+
+
+class AsgiWorker(Worker):
+    # Set by the gunicorn app's post_worker_init hook: called once uvicorn serves (after lifespan startup).
+    on_serving: Callable[[], None] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.asgi"):
+            logger = logging.getLogger(name)
+            logger.handlers = []
+            logger.propagate = True  # to the root handler: smc's JSON lines with the inference id
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # not "Started server process" per worker
+        self.config = Config(
+            app=None,
+            loop="asyncio",
+            http="h11",
+            ws="wsproto",
+            lifespan="auto",
+            log_config=None,
+            access_log=False,  # nginx writes the access log, with the inference id
+            server_header=False,
+            date_header=False,
+            proxy_headers=False,
+            timeout_keep_alive=5,
+            timeout_notify=self.timeout,
+            callback_notify=self._heartbeat,
+            limit_max_requests=self.max_requests or None,
+        )
+
+    def init_signals(self) -> None:
+        # uvicorn installs its own SIGTERM/SIGINT handlers (graceful: finish in-flight requests);
+        # gunicorn's would only set a flag uvicorn never reads.
+        for sig in self.SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGUSR1, self.handle_usr1)
+        signal.siginterrupt(signal.SIGUSR1, False)
+
+    def run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self.config.app = self.wsgi  # gunicorn calls whatever load() returned "wsgi"
+        server = Server(config=self.config)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGQUIT, self.handle_exit, signal.SIGQUIT, None)
+        serving = asyncio.create_task(server.serve(sockets=self.sockets))
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.005)
+        if server.started and self.on_serving is not None:
+            self.on_serving()
+        await serving
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
+    async def _heartbeat(self) -> None:
+        self.notify()
+
+
+__all__ = ["WEBSOCKET_PATH", "AsgiWorker"]

@@ -1,0 +1,91 @@
+"""SMC_ASGI_APP: an ASGI app under uvicorn behind smc's nginx and supervision; streaming and WebSocket."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+
+import wsproto
+import wsproto.events
+
+from tests.conftest import ROOT
+from tests.serve.streamclient import stream
+
+APPS = ROOT / "tests" / "fixtures" / "apps"
+
+
+def _install(opt_ml) -> None:
+    code = opt_ml / "model" / "code"
+    code.mkdir(parents=True, exist_ok=True)
+    shutil.copy(APPS / "asgi_stream.py", code / "asgi_stream.py")
+
+
+def test_asgi_app_streams_through_nginx_after_lifespan_startup(start_server, opt_ml):
+    _install(opt_ml)
+    server = start_server(None, env={"SMC_ASGI_APP": "asgi_stream:app", "SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
+    result = stream(server.port, {"n": 4, "gap_s": 0.3}, {"X-Amzn-SageMaker-Inference-Id": "asgi-1"})
+    assert result.status == 200 and result.complete
+    assert result.headers["transfer-encoding"] == "chunked"
+    assert result.headers["x-amzn-sagemaker-inference-id"] == "asgi-1"
+    lines = [json.loads(line) for line in result.body.splitlines()]
+    assert [line["i"] for line in lines] == [0, 1, 2, 3]
+    assert {line["model"] for line in lines} == {"loaded"}  # /ping was 200 only after lifespan startup
+    arrivals = [at for at, _ in result.chunks]
+    assert len(arrivals) == 4 and arrivals[0] - result.sent_at < 0.25
+    assert all(later - earlier > 0.2 for earlier, later in zip(arrivals, arrivals[1:]))
+    assert server.wait_event("asgi_app_loaded")["app"] == "asgi_stream:app"
+    assert server.wait_event("request", inference_id="asgi-1")["status"] == 200
+
+
+def test_asgi_big_body_and_limit(start_server, opt_ml):
+    _install(opt_ml)
+    server = start_server(None, env={"SMC_ASGI_APP": "asgi_stream:app", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "1"})
+    body = json.dumps({"mode": "size", "pad": "x" * 900_000})
+    answer = server.invoke(body)
+    assert answer.status == 200 and answer.json()["length"] == len(body)
+    over = server.invoke(json.dumps({"mode": "size", "pad": "x" * (1024 * 1024)}))
+    assert over.status == 413 and over.json()["status"] == 413
+
+
+def test_asgi_websocket_on_the_bidirectional_route(start_server, opt_ml):
+    _install(opt_ml)
+    server = start_server(None, env={"SMC_ASGI_APP": "asgi_stream:app"})
+    ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        sock.sendall(ws.send(wsproto.events.Request(host="localhost", target="/invocations-bidirectional-stream")))
+        replies: list[str] = []
+        accepted = False
+        sent = False
+        deadline = time.monotonic() + 5
+        while len(replies) < 2 and time.monotonic() < deadline:
+            ws.receive_data(sock.recv(65536))
+            for event in ws.events():
+                if isinstance(event, wsproto.events.AcceptConnection):
+                    accepted = True
+                elif isinstance(event, wsproto.events.TextMessage):
+                    replies.append(event.data)
+                elif isinstance(event, wsproto.events.RejectConnection):
+                    raise AssertionError(f"WebSocket rejected: {event.status_code}")
+            if accepted and not sent:
+                sock.sendall(ws.send(wsproto.events.TextMessage("hello")) + ws.send(wsproto.events.TextMessage("again")))
+                sent = True
+        assert replies == ["HELLO", "AGAIN"]
+    finally:
+        sock.close()
+
+
+def test_asgi_and_wsgi_together_is_a_config_error(start_server, opt_ml):
+    _install(opt_ml)
+    server = start_server(None, env={"SMC_ASGI_APP": "asgi_stream:app", "SMC_WSGI_APP": "x:app"}, wait=False)
+    assert server.wait_exit() == 5
+    assert "both SMC_WSGI_APP" in server.output()
+
+
+def test_asgi_app_missing_attribute_exits_4(start_server, opt_ml):
+    _install(opt_ml)
+    server = start_server(None, env={"SMC_ASGI_APP": "asgi_stream:nope"}, wait=False)
+    assert server.wait_exit() == 4
+    assert "has no attribute 'nope' (SMC_ASGI_APP=asgi_stream:nope)" in server.output()

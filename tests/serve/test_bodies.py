@@ -1,0 +1,99 @@
+"""Large request bodies: limits enforced by nginx before Python, linear reads, one body of memory."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+
+MIB = 1024 * 1024
+
+
+def _upload(port: int, size: int, block: int = MIB, timeout: float = 120):
+    """POST `size` bytes as application/octet-stream without holding them in the test's memory."""
+    def blocks():
+        pattern = b"\x01" * block
+        left = size
+        while left:
+            piece = pattern[: min(block, left)]
+            left -= len(piece)
+            yield piece
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        started = time.monotonic()
+        conn.request("POST", "/invocations", body=blocks(),
+                     headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+        response = conn.getresponse()
+        body = response.read()
+        return response.status, body, time.monotonic() - started
+    finally:
+        conn.close()
+
+
+def test_one_byte_over_the_limit_is_a_json_413_from_nginx(start_server):
+    server = start_server("stream", env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1"})
+    status, body, _ = _upload(server.port, MIB)
+    assert status == 200 and json.loads(body)["length"] == MIB
+    status, body, _ = _upload(server.port, MIB + 1)
+    assert status == 413
+    answer = json.loads(body)
+    assert answer["status"] == 413 and "1 MiB" in answer["message"]
+    # nginx answered alone: no upstream time in its access line
+    rejected = server.wait_event("request", status=413)
+    assert rejected["upstream_s"] in ("", "-"), rejected
+
+
+def test_big_bodies_read_in_linear_time_with_no_limit(start_server):
+    server = start_server("stream", env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    _upload(server.port, 4 * MIB)  # warm up
+    timings = {}
+    for size_mb in (25, 100):
+        status, body, elapsed = _upload(server.port, size_mb * MIB)
+        assert status == 200, body[:300]
+        assert json.loads(body)["length"] == size_mb * MIB and json.loads(body)["type"] == "bytes"
+        timings[size_mb] = elapsed
+    ratio = timings[100] / timings[25]
+    assert ratio < 8, timings  # linear is 4; the old `bytes +=` read was 15; loose for a loaded machine
+
+
+def test_one_gigabyte_body_costs_about_one_body_of_memory(start_server):
+    server = start_server("stream", env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0", "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+                                         "SAGEMAKER_MODEL_SERVER_TIMEOUT": "300"})
+    status, body, _ = _upload(server.port, 1024)
+    idle_rss = json.loads(body)["VmRSS"]
+    size = 1024 * MIB
+    status, body, elapsed = _upload(server.port, size, block=4 * MIB, timeout=300)
+    assert status == 200, body[:300]
+    answer = json.loads(body)
+    assert answer["length"] == size
+    assert answer["VmHWM"] - idle_rss < 1.15 * size, (answer, idle_rss)
+
+
+def test_a_client_cannot_name_a_body_file(start_server):
+    """Big bodies reach the worker as nginx's spooled file; only nginx may name that file."""
+    server = start_server("stream", env={"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    response = server.request("POST", "/invocations", b"abc", {
+        "Content-Type": "application/octet-stream", "X-Smc-Body-File": "/etc/passwd", "X-Smc-Body-Length": "100"})
+    assert response.status == 200 and response.json()["length"] == 3
+
+
+def test_chunked_uploads_are_whole_bodies_and_limited_too(start_server):
+    """Batch Transform with MaxPayloadInMB=0 sends chunked bodies: nginx de-chunks and spools them."""
+    server = start_server("stream", env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+
+    def chunked(total: int) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            blocks = (b"\x02" * 100_000 for _ in range(total // 100_000))
+            conn.request("POST", "/invocations", body=blocks, encode_chunked=True,
+                         headers={"Content-Type": "application/octet-stream", "Transfer-Encoding": "chunked"})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    status, body = chunked(1_000_000)
+    assert status == 200 and json.loads(body)["length"] == 1_000_000
+    status, body = chunked(1_100_000)
+    assert status == 413 and json.loads(body)["status"] == 413

@@ -1,0 +1,120 @@
+"""Streaming answers of inference.py through the frozen binary, real nginx and gunicorn, read by a
+raw-socket client that stamps every chunk as it arrives."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.serve.streamclient import open_stream, read_chunks, stream
+
+
+def test_chunks_arrive_as_the_handler_yields_them(start_server):
+    server = start_server("stream", env={"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    result = stream(server.port, {"mode": "tokens", "n": 4, "gap_s": 0.4}, {"X-Amzn-SageMaker-Inference-Id": "s-1"})
+    assert result.status == 200 and result.complete
+    assert result.headers["transfer-encoding"] == "chunked"
+    assert "content-length" not in result.headers and "x-accel-buffering" not in result.headers
+    assert result.headers["content-type"] == "application/jsonlines"
+    lines = [json.loads(line) for line in result.body.decode().splitlines()]
+    assert [line["i"] for line in lines] == [0, 1, 2, 3]
+    arrivals = [at for at, _ in result.chunks]
+    assert len(arrivals) == 4, result.chunks  # one network chunk per yield: nothing coalesced them
+    assert arrivals[0] - result.sent_at < 0.3  # the first chunk does not wait for the rest
+    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:])]
+    assert all(gap > 0.25 for gap in gaps), gaps
+    # Each chunk is at the client within a moment of its yield (handler clock = test clock).
+    delays = [at_wall - line["t"] for line, at_wall in zip(lines, _wall(result, arrivals))]
+    assert max(delays) < 0.1, delays
+    finished = server.wait_event("stream_finished", inference_id="s-1")
+    assert finished["outcome"] == "complete" and finished["chunks"] == 4 and finished["bytes"] == len(result.body)
+    assert finished["time_to_first_chunk_s"] < 0.3 and finished["duration_s"] > 1.1
+    access = server.wait_event("request", inference_id="s-1")
+    assert access["status"] == 200
+
+
+def _wall(result, arrivals):
+    offset = time.time() - time.monotonic()
+    return [at + offset for at in arrivals]
+
+
+def test_server_sent_events_pass_as_is(start_server):
+    server = start_server("stream")
+    result = stream(server.port, {"mode": "sse", "n": 3})
+    assert result.status == 200 and result.complete
+    assert result.headers["content-type"] == "text/event-stream"
+    assert result.body.decode().count("event: token\ndata: ") == 3
+
+
+def test_error_after_two_chunks_breaks_the_stream_and_frees_the_worker(start_server):
+    server = start_server("stream", env={"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    result = stream(server.port, {"mode": "raise", "n": 5}, {"X-Amzn-SageMaker-Inference-Id": "boom-1"})
+    assert result.status == 200
+    # two chunks (nginx may pass them as one), then no last chunk: the client sees a failure
+    assert len(result.body.splitlines()) == 2 and not result.complete
+    failed = server.wait_event("stream_failed", inference_id="boom-1")
+    assert "model exploded after 2 chunks" in failed["error"] and failed["level"] == "error"
+    assert server.wait_event("stream_finished", inference_id="boom-1")["outcome"] == "failed"
+    again = stream(server.port, {"mode": "tokens", "n": 2})
+    assert again.complete and len(again.body.splitlines()) == 2
+
+
+def test_stream_that_yields_nothing_is_an_empty_answer(start_server):
+    server = start_server("stream")
+    result = stream(server.port, {"mode": "empty"}, {"X-Amzn-SageMaker-Inference-Id": "empty-1"})
+    assert (result.status, result.body, result.headers.get("content-length")) == (200, b"", "0")
+    finished = server.wait_event("stream_finished", inference_id="empty-1")
+    assert (finished["chunks"], finished["outcome"]) == (0, "complete")
+
+
+def test_bad_first_chunk_is_a_json_500(start_server):
+    server = start_server("stream")
+    response = server.invoke({"mode": "ints"})
+    assert response.status == 500
+    assert "yielded int; yield bytes or str" in response.json()["message"]
+
+
+def test_timeout_bounds_each_gap_not_the_whole_stream(start_server):
+    server = start_server("stream", env={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    long = stream(server.port, {"mode": "tokens", "n": 4, "gap_s": 0.5})  # 1.5 s in all, gaps of 0.5 s
+    assert long.complete and len(long.chunks) == 4
+    started = time.monotonic()
+    stalled = stream(server.port, {"mode": "stall", "n": 3, "stall_s": 5},
+                     {"X-Amzn-SageMaker-Inference-Id": "stall-1"})
+    assert len(stalled.chunks) == 1 and not stalled.complete
+    assert time.monotonic() - started < 3
+    timed_out = server.wait_event("stream_timed_out", inference_id="stall-1")
+    assert timed_out["timeout_s"] == 1
+    assert stream(server.port, {"mode": "tokens", "n": 1}).complete  # the worker is free again
+
+
+def test_client_disconnect_closes_the_generator(start_server, tmp_path):
+    server = start_server("stream", env={"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    marker = tmp_path / "closed"
+    sock, reader, result = open_stream(server.port, {"mode": "disconnect", "gap_s": 0.05, "marker": str(marker)},
+                                       {"X-Amzn-SageMaker-Inference-Id": "gone-1"})
+    read_chunks(reader, result, limit=3)
+    assert len(result.chunks) == 3
+    sock.close()
+    deadline = time.monotonic() + 5
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marker.exists(), server.output()
+    finished = server.wait_event("stream_finished", inference_id="gone-1")
+    assert finished["outcome"] == "client_disconnected"
+    assert stream(server.port, {"mode": "tokens", "n": 1}).complete  # the only worker is free
+
+
+def test_client_leaving_stops_a_handler_busy_between_yields(start_server, tmp_path):
+    server = start_server("stream", env={"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    marker = tmp_path / "closed"
+    sock, reader, result = open_stream(server.port, {"mode": "disconnect", "gap_s": 8, "marker": str(marker)},
+                                       {"X-Amzn-SageMaker-Inference-Id": "gone-2"})
+    read_chunks(reader, result, limit=1)
+    sock.close()
+    left = time.monotonic()
+    while not marker.exists() and time.monotonic() - left < 6:
+        time.sleep(0.02)
+    assert marker.exists() and time.monotonic() - left < 4, server.output()  # not after the 8 s sleep
+    assert server.wait_event("stream_finished", inference_id="gone-2")["outcome"] == "client_disconnected"
+    assert stream(server.port, {"mode": "tokens", "n": 1}).complete
