@@ -253,6 +253,7 @@ class ModelServer(BaseApplication):
         config = self.config
         if config.multi_model:
             return self._multi_model_app()
+        if config.wsgi_app or config.asgi_app:
             spec, kind = (config.wsgi_app, "WSGI") if config.wsgi_app else (config.asgi_app, "ASGI")
             try:
                 app = load_user_app(config.code_dir, spec, kind)
