@@ -30,11 +30,11 @@ class Sidecar(Child):
     def signal(self, signum: int) -> None:
         if not self.pid:
             return
+        if self.spec.stopasgroup:
+            process.killpg(self.pid, signum)
+            return
         try:
-            if self.spec.stopasgroup:
-                os.killpg(self.pid, signum)
-            else:
-                os.kill(self.pid, signum)
+            os.kill(self.pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
 

@@ -107,8 +107,7 @@ def programs_beside_training(config: Config, log: Any) -> Iterator[None]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child.pid, signal.SIGTERM)
         if not select.select([pidfd], [], [], wait_s)[0]:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)
+            process.killpg(child.pid, signal.SIGKILL)
         os.close(pidfd)
         with contextlib.suppress(ChildProcessError, subprocess.TimeoutExpired):
             child.wait(timeout=1)

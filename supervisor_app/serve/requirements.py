@@ -149,10 +149,7 @@ def _supervise_pip(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: f
 
 
 def _kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # pip and anything it started (build backends)
-    except ProcessLookupError:
-        pass
+    process.killpg(proc.pid, signal.SIGKILL)  # pip and anything it started (build backends)
 
 
 def _code(returncode: int) -> int:

@@ -37,7 +37,6 @@ from supervisor_app.serve.probes import http_ping_answers, tcp_port_answers, uni
 _NGINX_BOOT_S = 10.0  # nginx binds within milliseconds; longer means it is stuck
 _PROBES_BEFORE_RESTART = 3
 _HEARTBEAT_SLACK_S = 3.0  # the master beats about once a second; allow for a slow fork or GC pause
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _DRAIN_POLL_S = 0.1  # how often the drain looks for open client connections
 _DRAIN_SETTLE_S = 0.5  # after the last request from before the drain: time for its client's next one
 _DRAIN_MAX_SHARE = 0.8  # the drain never takes more of the grace: nginx and gunicorn stop in the rest
@@ -139,7 +138,7 @@ class Supervisor:
     def _install_signals(self) -> int:
         read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-        for signum in (*_STOP_SIGNALS, signal.SIGCHLD):
+        for signum in (*process.STOP_SIGNALS, signal.SIGCHLD):
             signal.signal(signum, lambda s, f: None)  # NO work here: the wakeup fd carries the number
         self.selector.register(read_fd, selectors.EVENT_READ, ("signals", None))
         return read_fd
@@ -234,7 +233,7 @@ class Supervisor:
         if signal.SIGCHLD in data:
             self._reap()
         for signum in data:
-            if signum in _STOP_SIGNALS:
+            if signum in process.STOP_SIGNALS:
                 self._on_stop_signal(signum)
 
     def _on_stop_signal(self, signum: int) -> None:
@@ -443,7 +442,10 @@ class Supervisor:
                 child.state = State.STOPPED
         if failed_boot:
             self._kill_all("start_up_failed")  # nothing was served yet: no requests to drain
-        elif outcome.exit_code == exitcodes.OK and self.nginx.state is State.RUNNING and self.policy.drain_s > 0:
+        # nginx may already listen (and /ping answer 200) before this loop's next probe marks it
+        # RUNNING: a STARTING nginx with a pid is drained too (with no client connection, at once).
+        elif (outcome.exit_code == exitcodes.OK and self.policy.drain_s > 0 and self.nginx.pid
+              and self.nginx.state in (State.RUNNING, State.STARTING)):
             self._start_drain()
         else:
             self._stop_first_child()

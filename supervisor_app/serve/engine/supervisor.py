@@ -37,10 +37,7 @@ class GroupChild(Child):
 
     def signal(self, signum: int) -> None:
         if self.pid:
-            try:
-                os.killpg(self.pid, signum)
-            except (ProcessLookupError, PermissionError):
-                pass
+            process.killpg(self.pid, signum)
 
 
 class TailRelay(LineRelay):
@@ -95,10 +92,7 @@ class EngineSupervisor(Supervisor):
     def _kill_all(self, why: str) -> None:
         if self.lingering_group:
             self.log.warning("child_killed", child=self.engine.name, child_pgid=self.lingering_group, why=why)
-            try:
-                os.killpg(self.lingering_group, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            process.killpg(self.lingering_group, signal.SIGKILL)
             self.lingering_group = 0
         super()._kill_all(why)
 
