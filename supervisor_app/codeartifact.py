@@ -3,7 +3,7 @@
 As sagemaker-inference 1.10 and sagemaker-training do: GetAuthorizationToken and
 GetRepositoryEndpoint (format pypi) for the repository the ARN names, then
 `pip install --index-url https://aws:TOKEN@DOMAIN-OWNER.d.codeartifact.REGION.amazonaws.com/pypi/REPO/simple/`.
-Requests are signed by smc's small SigV4 client (train/s3.py) with the usual credentials
+Requests are signed by smc's small SigV4 client (aws.py) with the usual credentials
 (environment, container endpoint, instance metadata); AWS_ENDPOINT_URL_CODEARTIFACT (or
 AWS_ENDPOINT_URL) points them elsewhere, e.g. a VPC endpoint or a test server.
 """
@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from supervisor_app import aws
 from supervisor_app.errors import ConfigError, UserCodeError
 
 _ARN = re.compile(
@@ -76,16 +77,14 @@ def redact(url: str) -> str:
 
 def index_url(environ: Mapping[str, str], log: Any) -> str:
     """The authenticated pip index for CA_REPOSITORY_ARN; ConfigError/UserCodeError say what failed."""
-    from supervisor_app.train import s3  # the SigV4 client and credential chain
-
     repo = parse_arn(environ.get("CA_REPOSITORY_ARN", ""))
     creds = _credentials(environ)
     base = endpoint(repo, environ)
     query = {"domain": repo.domain, "domain-owner": repo.owner}
-    token = _call(s3, "POST", f"{base}/v1/authorization-token?{urllib.parse.urlencode(query)}", repo, creds,
+    token = _call("POST", f"{base}/v1/authorization-token?{urllib.parse.urlencode(query)}", repo, creds,
                   "GetAuthorizationToken")["authorizationToken"]
     query.update({"repository": repo.name, "format": "pypi"})
-    repository_endpoint = _call(s3, "GET", f"{base}/v1/repository/endpoint?{urllib.parse.urlencode(query)}", repo,
+    repository_endpoint = _call("GET", f"{base}/v1/repository/endpoint?{urllib.parse.urlencode(query)}", repo,
                                 creds, "GetRepositoryEndpoint")["repositoryEndpoint"]
     url = authenticated_index(repository_endpoint, token)
     log.info("codeartifact_index", domain=repo.domain, domain_owner=repo.owner, repository=repo.name,
@@ -96,11 +95,10 @@ def index_url(environ: Mapping[str, str], log: Any) -> str:
 def _credentials(environ: Mapping[str, str]) -> Any:
     from supervisor_app.config.settings import read_settings
     from supervisor_app.config.train import S3_SETTINGS, S3Config
-    from supervisor_app.train import s3
 
     values = read_settings(S3_SETTINGS, environ)
     try:
-        return s3.resolve_credentials(S3Config(region="", **values))
+        return aws.resolve_credentials(S3Config(region="", **values))
     except UserCodeError:
         raise UserCodeError(
             "no AWS credentials to get a CodeArtifact token for CA_REPOSITORY_ARN",
@@ -110,12 +108,12 @@ def _credentials(environ: Mapping[str, str]) -> Any:
         ) from None
 
 
-def _call(s3: Any, method: str, url: str, repo: Repository, creds: Any, action: str) -> dict[str, Any]:
+def _call(method: str, url: str, repo: Repository, creds: Any, action: str) -> dict[str, Any]:
     body = b"" if method == "POST" else None
-    headers = s3.sign(method, url, repo.region, creds, service=_SERVICE, payload=b"")
+    headers = aws.sign(method, url, repo.region, creds, service=_SERVICE, payload=b"")
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=_TIMEOUT_S, context=s3._tls_context()) as response:
+        with urllib.request.urlopen(request, timeout=_TIMEOUT_S, context=aws.tls_context()) as response:
             return json.loads(response.read().decode())
     except urllib.error.HTTPError as exc:
         detail = exc.read(2000).decode("utf-8", "replace")

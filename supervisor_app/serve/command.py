@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pwd
 import shutil
 import signal
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -29,7 +27,8 @@ from supervisor_app.serve import nginx as nginx_conf
 from supervisor_app.serve import requirements
 from supervisor_app.serve.children import Child
 from supervisor_app.serve.connections import raise_open_file_limit
-from supervisor_app.serve.preflight import check_port_free, find_nginx
+from supervisor_app.serve.outputs import now_iso, relay_streams
+from supervisor_app.serve.preflight import check_port_free, find_nginx, give_to_nginx_workers
 from supervisor_app.serve.supervision import Outputs, Policy, Supervisor, SupervisorSettings
 
 _MASTER_FLAG = "--gunicorn-master"
@@ -42,12 +41,16 @@ def run(config: Config, args: list[str]) -> int:
     if args:
         raise UsageError(f"smc serve takes no arguments, got {' '.join(args)!r}",
                          hint="configure serve with environment variables (see docs/environment.md)")
-    from supervisor_app.serve.engine.mode import serve_other_modes  # engine mode, sidecar programs
+    from supervisor_app.serve.engine.mode import other_mode  # engine mode, sidecar programs
 
-    handled = serve_other_modes(config, serve_config)
-    if handled is not None:
-        return handled
-    return serve(config, serve_config)
+    mode = other_mode(config)
+    if mode is None:
+        return serve(config, serve_config)
+    if mode.engine:
+        from supervisor_app.serve.engine.command import serve_engine
+
+        return serve_engine(config, serve_config, mode.engine_config, mode.program, mode.sidecars)
+    return serve(config, serve_config, mode.sidecars)
 
 
 def serve(config: Config, serve_config: ServeConfig, sidecars: tuple[Any, ...] = ()) -> int:
@@ -94,7 +97,7 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
     temp_dir = run_dir / "nginx"
     temp_dir.mkdir(mode=0o700)
     if os.geteuid() == 0:
-        _give_to_nginx_workers(temp_dir)
+        give_to_nginx_workers(temp_dir)
     socket_path = run_dir / nginx_conf.SOCKET_NAME
     conf_path = run_dir / nginx_conf.CONF_FILE
     nofile = _fit_open_file_limit(serve_config.worker_connections, log)
@@ -124,10 +127,10 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
                                   notify_fd=notify_read, policy=policy)
     supervisor_class: Any = Supervisor
     if sidecars:  # SMC_PROGRAMS: supervisord-style programs beside nginx and gunicorn
-        from supervisor_app.programs.sidecars import with_sidecars
+        from supervisor_app.serve.sidecars import with_sidecars
 
         supervisor_class = with_sidecars(Supervisor)
-    supervisor = supervisor_class(gunicorn, nginx, settings, Outputs(log, _now_iso, *_relay_streams(config)))
+    supervisor = supervisor_class(gunicorn, nginx, settings, Outputs(log, now_iso, *relay_streams(config)))
     if sidecars:
         supervisor.add_sidecars(sidecars)
     exporter = start_exporter(metrics_config, run_dir, workers, sys.stdout.buffer)
@@ -169,17 +172,6 @@ def _fit_open_file_limit(worker_connections: int, log: Any) -> int:
     return min(soft, wanted)
 
 
-def _relay_streams(config: Config) -> tuple[Any, Any]:
-    """Where children's lines go: as JSON, or rendered for people when smc logs to a terminal."""
-    if logs.wants_console(config.log_format, sys.stdout):
-        return logs.ConsoleLines(sys.stdout.buffer), logs.ConsoleLines(sys.stderr.buffer)
-    return sys.stdout.buffer, sys.stderr.buffer
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
 def _check_model(config: ServeConfig) -> None:
     if config.multi_model:
         return  # no model at start: POST /models brings them (serve/mme)
@@ -204,15 +196,6 @@ def _check_model(config: ServeConfig) -> None:
             f"handler module {path} not found",
             hint=f"put your handler at {path} (looked in {where}), or set SAGEMAKER_PROGRAM to its file name",
         )
-
-
-def _give_to_nginx_workers(directory: Path) -> None:
-    """nginx started as root runs its workers as `nobody`; they buffer large bodies here."""
-    try:
-        nobody = pwd.getpwnam("nobody")
-    except KeyError:
-        return
-    os.chown(directory, nobody.pw_uid, nobody.pw_gid)
 
 
 __all__ = ["run"]

@@ -1,9 +1,10 @@
 """What `smc serve` checks before it starts anything, and `smc doctor` checks the same way:
-the nginx binary it will run, and that the port is free."""
+the nginx binary it will run, that the port is free; and the temp dir nginx workers write to."""
 
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 from pathlib import Path
@@ -41,3 +42,12 @@ def check_port_free(port: int) -> None:
                 f"port {port} is already in use ({exc.strerror})",
                 hint="stop the other server on that port, or set SAGEMAKER_BIND_TO_PORT to a free port",
             ) from None
+
+
+def give_to_nginx_workers(directory: Path) -> None:
+    """nginx started as root runs its workers as `nobody`; they buffer large bodies here."""
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        return
+    os.chown(directory, nobody.pw_uid, nobody.pw_gid)

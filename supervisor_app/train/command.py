@@ -26,7 +26,7 @@ from supervisor_app.train.script import plan_script
 
 def run(config: Config, args: list[str]) -> int:
     if args[:1] == ["--programs"]:  # internal: the sidecar programs of SMC_PROGRAMS
-        from supervisor_app.programs.standalone import run_programs
+        from supervisor_app.train.sidecars import run_programs
 
         return run_programs(config, args[1:])
     if args:
@@ -46,7 +46,7 @@ def run(config: Config, args: list[str]) -> int:
     sync = None
     try:
         sync = intermediate.start(config, log)  # sagemaker_s3_output: output/intermediate to S3
-        from supervisor_app.programs.standalone import programs_beside_training
+        from supervisor_app.train.sidecars import programs_beside_training
 
         with programs_beside_training(config, log):
             return _train(config, layout, log)

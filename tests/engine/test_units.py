@@ -81,7 +81,7 @@ def test_supervisor_package_is_imported_only_for_a_programs_file():
 
     code = ("import sys\n"
             "import supervisor_app.serve.command, supervisor_app.serve.engine.mode, supervisor_app.train.command\n"
-            "import supervisor_app.programs.standalone, supervisor_app.doctor.checks_engine\n"
+            "import supervisor_app.train.sidecars, supervisor_app.doctor.checks_engine\n"
             "print('supervisor' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

@@ -17,14 +17,14 @@ from supervisor_app.config import Config
 from supervisor_app.config.engine import EngineConfig
 from supervisor_app.config.serve import ServeConfig
 from supervisor_app.errors import BootError
-from supervisor_app.serve import command as serve_command
 from supervisor_app.serve import nginx as nginx_conf
 from supervisor_app.serve.children import Child
 from supervisor_app.serve.engine.health import HealthPoller
 from supervisor_app.serve.engine.nginx_conf import EngineNginxSettings, render_engine_nginx_conf
 from supervisor_app.serve.engine.plan import EnginePlan, plan_engine
 from supervisor_app.serve.engine.supervisor import EngineSupervisor, GroupChild
-from supervisor_app.serve.preflight import check_port_free, find_nginx
+from supervisor_app.serve.outputs import now_iso, relay_streams
+from supervisor_app.serve.preflight import check_port_free, find_nginx, give_to_nginx_workers
 from supervisor_app.serve.supervision import Outputs, Policy, SupervisorSettings
 
 
@@ -86,7 +86,7 @@ def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_
     temp_dir = run_dir / "nginx"
     temp_dir.mkdir(mode=0o700)
     if os.geteuid() == 0:
-        serve_command._give_to_nginx_workers(temp_dir)
+        give_to_nginx_workers(temp_dir)
     conf_path = run_dir / nginx_conf.CONF_FILE
     conf_path.write_text(render_engine_nginx_conf(EngineNginxSettings(
         run_dir=run_dir, port=serve_config.port, engine_host=plan.host, engine_port=plan.port,
@@ -104,16 +104,16 @@ def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_
                     serve_config.restart_limit, serve_config.restart_window_s, serve_config.startup_timeout_s)
     poller = HealthPoller(plan.host, plan.port, plan.health_path, plan.health_interval_s,
                           serve_config.health_timeout_s, notify_write)
-    out, err = serve_command._relay_streams(config)
+    out, err = relay_streams(config)
     supervisor_class: Any = EngineSupervisor
     if sidecars:
-        from supervisor_app.programs.sidecars import with_sidecars
+        from supervisor_app.serve.sidecars import with_sidecars
 
         supervisor_class = with_sidecars(EngineSupervisor)
     settings = SupervisorSettings(run_dir=run_dir, socket_path=run_dir / "engine.unused",
                                   ready_file=run_dir / nginx_conf.READY_FILE, port=serve_config.port,
                                   notify_fd=notify_read, policy=policy)
-    supervisor = supervisor_class(engine, nginx, settings, Outputs(log, serve_command._now_iso, out, err),
+    supervisor = supervisor_class(engine, nginx, settings, Outputs(log, now_iso, out, err),
                                   plan=plan, poller=poller)
     if sidecars:
         supervisor.add_sidecars(sidecars)

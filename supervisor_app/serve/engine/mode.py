@@ -4,13 +4,27 @@ handler server as it always was."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from supervisor_app import logs, process
 from supervisor_app.config import Config
-from supervisor_app.config.engine import load_engine_config
-from supervisor_app.config.serve import ServeConfig
+from supervisor_app.config.engine import EngineConfig, load_engine_config
 
 
-def serve_other_modes(config: Config, serve_config: ServeConfig) -> int | None:
+@dataclass(frozen=True)
+class Mode:
+    engine_config: EngineConfig
+    program: Any  # the programs file's engine program, if it names one
+    sidecars: tuple[Any, ...]
+
+    @property
+    def engine(self) -> bool:
+        return self.engine_config.command is not None or self.program is not None
+
+
+def other_mode(config: Config) -> Mode | None:
+    """None: the handler server as it always was."""
     engine_config = load_engine_config(config)
     if engine_config.command is None and engine_config.programs_file is None:
         return None
@@ -18,7 +32,7 @@ def serve_other_modes(config: Config, serve_config: ServeConfig) -> int | None:
     sidecars: tuple = ()
     if engine_config.programs_file is not None:
         from supervisor_app.programs.parse import load_programs
-        from supervisor_app.programs.sidecars import make_sidecar
+        from supervisor_app.serve.sidecars import make_sidecar
 
         log = logs.get_logger("serve")
         programs = load_programs(engine_config.programs_file, config.environ)
@@ -32,10 +46,4 @@ def serve_other_modes(config: Config, serve_config: ServeConfig) -> int | None:
         if program is not None and engine_config.command is not None:
             log.warning("engine_command_replaced", program=program.name, ignored=engine_config.command,
                         why=f"{programs.path} names an engine program; it replaces SMC_ENGINE_COMMAND")
-    if engine_config.command is None and program is None:
-        from supervisor_app.serve.command import serve
-
-        return serve(config, serve_config, sidecars)
-    from supervisor_app.serve.engine.command import serve_engine
-
-    return serve_engine(config, serve_config, engine_config, program, sidecars)
+    return Mode(engine_config, program, sidecars)

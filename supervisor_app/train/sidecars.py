@@ -38,7 +38,7 @@ class _Absent(Child):
 def run_programs(config: Config, args: list[str]) -> int:
     """`smc train --programs FILE`: run the file's programs until SIGTERM."""
     from supervisor_app.programs.parse import load_programs
-    from supervisor_app.programs.sidecars import make_sidecar, with_sidecars
+    from supervisor_app.serve.sidecars import make_sidecar, with_sidecars
 
     if len(args) != 1:
         raise UsageError(f"{PROGRAMS_FLAG} FILE is internal to smc train")
