@@ -223,7 +223,10 @@ def start_mms(base: Path, workers: int, log: Path) -> tuple[subprocess.Popen, in
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGEMAKER_", "SMC_"))}
     env.update({"SAGEMAKER_BIND_TO_PORT": str(port), "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
                 "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": f"{helper}:{base / 'model' / 'code'}",
-                "PATH": f"{python.parent}:{env.get('PATH', '')}"})
+                "PATH": f"{python.parent}:{env.get('PATH', '')}",
+                # MMS keeps its pid file in TMPDIR and refuses to start while one names a live pid:
+                # a private dir, so no other MMS on the machine (or a stale file) stops the bench.
+                "TMPDIR": str(helper)})
     with open(log, "ab") as out:
         proc = subprocess.Popen([str(python), str(helper / "entry.py")], env=env, stdout=out, stderr=out,
                                 start_new_session=True, cwd=str(base))

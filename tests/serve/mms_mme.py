@@ -87,12 +87,22 @@ def start(base: Path, port: int, workers: int, log: Path, extra_env: dict[str, s
     env.update({"SAGEMAKER_MULTI_MODEL": "true", "SAGEMAKER_BIND_TO_PORT": str(port),
                 "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers), "SAGEMAKER_BASE_DIR": str(base),
                 "MME_ORACLE_DIR": str(helper), "PATH": f"{python.parent}:{env.get('PATH', '')}",
+                # MMS writes its pid file to TMPDIR: a private one, so the pid it has inside the PID
+                # namespace never lands in the shared /tmp, where any later MMS would take that
+                # (host) pid for a running server and refuse to start.
+                "TMPDIR": str(_private_tmp(helper)),
                 **(extra_env or {})})
     argv = [str(python), str(helper / "entry.py")]
     if _pid_namespaces_work():
         argv = [*_UNSHARE, *argv]
     with open(log, "ab") as out:
         return subprocess.Popen(argv, env=env, stdout=out, stderr=out, start_new_session=True, cwd=str(helper))
+
+
+def _private_tmp(helper: Path) -> Path:
+    tmp = helper / "tmp"
+    tmp.mkdir(exist_ok=True)
+    return tmp
 
 
 def wait_ping(port: int, proc: subprocess.Popen, timeout_s: float = 120) -> None:
