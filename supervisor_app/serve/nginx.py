@@ -110,7 +110,8 @@ def _error_pages(settings: NginxSettings) -> tuple[str, str]:
 
 def access_log_maps() -> str:
     """The maps _ACCESS_FORMAT reads: the client's method and path, also after nginx redirected the
-    request to one of its error pages. Shared by every nginx.conf smc renders."""
+    request to one of its error pages, and the inference id (the client's, else nginx's request
+    id). Shared by every nginx.conf smc renders."""
     return f"""    # The access log's method and path: the client's, also after a redirect to an error page.
     map $uri $smc_log_method {{
         ~^{_URI_ERROR_PREFIX} $smc_request_method;
@@ -127,7 +128,22 @@ def access_log_maps() -> str:
     map $request $smc_request_path {{
         "~^\\S+ ([^ ?]*)" $1;
         default "";
+    }}
+    map $http_x_amzn_sagemaker_inference_id $inference_id {{
+        "" $request_id;
+        default $http_x_amzn_sagemaker_inference_id;
     }}"""
+
+
+def temp_paths(temp: Path) -> str:
+    """Every temp dir nginx may write, inside smc's private run dir (never nginx's built-in paths,
+    which may be read-only or another user's)."""
+    return f"""    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+"""
 
 
 def render_nginx_conf(settings: NginxSettings) -> str:
@@ -214,17 +230,8 @@ http {{
     client_body_buffer_size 1m;
     large_client_header_buffers {_HEADER_BUFFERS} {_HEADER_BUFFER_KIB}k;
     uninitialized_variable_warn off;  # $smc_drained is set only on a request's second pass (drain)
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-
+{temp_paths(temp)}
 {access_log_maps()}
-    map $http_x_amzn_sagemaker_inference_id $inference_id {{
-        "" $request_id;
-        default $http_x_amzn_sagemaker_inference_id;
-    }}
 
     map $content_length $smc_body_to_file {{
         "~^[0-9]{{{len(str(BODY_FILE_MIN_BYTES))},}}$" 1;

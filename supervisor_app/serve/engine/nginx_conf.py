@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor_app.serve.nginx import _ACCESS_FORMAT, READY_FILE, access_log_maps
+from supervisor_app.serve.nginx import _ACCESS_FORMAT, READY_FILE, access_log_maps, temp_paths
 
 _ERRORS = {
     400: ("Bad Request", "malformed HTTP request"),
@@ -92,18 +92,8 @@ http {{
     keepalive_timeout {s.keepalive_s};
     client_max_body_size {s.max_body_bytes};
     client_body_buffer_size 1m;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-
+{temp_paths(temp)}
 {access_log_maps()}
-
-    map $http_x_amzn_sagemaker_inference_id $inference_id {{
-        "" $request_id;
-        default $http_x_amzn_sagemaker_inference_id;
-    }}
 
     upstream smc_engine {{
         server {_upstream_host(s.engine_host)}:{s.engine_port} max_fails=0;
