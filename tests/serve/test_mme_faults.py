@@ -156,7 +156,13 @@ def test_a_worker_killed_with_sigkill_is_replaced_with_every_model(mme):
         return {server.request("POST", f"/models/{name}/invoke", "[1]", {"Content-Type": "application/json"}).json()["pid"]
                 for _ in range(calls)}
 
-    before = pids_answering("p")
+    # Both workers must be known before the kill: otherwise the one that happened not to answer
+    # these calls would later look like the replacement.
+    before: set[int] = set()
+    deadline = time.monotonic() + 20
+    while len(before) < 2 and time.monotonic() < deadline:
+        before |= pids_answering("p")
+    assert len(before) == 2, before
     victim = next(iter(before))
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 20
