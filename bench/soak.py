@@ -86,12 +86,19 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def gunicorn_workers(smc_pid: int) -> list[int]:
-    """Workers: children of the gunicorn master, which is smc's child running --gunicorn-master."""
+    """Workers: children of the gunicorn master, smc's forked child named smc-gunicorn."""
     todo, masters = [smc_pid], []
     while todo:  # the onefile bootloader sits above smc proper
         for child in children(todo.pop()):
-            (masters if "--gunicorn-master" in cmdline(child) else todo).append(child)
+            (masters if comm(child) == "smc-gunicorn" else todo).append(child)
     return [w for m in masters for w in children(m)]
 
 

@@ -14,6 +14,7 @@ from supervisor_app import exitcodes
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_NAME = 15
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # ask smc to stop: train and serve alike
 _BUNDLE_ENV_PREFIXES = ("_PYI_", "_MEIPASS")
 
@@ -75,6 +76,14 @@ def death_signal_setter(signum: int) -> Callable[[], None] | None:
         prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
 
     return set_death_signal
+
+
+def set_process_name(name: str) -> None:
+    """The name ps, top and /proc/PID/comm show (15 bytes at most): a forked child of smc is
+    otherwise `smc` like its parent."""
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 def stop_with_bootloader(signum: int = signal.SIGTERM) -> int:

@@ -3,7 +3,11 @@ each line they print relayed as one JSON line.
 
 smc owns the pipes because nginx running as another user cannot open a /dev/stdout that belongs
 to root; relaying also makes every line JSON. Lines that already are JSON objects (smc's own
-re-executed master, nginx's access log) pass through untouched, which keeps relaying cheap.
+forked gunicorn master, nginx's access log) pass through untouched, which keeps relaying cheap.
+
+A child is either a program (argv, exec'd) or a Python callable run in a fork of smc itself
+(`target`): the gunicorn master is forked, not re-executed, because starting the onefile binary
+again costs ~0.12 s of the cold start (bootloader, interpreter, imports) and a fork ~1 ms.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -62,8 +67,16 @@ class Child:
     last_exit_code: int | None = None
     popen: subprocess.Popen[bytes] | None = None
     popen_kwargs: dict[str, Any] = field(default_factory=dict)  # cwd, user, group (sidecars, engine)
+    target: Callable[[], int] | None = None  # run in a fork of smc instead of exec'ing argv
+    streams: list[tuple[BinaryIO, str]] = field(default_factory=list)
 
     def spawn(self) -> None:
+        if self.target is not None:
+            self.pid, self.streams = fork_call(self.target, self.pass_fds, self.death_signal)
+            self.probe_failures = 0
+            self.started_at = time.monotonic()
+            self.to(State.STARTING)
+            return
         # start_new_session: a terminal's Ctrl-C reaches only smc, which stops children in order;
         # and the whole group (master + workers) can be killed when a master dies.
         self.popen = subprocess.Popen(
@@ -113,9 +126,68 @@ class Child:
         self.pid = 0
 
     def pipes(self) -> list[tuple[BinaryIO, str]]:
+        if self.target is not None:
+            return self.streams
         if self.popen is None:
             return []
         return [(self.popen.stdout, "stdout"), (self.popen.stderr, "stderr")]  # type: ignore[list-item]
+
+
+def fork_call(target: Callable[[], int], keep_fds: Sequence[int], death_signal: int) -> tuple[int, list[tuple[BinaryIO, str]]]:
+    """Run target() in a forked child with what an exec'd child would get: its own session, the
+    death signal, /dev/null stdin, stdout/stderr on pipes smc reads, no inherited fd but keep_fds,
+    default signal dispositions. The child ends with os._exit(target's code): it never returns
+    into smc's own stack (finally blocks, atexit, the bootloader bundle's cleanup)."""
+    set_death_signal = process.death_signal_setter(death_signal)
+    out_read, out_write = os.pipe2(os.O_CLOEXEC)
+    err_read, err_write = os.pipe2(os.O_CLOEXEC)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()  # nothing buffered in smc is written twice
+    pid = os.fork()
+    if pid == 0:
+        _exit_code = 1
+        try:
+            _become_child(out_write, err_write, keep_fds, set_death_signal)
+            _exit_code = target()
+        except SystemExit as exc:
+            _exit_code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:  # noqa: BLE001 - a child that cannot start says why, then exits
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:  # noqa: BLE001 - exiting anyway
+                    pass
+            os._exit(_exit_code)
+    os.close(out_write)
+    os.close(err_write)
+    return pid, [(os.fdopen(out_read, "rb", buffering=0), "stdout"), (os.fdopen(err_read, "rb", buffering=0), "stderr")]
+
+
+def _become_child(out_fd: int, err_fd: int, keep_fds: Sequence[int], set_death_signal: Callable[[], None] | None) -> None:
+    os.setsid()
+    if set_death_signal is not None:
+        set_death_signal()
+    signal.set_wakeup_fd(-1)  # smc's wakeup pipe is the supervisor's, not this child's
+    for signum in (*process.STOP_SIGNALS, signal.SIGCHLD, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_DFL)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(out_fd, 1)
+    os.dup2(err_fd, 2)
+    keep = sorted(set(keep_fds))
+    low = 3
+    for fd in keep:
+        os.closerange(low, fd)
+        os.set_inheritable(fd, False)  # ours, not the next exec's
+        low = fd + 1
+    os.closerange(low, 1 << 20)
+    # Fresh stream objects: the parent's may hold a lock taken by one of its threads (metrics).
+    sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
 
 
 class LineRelay:

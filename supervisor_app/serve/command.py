@@ -1,12 +1,13 @@
 """`smc serve`: check what can be checked up front, then supervise gunicorn and nginx.
 
-`smc serve --gunicorn-master ...` is the internal entry the supervisor re-executes the binary
-with (the onefile bootloader reuses the unpacked folder, ~50 ms); users never type it.
+The gunicorn master is a fork of this process (serve/children.py fork_call) running
+_master_main: no second start of the onefile binary.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 import signal
@@ -16,11 +17,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from supervisor_app import cpus, logs, process
+from supervisor_app import cpus, exitcodes, logs, process
 from supervisor_app.config import Config
 from supervisor_app.config.metrics import load_metrics_config
 from supervisor_app.config.serve import ServeConfig, describe, load_serve_config
-from supervisor_app.errors import AppLoadError, BootError, ConfigError, UsageError
+from supervisor_app.errors import AppLoadError, BootError, ConfigError, SmcError, UsageError
 from supervisor_app.serve import gpus
 from supervisor_app.metrics import start_exporter
 from supervisor_app.serve import nginx as nginx_conf
@@ -31,13 +32,11 @@ from supervisor_app.serve.outputs import now_iso, relay_streams
 from supervisor_app.serve.preflight import check_port_free, find_nginx, give_to_nginx_workers
 from supervisor_app.serve.supervision import Outputs, Policy, Supervisor, SupervisorSettings
 
-_MASTER_FLAG = "--gunicorn-master"
+MASTER_PROCESS_NAME = "smc-gunicorn"  # /proc/PID/comm of the forked master
 
 
 def run(config: Config, args: list[str]) -> int:
     serve_config = load_serve_config(config)
-    if args and args[0] == _MASTER_FLAG:
-        return _run_master(config, serve_config, args[1:])
     if args:
         raise UsageError(f"smc serve takes no arguments, got {' '.join(args)!r}",
                          hint="configure serve with environment variables (see docs/environment.md)")
@@ -110,9 +109,8 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
     )))
     notify_read, notify_write = os.pipe()
     gunicorn = Child(
-        "gunicorn",
-        process.self_command() + ["serve", _MASTER_FLAG, str(run_dir), str(notify_write), str(workers)],
-        process.self_env(config.environ), stop_signal=signal.SIGTERM, pass_fds=(notify_write,),
+        "gunicorn", ["smc", "serve", "(gunicorn master)"], dict(config.environ), stop_signal=signal.SIGTERM,
+        pass_fds=(notify_write,), target=functools.partial(_master_main, config, serve_config, run_dir, notify_write, workers),
     )
     nginx = Child("nginx", [nginx_path, "-e", "stderr", "-p", str(run_dir), "-c", str(conf_path)],
                   process.foreign_env(config.environ), stop_signal=signal.SIGQUIT)  # QUIT: nginx's graceful stop
@@ -150,14 +148,24 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
     return outcome.exit_code
 
 
-def _run_master(config: Config, serve_config: ServeConfig, args: list[str]) -> int:
-    from supervisor_app.serve.gunicorn_app import run_master  # gunicorn only in this process
-
-    if len(args) != 3:
-        raise UsageError(f"{_MASTER_FLAG} is internal to smc serve")
-    run_dir, notify_fd, workers = Path(args[0]), int(args[1]), int(args[2])
+def _master_main(config: Config, serve_config: ServeConfig, run_dir: Path, notify_fd: int, workers: int) -> int:
+    """The gunicorn master, in a fork of the supervisor. Its environment is what workers and user
+    code see: config.environ, with the private install dir and GPU pinning added above."""
+    os.environ.clear()
+    os.environ.update(config.environ)
+    process.set_process_name(MASTER_PROCESS_NAME)
     logs.configure(config.log_level, "json")  # the supervisor relays JSON lines as they are
-    return run_master(serve_config, config.prefix, config.environ, run_dir, notify_fd, workers, config.log_level)
+    log = logs.get_logger("gunicorn")
+    try:
+        from supervisor_app.serve.gunicorn_app import run_master  # gunicorn only in this process
+
+        return run_master(serve_config, config.prefix, config.environ, run_dir, notify_fd, workers, config.log_level)
+    except SmcError as exc:
+        log.error("command_failed", error=exc.message, hint=exc.hint or None, exit_code=exc.exit_code)
+        return exc.exit_code
+    except Exception:  # noqa: BLE001 - a bug in smc: say so with the traceback
+        log.exception("internal_error", hint="this is a bug in smc; please report it with this traceback")
+        return exitcodes.FAILURE
 
 
 def _fit_open_file_limit(worker_connections: int, log: Any) -> int:

@@ -1,4 +1,4 @@
-"""The gunicorn master, run in-process by `smc serve --gunicorn-master` (the binary re-executed).
+"""The gunicorn master, run in a fork of the `smc serve` supervisor (serve/command.py).
 
 Sync workers (serve/worker.py: a lean request path for nginx) on a unix socket in smc's private run dir. Each worker imports the handler and runs
 model_fn once at start (or the master does it once before forking, SMC_PRELOAD_MODEL=true), then

@@ -159,7 +159,11 @@ class Supervisor:
         self._install_signals()
         os.set_blocking(self.notify_fd, False)
         self.selector.register(self.notify_fd, selectors.EVENT_READ, ("notify", None))
+        # Both at once: nginx binds while gunicorn imports and loads the model (the cold start is
+        # the longer of the two, not their sum). Until a worker is ready nginx answers /ping 503
+        # from the missing ready file, and anything else 502 JSON.
         self._spawn(self.gunicorn)
+        self._spawn(self.nginx)
         while self.outcome is None or self._alive():
             timeout = self._timers()
             if self.outcome is not None and not self._alive():

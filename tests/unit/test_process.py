@@ -55,3 +55,63 @@ def test_reap_collects_exited_children():
     while len(reaped) < 3:
         reaped |= {pid for pid, _ in process.reap(block=True)}
     assert pids <= reaped
+
+
+def test_fork_call_runs_the_target_like_a_fresh_child(tmp_path):
+    """The forked gunicorn master's start: own session, pipes for its output, no inherited fd but
+    the kept ones, default signal dispositions, and the target's return value as exit code."""
+    from supervisor_app.serve.children import fork_call
+
+    keep_read, keep_write = os.pipe()
+    stray = os.open(os.devnull, os.O_RDONLY)
+    os.set_inheritable(stray, True)
+    previous = signal.signal(signal.SIGTERM, lambda s, f: None)
+
+    def target() -> int:
+        facts = {
+            "session_leader": os.getsid(0) == os.getpid(),
+            "kept_open": _is_open(keep_write),
+            "stray_closed": not _is_open(stray),
+            "sigterm_default": signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,
+        }
+        print(facts, flush=True)
+        os.write(keep_write, b"ok")
+        return 7
+
+    try:
+        pid, streams = fork_call(target, (keep_write,), signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        os.close(stray)
+    _, status = os.waitpid(pid, 0)
+    out = streams[0][0].read().decode()
+    os.close(keep_write)
+    assert os.read(keep_read, 10) == b"ok"
+    assert process.exit_code(status) == 7
+    assert out.strip() == str({"session_leader": True, "kept_open": True, "stray_closed": True,
+                               "sigterm_default": True})
+    for stream, _ in streams:
+        stream.close()
+
+
+def test_fork_call_reports_a_crash_with_its_traceback_and_exit_1():
+    from supervisor_app.serve.children import fork_call
+
+    def target() -> int:
+        raise RuntimeError("the master could not start")
+
+    pid, streams = fork_call(target, (), signal.SIGTERM)
+    _, status = os.waitpid(pid, 0)
+    err = streams[1][0].read().decode()
+    assert process.exit_code(status) == 1
+    assert "RuntimeError: the master could not start" in err
+    for stream, _ in streams:
+        stream.close()
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
