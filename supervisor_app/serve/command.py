@@ -22,10 +22,9 @@ from supervisor_app.config import Config
 from supervisor_app.config.metrics import load_metrics_config
 from supervisor_app.config.serve import ServeConfig, describe, load_serve_config
 from supervisor_app.errors import AppLoadError, BootError, ConfigError, SmcError, UsageError
-from supervisor_app.serve import gpus
 from supervisor_app.metrics import start_exporter
+from supervisor_app.serve import gpus, requirements
 from supervisor_app.serve import nginx as nginx_conf
-from supervisor_app.serve import requirements
 from supervisor_app.serve.children import Child
 from supervisor_app.serve.connections import raise_open_file_limit
 from supervisor_app.serve.outputs import now_iso, relay_streams
@@ -105,7 +104,7 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
         max_body_bytes=serve_config.max_payload_bytes, timeout_s=serve_config.timeout_s,
         nginx_timeout_s=serve_config.nginx_timeout_s, worker_connections=serve_config.worker_connections,
         keepalive_s=serve_config.keepalive_s, log_ping=serve_config.log_ping, rlimit_nofile=nofile,
-        asgi=bool(serve_config.asgi_app), body_file_handoff=not serve_config.asgi_app,
+        asgi=bool(serve_config.asgi_app),
     )))
     notify_read, notify_write = os.pipe()
     gunicorn = Child(
@@ -163,7 +162,7 @@ def _master_main(config: Config, serve_config: ServeConfig, run_dir: Path, notif
     except SmcError as exc:
         log.error("command_failed", error=exc.message, hint=exc.hint or None, exit_code=exc.exit_code)
         return exc.exit_code
-    except Exception:  # noqa: BLE001 - a bug in smc: say so with the traceback
+    except Exception:
         log.exception("internal_error", hint="this is a bug in smc; please report it with this traceback")
         return exitcodes.FAILURE
 

@@ -24,10 +24,8 @@ DRAIN_FILE = "draining"
 CONF_FILE = "nginx.conf"
 SOCKET_NAME = "gunicorn.sock"  # gunicorn binds it, nginx proxies to it
 BODY_DIR = "nginx/body"  # client_body_temp_path, relative to the run dir
-BODY_FILE_HEADER = "X-Smc-Body-File"
-BODY_LENGTH_HEADER = "X-Smc-Body-Length"
-BODY_FILE_LOCATION = "/_smc_body_file"
-BODY_FILE_MIN_BYTES = 10_000_000  # by digit count: Content-Length of 8 digits or more
+STREAMED_BODY_LOCATION = "/_smc_streamed_body"
+STREAMED_BODY_MIN_BYTES = 10_000_000  # by digit count: Content-Length of 8 digits or more
 
 _ACCESS_FORMAT = (
     '{"ts":"$time_iso8601","level":"info","component":"nginx","event":"request",'
@@ -78,9 +76,6 @@ class NginxSettings:
     log_ping: bool
     rlimit_nofile: int = 0  # worker_rlimit_nofile; 0: what worker_connections needs
     asgi: bool = False  # SMC_ASGI_APP: unbuffered proxying and the WebSocket route
-    # Big bodies as nginx's spooled file (X-Smc-Body-File): only smc's own worker (serve/worker.py)
-    # reads that header, so only it may turn this on; any other upstream needs the body itself.
-    body_file_handoff: bool = False
 
 
 def _json_return(status: int, settings: NginxSettings) -> str:
@@ -182,22 +177,21 @@ def render_nginx_conf(settings: NginxSettings) -> str:
             proxy_buffers 16 64k;
             proxy_busy_buffers_size 128k;{asgi}
             add_header X-Amzn-SageMaker-Inference-Id $inference_id always;"""
-    # Bodies of BODY_FILE_MIN_BYTES and more: nginx has spooled them to a file anyway, so it hands
-    # the worker that file's name instead of copying the body through the socket (the worker reads
-    # it once into the handler's buffer). Not for ASGI apps: uvicorn reads bodies from the socket.
-    body_file_jump = "" if not settings.body_file_handoff else f"""
-            if ($smc_body_to_file) {{
-                rewrite ^ {BODY_FILE_LOCATION}$uri last;
+    # Bodies of STREAMED_BODY_MIN_BYTES and more (with a Content-Length; chunked ones are always
+    # buffered) go to the worker as they arrive: spooling them to a file first and reading it back
+    # cost ~2x the upload itself (bench/streaming.py), the copy through the socket overlaps the
+    # upload. The size limit is still checked on the Content-Length before a byte moves (413).
+    # The worker is busy for the upload's duration: fine for SageMaker's own senders (Batch
+    # Transform, Async Inference), and small bodies, where slow clients are common, stay buffered.
+    streamed_body_jump = f"""
+            if ($smc_stream_body) {{
+                rewrite ^ {STREAMED_BODY_LOCATION}$uri last;
             }}"""
-    body_file_location = "" if not settings.body_file_handoff else f"""
-        location {BODY_FILE_LOCATION}/ {{
+    streamed_body_location = f"""
+        location {STREAMED_BODY_LOCATION}/ {{
             internal;
-            client_body_in_file_only clean;
-            proxy_pass_request_body off;
+            proxy_request_buffering off;
             proxy_pass http://smc_gunicorn$request_uri;
-            proxy_set_header Content-Length "";
-            proxy_set_header {BODY_FILE_HEADER} $request_body_file;
-            proxy_set_header {BODY_LENGTH_HEADER} $content_length;
 {proxy_common}
         }}
 """
@@ -224,17 +218,17 @@ http {{
     tcp_nodelay on;
     keepalive_timeout {settings.keepalive_s};
     client_max_body_size {body_limit};
-    # Bodies over 1 MiB are spooled to the temp dir, not held in nginx's memory, and reach the
-    # worker whole with a Content-Length (proxy_request_buffering on): over the limit is a 413
-    # before any byte reaches Python.
+    # Bodies over 1 MiB and under STREAMED_BODY_MIN_BYTES (and all chunked ones) are spooled to the
+    # temp dir, not held in nginx's memory, and reach the worker whole with a Content-Length
+    # (proxy_request_buffering on). Over the limit is a 413 before any byte reaches Python.
     client_body_buffer_size 1m;
     large_client_header_buffers {_HEADER_BUFFERS} {_HEADER_BUFFER_KIB}k;
     uninitialized_variable_warn off;  # $smc_drained is set only on a request's second pass (drain)
 {temp_paths(temp)}
 {access_log_maps()}
 
-    map $content_length $smc_body_to_file {{
-        "~^[0-9]{{{len(str(BODY_FILE_MIN_BYTES))},}}$" 1;
+    map $content_length $smc_stream_body {{
+        "~^[0-9]{{{len(str(STREAMED_BODY_MIN_BYTES))},}}$" 1;
         default "";
     }}
 
@@ -275,18 +269,15 @@ http {{
             return 200;
         }}
 
-        location / {{{body_file_jump}
+        location / {{{streamed_body_jump}
             proxy_pass http://smc_gunicorn;
             # HTTP/1.1 so the worker can stream chunked: nginx then knows a complete stream (last
             # chunk) from a broken one and never ends a failed stream normally for the client. A
             # streamed response carries X-Accel-Buffering: no, so nginx forwards each chunk at once;
             # buffered responses keep nginx's buffering (a slow client does not hold a worker).
-            # Only nginx may name a body file, never a client.
-            proxy_set_header {BODY_FILE_HEADER} "";
-            proxy_set_header {BODY_LENGTH_HEADER} "";
 {proxy_common}
         }}
-{body_file_location}{websocket}
+{streamed_body_location}{websocket}
 {error_locations}
     }}
 }}

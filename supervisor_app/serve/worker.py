@@ -1,8 +1,8 @@
 """A gunicorn sync worker with a lean request path for the only client it ever has: nginx.
 
 The socket lives in smc's private run dir, so every request comes from the nginx smc configured:
-one request per connection, the body already buffered by nginx (spooled to its temp dir when
-large) and sent with Content-Length. For that subset gunicorn's general HTTP parser,
+one request per connection, the body sent with Content-Length (buffered by nginx, or streamed
+as it arrives when it is 10 MB or more: serve/nginx.py, serve/bodies.py). For that subset gunicorn's general HTTP parser,
 Request/Response objects and config lookups are most of a request's cost (about half of the
 worker's CPU in bench/serve). The body is read into one buffer of its final size, so a 1 GB body
 costs one body of memory and linear time. Responses are written by serve/response.py: buffered in
@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import errno
 import io
-import os
-import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from gunicorn.workers.sync import SyncWorker
 
 from supervisor_app import logs
-from supervisor_app.serve.nginx import BODY_DIR
+from supervisor_app.serve.bodies import BodyError, read_body
 from supervisor_app.serve.response import ResponseWriter, StreamAborted, buffered_bytes
 from supervisor_app.serve.wsgi import error_body
 
@@ -38,15 +37,6 @@ class BadRequest(Exception):
 
 
 class NginxWorker(SyncWorker):
-    _body_dir_path = ""
-
-    @property
-    def _body_dir(self) -> str:
-        # nginx's client_body_temp_path: the only place a body file named by nginx may be
-        if not self._body_dir_path:
-            self._body_dir_path = os.path.join(self.cfg.worker_tmp_dir, BODY_DIR) + os.sep
-        return self._body_dir_path
-
     _writer: ResponseWriter | None = None
 
     def handle_exit(self, sig: Any, frame: Any) -> None:
@@ -64,7 +54,7 @@ class NginxWorker(SyncWorker):
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
         writer = None
         try:
-            request = read_request(client, self._body_dir)
+            request = read_request(client, self.notify)
             if request is None:
                 return  # a health probe: connected and closed
             self.nr += 1
@@ -74,7 +64,7 @@ class NginxWorker(SyncWorker):
             environ["smc.client"] = client  # streams watch it for the client leaving (serve/streaming.py)
             writer = self._writer = ResponseWriter(client, environ["REQUEST_METHOD"] == "HEAD", self.notify)
             self._respond(environ, writer)
-        except BadRequest as exc:
+        except (BadRequest, BodyError) as exc:
             self._send_quietly(client, buffered_bytes("400 Bad Request", [("Content-Type", "application/json")],
                                                       error_body(400, str(exc))))
         except StreamAborted:
@@ -115,11 +105,9 @@ class NginxWorker(SyncWorker):
             pass
 
 
-def read_request(client: Any, body_dir: str = "") -> tuple[bytes, list[bytes], io.BytesIO] | None:
+def read_request(client: Any, heartbeat: Callable[[], None] | None = None) -> tuple[bytes, list[bytes], io.BytesIO] | None:
     """(request line, header lines, body) from one connection; None if closed before any byte.
-
-    A big body arrives as a file nginx spooled it to (X-Smc-Body-File, inside body_dir), not on
-    the socket: see serve/nginx.py."""
+    heartbeat: called while a big body streams in (serve/bodies.py)."""
     data = b""
     while True:
         end = data.find(b"\r\n\r\n")
@@ -135,7 +123,6 @@ def read_request(client: Any, body_dir: str = "") -> tuple[bytes, list[bytes], i
         data += chunk
     request_line, *header_lines = data[:end].split(b"\r\n")
     length = 0
-    body_file = None
     for line in header_lines:
         name, _, value = line.partition(b":")
         lowered = name.strip().lower()
@@ -145,73 +132,10 @@ def read_request(client: Any, body_dir: str = "") -> tuple[bytes, list[bytes], i
             length = int(value)
         elif lowered == b"transfer-encoding":
             raise BadRequest("chunked bodies reach the worker only through nginx, which de-chunks them")
-        elif lowered == b"x-smc-body-file":
-            body_file = value.strip().decode("latin-1")
-    if body_file is not None:
-        return _with_body_file(request_line, header_lines, body_file, body_dir)
     start = end + 4
     if len(data) - start >= length:
         return request_line, header_lines, io.BytesIO(data[start:start + length])
-    return request_line, header_lines, _read_body(client, memoryview(data)[start:], length)
-
-
-def _read_body(client: Any, received: memoryview, length: int) -> io.BytesIO:
-    """The rest of a body of known length, received straight into one buffer of its final size.
-
-    A BytesIO over bytes(length) (calloc: untouched pages cost no memory yet); getbuffer() makes it
-    writable in place, and once that view is released getvalue() and read() hand out this same
-    buffer. So the handler's `bytes` is the memory the kernel filled: linear time, no `+=` growth,
-    no second copy, about one body of memory at the peak.
-    """
-    buffer = io.BytesIO(bytes(length))
-    view = buffer.getbuffer()
-    try:
-        filled = len(received)
-        view[:filled] = received
-        while filled < length:
-            count = client.recv_into(view[filled:], length - filled, socket.MSG_WAITALL)
-            if not count:
-                raise BadRequest(f"connection closed inside the request body ({filled} of {length} bytes)")
-            filled += count
-    finally:
-        view.release()
-    return buffer
-
-
-def _with_body_file(request_line: bytes, header_lines: list[bytes], path: str,
-                    body_dir: str) -> tuple[bytes, list[bytes], io.BytesIO]:
-    length_text = b""
-    kept = []
-    for line in header_lines:
-        name, _, value = line.partition(b":")
-        lowered = name.strip().lower()
-        if lowered == b"x-smc-body-length":
-            length_text = value.strip()
-        elif lowered != b"x-smc-body-file":
-            kept.append(line)
-    if not length_text.isdigit():
-        raise BadRequest("X-Smc-Body-File without a valid X-Smc-Body-Length")
-    return request_line, kept, _read_body_file(path, body_dir, int(length_text))
-
-
-def _read_body_file(path: str, body_dir: str, length: int) -> io.BytesIO:
-    """A body nginx spooled to a file: read once into a buffer of its final size (page cache to
-    the handler's bytes: one copy, no socket transfer)."""
-    if not body_dir or not os.path.normpath(path).startswith(body_dir) or "/../" in path:
-        raise BadRequest("body file outside nginx's body temp dir")
-    buffer = io.BytesIO(bytes(length))
-    view = buffer.getbuffer()
-    try:
-        with open(path, "rb", buffering=0) as body:
-            filled = 0
-            while filled < length:
-                count = body.readinto(view[filled:])
-                if not count:
-                    raise BadRequest(f"body file {path} ended after {filled} of {length} bytes")
-                filled += count
-    finally:
-        view.release()
-    return buffer
+    return request_line, header_lines, read_body(client, memoryview(data)[start:], length, heartbeat)
 
 
 def build_environ(request_line: bytes, header_lines: list[bytes], body: io.BytesIO) -> dict[str, Any]:

@@ -70,12 +70,42 @@ def test_one_gigabyte_body_costs_about_one_body_of_memory(start_server):
     assert answer["VmHWM"] - idle_rss < 1.15 * size, (answer, idle_rss)
 
 
-def test_a_client_cannot_name_a_body_file(start_server):
-    """Big bodies reach the worker as nginx's spooled file; only nginx may name that file."""
-    server = start_server("stream", env={"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
-    response = server.request("POST", "/invocations", b"abc", {
-        "Content-Type": "application/octet-stream", "X-Smc-Body-File": "/etc/passwd", "X-Smc-Body-Length": "100"})
-    assert response.status == 200 and response.json()["length"] == 3
+def test_a_streamed_body_over_the_limit_is_a_json_413_before_python(start_server):
+    """Bodies of 10 MB and more stream to the worker as they arrive: the limit still holds first."""
+    server = start_server("stream", env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "12", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    status, body, _ = _upload(server.port, 12 * MIB)
+    assert status == 200 and json.loads(body)["length"] == 12 * MIB
+    status, body, _ = _upload(server.port, 12 * MIB + 1)
+    assert status == 413 and json.loads(body)["status"] == 413
+    rejected = server.wait_event("request", status=413)
+    assert rejected["upstream_s"] in ("", "-"), rejected
+
+
+def test_a_slow_streamed_upload_longer_than_the_worker_timeout_arrives_whole(start_server):
+    """A 20 MB body sent over ~9 s streams into the worker while it arrives; the worker heartbeats
+    between slices, so gunicorn (timeout T + 5 s = 6 s here) does not kill it as stuck."""
+    server = start_server("stream", env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0", "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+                                         "SAGEMAKER_MODEL_SERVER_TIMEOUT": "1"})
+    size = 20 * MIB
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+
+    def slow_blocks():
+        for _ in range(20):
+            yield b"\x03" * MIB
+            time.sleep(0.45)
+
+    try:
+        started = time.monotonic()
+        conn.request("POST", "/invocations", body=slow_blocks(),
+                     headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        elapsed = time.monotonic() - started
+    finally:
+        conn.close()
+    assert response.status == 200 and answer["length"] == size, answer
+    assert elapsed > 8, elapsed
+    assert not server.events("worker_timeout"), server.events("worker_timeout")
 
 
 def test_chunked_uploads_are_whole_bodies_and_limited_too(start_server):

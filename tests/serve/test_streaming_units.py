@@ -3,9 +3,9 @@ framing (buffered, chunked, sized, write()), hop-by-hop headers, and the linear 
 
 from __future__ import annotations
 
-import io
 import socket
 import threading
+import time
 
 import pytest
 
@@ -118,22 +118,33 @@ def test_body_read_is_one_buffer_shared_with_the_handler():
     theirs.close()
 
 
-def test_body_file_must_be_inside_nginx_body_dir(tmp_path):
+def test_a_body_that_stalls_still_gets_heartbeats(monkeypatch):
+    from supervisor_app.serve import bodies
+
+    monkeypatch.setattr(bodies, "_HEARTBEAT_S", 0.05)
     ours, theirs = socket.socketpair()
-    ours.sendall(b"POST /invocations HTTP/1.1\r\nX-Smc-Body-File: /etc/passwd\r\nX-Smc-Body-Length: 3\r\n\r\n")
-    with pytest.raises(worker.BadRequest, match="outside nginx's body temp dir"):
-        worker.read_request(theirs, str(tmp_path) + "/")
-    body_file = tmp_path / "0001"
-    body_file.write_bytes(b"abc")
-    ours.sendall(f"POST /x HTTP/1.1\r\nX-Smc-Body-File: {body_file}\r\nX-Smc-Body-Length: 3\r\nA: b\r\n\r\n".encode())
-    _, headers, body = worker.read_request(theirs, str(tmp_path) + "/")
-    assert body.read() == b"abc" and headers == [b"A: b"]
+    payload = bytes(range(256)) * 20
+
+    def send() -> None:
+        ours.sendall(b"POST /x HTTP/1.1\r\nContent-Length: 5120\r\n\r\n")
+        time.sleep(0.1)  # the head arrives alone: the whole body comes through read_body
+        ours.sendall(payload[:100])
+        time.sleep(0.3)  # a stall of 6 heartbeat periods
+        ours.sendall(payload[100:])
+
+    sender = threading.Thread(target=send)
+    beats = []
+    sender.start()
+    _, _, body = worker.read_request(theirs, lambda: beats.append(1))
+    sender.join()
+    assert body.getvalue() == payload
+    assert 5 <= len(beats) <= 9, beats
+    assert theirs.gettimeout() is None  # the socket is left as it was
     ours.close()
     theirs.close()
-    assert isinstance(body, io.BytesIO)
 
 
-def test_nginx_hands_big_bodies_as_files_only_to_smcs_own_worker(tmp_path):
+def test_nginx_streams_big_bodies_to_the_app_and_buffers_small_ones(tmp_path):
     from supervisor_app.serve.nginx import NginxSettings, render_nginx_conf
 
     def conf(**kw):
@@ -141,9 +152,11 @@ def test_nginx_hands_big_bodies_as_files_only_to_smcs_own_worker(tmp_path):
                                                max_body_bytes=0, timeout_s=60, nginx_timeout_s=62,
                                                worker_connections=16, keepalive_s=5, log_ping=False, **kw))
 
-    own = conf(body_file_handoff=True)
-    assert "client_body_in_file_only clean;" in own and "rewrite ^ /_smc_body_file$uri last;" in own
-    assert 'proxy_set_header X-Smc-Body-File "";' in own  # clients cannot name a file
+    for rendered in (conf(), conf(asgi=True)):
+        assert "rewrite ^ /_smc_streamed_body$uri last;" in rendered
+        streamed = rendered.split("location /_smc_streamed_body/ {", 1)[1].split("}", 1)[0]
+        assert "internal;" in streamed and "proxy_request_buffering off;" in streamed
+        assert '"~^[0-9]{8,}$" 1;' in rendered  # 10 MB and more, by Content-Length digits
     other = conf()
     assert "client_body_in_file_only" not in other and "_smc_body_file" not in other
     assert "proxy_http_version 1.1;" in other
