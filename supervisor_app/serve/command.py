@@ -162,7 +162,7 @@ def _master_main(config: Config, serve_config: ServeConfig, run_dir: Path, notif
     except SmcError as exc:
         log.error("command_failed", error=exc.message, hint=exc.hint or None, exit_code=exc.exit_code)
         return exc.exit_code
-    except Exception:
+    except Exception:  # a bug in smc: say so with the traceback, never a bare crash
         log.exception("internal_error", hint="this is a bug in smc; please report it with this traceback")
         return exitcodes.FAILURE
 
