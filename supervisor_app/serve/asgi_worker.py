@@ -15,12 +15,15 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gunicorn.arbiter import Arbiter
 from gunicorn.workers.base import Worker
 from uvicorn.config import Config
 from uvicorn.server import Server
+
+from supervisor_app.serve.busy import BusyMark, MarkedAsgiApp
 
 WEBSOCKET_PATH = "/invocations-bidirectional-stream"
 
@@ -53,6 +56,13 @@ class AsgiWorker(Worker):
             limit_max_requests=self.max_requests or None,
         )
 
+    def init_process(self) -> None:
+        try:
+            self.busy: BusyMark | None = BusyMark(Path(self.cfg.worker_tmp_dir))
+        except OSError:
+            self.busy = None  # the drain then relies on its window alone
+        super().init_process()
+
     def init_signals(self) -> None:
         # uvicorn installs its own SIGTERM/SIGINT handlers (graceful: finish in-flight requests);
         # gunicorn's would only set a flag uvicorn never reads.
@@ -66,6 +76,9 @@ class AsgiWorker(Worker):
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi  # gunicorn calls whatever load() returned "wsgi"
+        self.config.load()  # uvicorn's own ASGI 2/3 detection and wrappers; serve() keeps the result
+        if self.busy is not None:
+            self.config.loaded_app = MarkedAsgiApp(self.config.loaded_app, self.busy)
         server = Server(config=self.config)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGQUIT, self.handle_exit, signal.SIGQUIT, None)

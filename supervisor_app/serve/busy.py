@@ -2,7 +2,8 @@
 
 Each worker maps an 8-byte file `busy-<pid>` in smc's run dir and writes the monotonic time a
 request starts (0 when it ends); CLOCK_MONOTONIC is system-wide, so the supervisor can compare.
-The drain uses it: a request that started before SIGTERM was given `Connection: keep-alive`, so
+Async (ASGI) workers, with several requests at once, write the start of the oldest one
+(MarkedAsgiApp). The drain uses it: a request that started before SIGTERM was given `Connection: keep-alive`, so
 the drain lasts until those requests are answered and their clients have sent the next request,
 which is then answered with `Connection: close`.
 """
@@ -14,6 +15,7 @@ import os
 import struct
 import time
 from pathlib import Path
+from typing import Any
 
 _PREFIX = "busy-"
 _STAMP = struct.Struct("d")
@@ -33,6 +35,35 @@ class BusyMark:
 
     def end(self) -> None:
         _STAMP.pack_into(self.map, 0, 0.0)
+
+    def set(self, since: float) -> None:
+        """The start of the oldest request in flight (0.0: none), for workers with several at once."""
+        _STAMP.pack_into(self.map, 0, since)
+
+
+class MarkedAsgiApp:
+    """ASGI middleware keeping a worker's busy mark at the start of its oldest HTTP request in
+    flight. WebSocket sessions are left out: they cannot be told to close between requests, and
+    an open-ended session would hold every drain to its hard stop."""
+
+    def __init__(self, app: Any, mark: BusyMark) -> None:
+        self.app = app
+        self.mark = mark
+        self.started: dict[int, float] = {}  # id of the request's scope -> monotonic start
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        key = id(scope)
+        now = time.monotonic()
+        self.started[key] = now
+        if len(self.started) == 1:
+            self.mark.set(now)
+        try:
+            return await self.app(scope, receive, send)
+        finally:
+            del self.started[key]
+            self.mark.set(min(self.started.values()) if self.started else 0.0)
 
 
 def busy_since(run_dir: Path) -> dict[int, float]:

@@ -89,3 +89,30 @@ def test_asgi_app_missing_attribute_exits_4(start_server, opt_ml):
     server = start_server(None, env={"SMC_ASGI_APP": "asgi_stream:nope"}, wait=False)
     assert server.wait_exit() == 4
     assert "has no attribute 'nope' (SMC_ASGI_APP=asgi_stream:nope)" in server.output()
+
+
+def test_drain_waits_for_an_asgi_request_from_before_sigterm(start_server, opt_ml):
+    """ASGI workers mark their oldest request in flight, so the drain waits for a stream that
+    started before SIGTERM (its answer was keep-alive) and answers its client's next request."""
+    import http.client
+    import signal
+
+    _install(opt_ml)
+    server = start_server(None, env={"SMC_ASGI_APP": "asgi_stream:app", "SMC_DRAIN_SECONDS": "1"})
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("POST", "/invocations", body=json.dumps({"n": 4, "gap_s": 1.0}),
+                 headers={"Content-Type": "application/json"})
+    first = conn.getresponse()
+    time.sleep(0.5)  # the stream is under way
+    server.proc.send_signal(signal.SIGTERM)
+    lines = first.read().splitlines()
+    assert first.status == 200 and len(lines) == 4
+    conn.request("POST", "/invocations", body=json.dumps({"mode": "size"}), headers={"Content-Type": "application/json"})
+    second = conn.getresponse()
+    assert second.status == 200 and second.will_close
+    second.read()
+    conn.close()
+    assert server.wait_exit(20) == 0
+    drained = server.events("drain_finished")[0]
+    assert drained["elapsed_s"] >= 2.0, drained  # past the 1 s window: it waited for the stream
+    assert drained["requests_from_before"] == 0, drained
