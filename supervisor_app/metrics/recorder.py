@@ -5,8 +5,9 @@ every /invocations costs a closure, two perf_counter() calls and a handful of fl
 shared mmap (measured in docs/metrics.md). Other routes pass straight through.
 
 Call sites: `configure(dir)` in the gunicorn master, `worker_started()` after each fork,
-`instrument(app)` around the WSGI app, `model_loaded(seconds)`; a streaming response path that
-does not iterate a WSGI body can call `observe_stream(ttfb_s)` itself.
+`instrument(app)` around the WSGI app, `instrument_asgi(app)` around an ASGI app (in its worker,
+after uvicorn's own wrapping), `model_loaded(seconds)`; a streaming response path that does not
+iterate a WSGI body can call `observe_stream(ttfb_s)` itself.
 """
 
 from __future__ import annotations
@@ -138,6 +139,43 @@ def instrument(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[by
         slots[latency_sum] += elapsed
         slots[latency_count] += 1
         return result
+
+    return metered
+
+
+def _is_invocation(path: str) -> bool:
+    return path == "/invocations" or (path.startswith("/models/") and path.endswith("/invoke"))
+
+
+def instrument_asgi(app: Any) -> Any:
+    """Wrap an ASGI 3 app so /invocations are counted as for WSGI: status, latency to the end of
+    the answer, time to the first byte of a streamed one; the app itself when metrics are off."""
+    if _dir is None:
+        return app
+
+    async def metered(scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["type"] != "http" or not _is_invocation(scope.get("path", "")):
+            return await app(scope, receive, send)
+        status = [500]
+        streaming = [False]
+        started = time.perf_counter()
+        slots = _view if _view is not None else _slots()
+        slots[layout.IN_FLIGHT] += 1
+
+        async def recording_send(message: dict[str, Any]) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                status[0] = int(message["status"])
+            elif kind == "http.response.body" and not streaming[0] and message.get("more_body"):
+                streaming[0] = True  # more to come: a streamed answer, its first byte is now
+                observe_stream(time.perf_counter() - started)
+            await send(message)
+
+        try:
+            return await app(scope, receive, recording_send)
+        finally:
+            slots[layout.IN_FLIGHT] -= 1
+            observe(status[0], time.perf_counter() - started)
 
     return metered
 

@@ -23,6 +23,7 @@ from gunicorn.workers.base import Worker
 from uvicorn.config import Config
 from uvicorn.server import Server
 
+from supervisor_app.metrics import recorder as metrics
 from supervisor_app.serve.busy import BusyMark, MarkedAsgiApp
 
 WEBSOCKET_PATH = "/invocations-bidirectional-stream"
@@ -77,6 +78,7 @@ class AsgiWorker(Worker):
     async def _serve(self) -> None:
         self.config.app = self.wsgi  # gunicorn calls whatever load() returned "wsgi"
         self.config.load()  # uvicorn's own ASGI 2/3 detection and wrappers; serve() keeps the result
+        self.config.loaded_app = metrics.instrument_asgi(self.config.loaded_app)
         if self.busy is not None:
             self.config.loaded_app = MarkedAsgiApp(self.config.loaded_app, self.busy)
         server = Server(config=self.config)

@@ -260,7 +260,7 @@ class ModelServer(BaseApplication):
             except AppLoadError as exc:
                 self._fail("handler_import_failed", exc)
             self.log.info(f"{kind.lower()}_app_loaded", app=spec, code_dir=str(config.code_dir))
-            return metrics.instrument(app) if kind == "WSGI" else app  # the ASGI path is not instrumented
+            return metrics.instrument(app) if kind == "WSGI" else app  # ASGI: metered in its worker (asgi_worker.py)
         try:
             handlers = handler_module.load_handlers(config.code_dir, config.module_name, config.code_dir_requested)
         except AppLoadError as exc:

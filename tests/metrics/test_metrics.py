@@ -133,3 +133,23 @@ def test_metrics_port_taken_is_a_start_up_error(start_server):
         server = start_server("echo", env={"SMC_METRICS_PORT": str(port)}, wait=False)
         assert server.wait_exit(30) == 3
     assert re.search(rf"metrics port {port} cannot be opened", server.output())
+
+
+def test_asgi_apps_are_counted_too(start_server, opt_ml):
+    code = opt_ml / "model" / "code"
+    code.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "tests" / "fixtures" / "apps" / "asgi_stream.py", code / "asgi_stream.py")
+    metrics_port = free_port()
+    server = start_server(None, env={"SMC_ASGI_APP": "asgi_stream:app", "SMC_METRICS_PORT": str(metrics_port),
+                                     "SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
+    for _ in range(5):
+        assert server.invoke({"mode": "size"}).status == 200
+    streamed = server.invoke({"n": 3, "gap_s": 0.1})
+    assert streamed.status == 200 and len(streamed.body.splitlines()) == 3
+    assert server.request("GET", "/elsewhere").status == 200  # not an invocation: not counted
+    samples = _wait_for(lambda: (s := _scrape(metrics_port))["smc_invocation_duration_seconds_count"] == 6 and s)
+    assert samples, _scrape(metrics_port)
+    assert samples['smc_invocations_total{status="200"}'] == 6
+    assert samples["smc_stream_first_byte_seconds_count"] == 1  # only the streamed answer
+    assert samples["smc_invocations_in_flight"] == 0
+    assert samples["smc_invocation_duration_seconds_sum"] >= 0.2  # the stream's two gaps
