@@ -9,6 +9,7 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 from tests.serve.conftest import Response, children_of, cmdline
 
@@ -108,6 +109,21 @@ def test_worker_killed_mid_request_gives_json_502_and_is_replaced(start_server):
 def _child_pid(server, name: str) -> int:
     started = [r for r in server.events("child_started") if r["child"] == name]
     return started[-1]["child_pid"]
+
+
+def test_the_gunicorn_master_is_a_fork_of_smc_not_a_second_binary_start(start_server):
+    """One onefile bootloader start per `smc serve`: the master is forked from smc proper (named
+    smc-gunicorn) and shares its unpacked bundle."""
+    server = start_server("echo", env={"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    master = _child_pid(server, "gunicorn")
+    status = {line.split(":")[0]: line.split(":", 1)[1].strip()
+              for line in Path(f"/proc/{master}/status").read_text().splitlines()}
+    assert status["Name"] == "smc-gunicorn"
+    smc_proper = int(status["PPid"])
+    assert os.readlink(f"/proc/{master}/exe") == os.readlink(f"/proc/{smc_proper}/exe")
+    assert cmdline(master) == cmdline(smc_proper)  # forked: no `smc serve --gunicorn-master` exec
+    assert len(children_of(master)) == 1
+    assert server.invoke({"x": 1}).status == 200
 
 
 def test_gunicorn_master_killed_is_restarted(start_server):
