@@ -94,13 +94,20 @@ def test_emf_lines_on_stdout_carry_the_interval_counts(start_server):
     assert any("ModelLoadTime" in doc for doc in lines)
 
 
-def test_time_to_first_byte_of_a_streamed_answer(start_server, opt_ml):
+def _serve_app_with_metrics(start_server, opt_ml, fixture: str, setting: str, workers: int):
+    """An app from tests/fixtures (SMC_WSGI_APP or SMC_ASGI_APP) with Prometheus metrics on."""
+    source = ROOT / "tests" / "fixtures" / fixture
     code = opt_ml / "model" / "code"
     code.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "tests" / "fixtures" / "handlers" / "streaming_app.py", code / "streaming_app.py")
+    shutil.copy(source, code / source.name)
     metrics_port = free_port()
-    server = start_server(None, env={"SMC_WSGI_APP": "streaming_app:app", "SMC_METRICS_PORT": str(metrics_port),
-                                     "SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    server = start_server(None, env={setting: f"{source.stem}:app", "SMC_METRICS_PORT": str(metrics_port),
+                                     "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)})
+    return server, metrics_port
+
+
+def test_time_to_first_byte_of_a_streamed_answer(start_server, opt_ml):
+    server, metrics_port = _serve_app_with_metrics(start_server, opt_ml, "handlers/streaming_app.py", "SMC_WSGI_APP", 1)
     for _ in range(3):
         assert server.invoke(b"x").body == b"first,rest"
     samples = _scrape(metrics_port)
@@ -136,12 +143,7 @@ def test_metrics_port_taken_is_a_start_up_error(start_server):
 
 
 def test_asgi_apps_are_counted_too(start_server, opt_ml):
-    code = opt_ml / "model" / "code"
-    code.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "tests" / "fixtures" / "apps" / "asgi_stream.py", code / "asgi_stream.py")
-    metrics_port = free_port()
-    server = start_server(None, env={"SMC_ASGI_APP": "asgi_stream:app", "SMC_METRICS_PORT": str(metrics_port),
-                                     "SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
+    server, metrics_port = _serve_app_with_metrics(start_server, opt_ml, "apps/asgi_stream.py", "SMC_ASGI_APP", 2)
     for _ in range(5):
         assert server.invoke({"mode": "size"}).status == 200
     streamed = server.invoke({"n": 3, "gap_s": 0.1})
