@@ -127,3 +127,32 @@ def test_chunked_uploads_are_whole_bodies_and_limited_too(start_server):
     assert status == 200 and json.loads(body)["length"] == 1_000_000
     status, body = chunked(1_100_000)
     assert status == 413 and json.loads(body)["status"] == 413
+
+
+def test_a_client_that_leaves_mid_upload_frees_the_worker(start_server):
+    """A streamed big body whose client goes away: the worker sees the connection end inside the
+    body, drops the request (no handler call) and takes the next one; nothing restarts."""
+    import socket
+
+    server = start_server("stream", env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                 b"Content-Length: %d\r\n\r\n" % (50 * MIB))
+    sock.sendall(b"\x04" * (10 * MIB))
+    time.sleep(0.3)  # the worker is inside the body now
+    sock.close()
+    started = time.monotonic()
+    status, body, _ = _upload(server.port, 12 * MIB, timeout=10)
+    assert status == 200 and json.loads(body)["length"] == 12 * MIB
+    assert time.monotonic() - started < 5  # the one worker was free again at once
+    assert not server.events("worker_exited") and not server.events("child_restarting")
+
+
+def test_concurrent_big_uploads_all_arrive_whole(start_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = start_server("stream", env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0", "SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
+    sizes = [25 * MIB + i for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda size: _upload(server.port, size, timeout=60), sizes))
+    assert [(status, json.loads(body)["length"]) for status, body, _ in results] == [(200, size) for size in sizes]
