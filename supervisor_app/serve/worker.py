@@ -54,7 +54,9 @@ class NginxWorker(SyncWorker):
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
         writer = None
         try:
-            request = read_request(client, self.notify)
+            # Heartbeats inside a request touch gunicorn's liveness file only: a subclass's notify()
+            # may do work meant for between requests (the MME worker syncs its models there).
+            request = read_request(client, self.tmp.notify)
             if request is None:
                 return  # a health probe: connected and closed
             self.nr += 1
@@ -62,7 +64,7 @@ class NginxWorker(SyncWorker):
                 self.alive = False
             environ = build_environ(*request)
             environ["smc.client"] = client  # streams watch it for the client leaving (serve/streaming.py)
-            writer = self._writer = ResponseWriter(client, environ["REQUEST_METHOD"] == "HEAD", self.notify)
+            writer = self._writer = ResponseWriter(client, environ["REQUEST_METHOD"] == "HEAD", self.tmp.notify)
             self._respond(environ, writer)
         except (BadRequest, BodyError) as exc:
             self._send_quietly(client, buffered_bytes("400 Bad Request", [("Content-Type", "application/json")],
