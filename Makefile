@@ -50,7 +50,7 @@ bench: dist/smc $(TEST_VENV)/.ok
 	$(PY) bench/startup.py --smc dist/smc
 	$(PY) bench/train_overhead.py --smc dist/smc
 	$(PY) bench/serve/run.py --smc dist/smc $(if $(shell command -v java),,--skip-mms)
-	$(PY) bench/streaming.py --smc dist/smc --cold-runs 5 --uploads 3
+	$(PY) bench/streaming.py --smc dist/smc --cold-runs 5 --uploads 9
 	$(PY) bench/metrics_overhead.py --smc dist/smc --duration 3 --rounds 2
 	$(PY) bench/serve/requirements_start.py --smc dist/smc --runs 3
 	$(PY) bench/mme.py --smc dist/smc $(if $(shell command -v java),,--skip-mms)
