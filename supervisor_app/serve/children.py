@@ -143,11 +143,14 @@ def fork_call(target: Callable[[], int], keep_fds: Sequence[int], death_signal: 
     err_read, err_write = os.pipe2(os.O_CLOEXEC)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # nothing buffered in smc is written twice
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         _exit_code = 1
         try:
             _become_child(out_write, err_write, keep_fds, set_death_signal)
+            if os.getppid() != parent:  # smc died before the death signal was asked for
+                os._exit(1)
             _exit_code = target()
         except SystemExit as exc:
             _exit_code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
