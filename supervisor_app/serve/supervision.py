@@ -163,7 +163,8 @@ class Supervisor:
         # the longer of the two, not their sum). Until a worker is ready nginx answers /ping 503
         # from the missing ready file, and anything else 502 JSON.
         self._spawn(self.gunicorn)
-        self._spawn(self.nginx)
+        if self.nginx.state is State.STOPPED:  # engine mode's _spawn already started it with the engine
+            self._spawn(self.nginx)
         while self.outcome is None or self._alive():
             timeout = self._timers()
             if self.outcome is not None and not self._alive():
@@ -202,19 +203,9 @@ class Supervisor:
             if self.drain_until:
                 waits.append(self._drain_tick(now))
             return max(0.0, min(waits))
-        for child in self.children:
-            if child.state is State.BACKOFF:
-                if now >= child.restart_at:
-                    self._restart(child)
-                else:
-                    waits.append(child.restart_at - now)
-        if self.nginx.state is State.STARTING:
-            if tcp_port_answers(self.port):
-                self._running(self.nginx)
-            elif now - self.nginx.started_at > _NGINX_BOOT_S:
-                self._stop(Outcome(exitcodes.BOOT, f"nginx did not listen on port {self.port} within {_NGINX_BOOT_S:g} s"))
-            else:
-                waits.append(0.02)  # nginx binds in milliseconds: a short bounded wait, only at start
+        self._restart_due(now, waits)
+        if not self._watch_nginx_start(now, waits):
+            return 0.0
         loading = not self.ready and self.gunicorn.state in (State.STARTING, State.RUNNING)
         if loading and now > self.ready_deadline:
             self._stop(Outcome(exitcodes.FAILURE, f"no worker loaded the model within {self.policy.startup_timeout_s:g} s "
@@ -227,6 +218,28 @@ class Supervisor:
             self.next_health = now + self.policy.health_interval_s
         waits.append(self.next_health - now)
         return max(0.0, min(waits))
+
+    def _restart_due(self, now: float, waits: list[float]) -> None:
+        """Restart the children whose backoff is over; the others' restart times bound the wait."""
+        for child in self.children:
+            if child.state is State.BACKOFF:
+                if now >= child.restart_at:
+                    self._restart(child)
+                else:
+                    waits.append(child.restart_at - now)
+
+    def _watch_nginx_start(self, now: float, waits: list[float]) -> bool:
+        """Mark nginx running once its port answers; False when it never did (smc is stopping)."""
+        if self.nginx.state is not State.STARTING:
+            return True
+        if tcp_port_answers(self.port):
+            self._running(self.nginx)
+        elif now - self.nginx.started_at > _NGINX_BOOT_S:
+            self._stop(Outcome(exitcodes.BOOT, f"nginx did not listen on port {self.port} within {_NGINX_BOOT_S:g} s"))
+            return False
+        else:
+            waits.append(0.02)  # nginx binds in milliseconds: a short bounded wait, only at start
+        return True
 
     # -- events ----------------------------------------------------------------------------------
     def _read_signals(self, fd: int) -> None:

@@ -26,6 +26,7 @@ def test_ping_follows_engine_health_and_invocations_pass_everything(start_engine
     assert ready_s < 1.0 + 4  # the engine's own warm-up plus start-up on a loaded machine
     healthy = server.events("engine_healthy")[0]
     assert healthy["elapsed_s"] < 1.0 + 2  # its python start + 50 ms polling
+    assert [e["child"] for e in server.events("child_started")].count("nginx") == 1  # one nginx, started once
     answer = server.invoke("hello", headers={
         "Custom-Attributes": "trace=1", "X-Amzn-SageMaker-Inference-Id": "inf-42",
         "X-Amzn-SageMaker-Session-Id": "NEW_SESSION"})

@@ -23,10 +23,16 @@ from typing import Any
 from supervisor_app import exitcodes, process
 from supervisor_app.serve.children import Child, LineRelay, State
 from supervisor_app.serve.engine.health import HealthPoller
-from supervisor_app.serve.probes import http_ping_answers, tcp_port_answers
-from supervisor_app.serve.supervision import Outcome, Outputs, Phase, Supervisor, SupervisorSettings, backoff_s
+from supervisor_app.serve.probes import http_ping_answers
+from supervisor_app.serve.supervision import (
+    Outcome,
+    Outputs,
+    Phase,
+    Supervisor,
+    SupervisorSettings,
+    backoff_s,
+)
 
-_NGINX_BOOT_S = 10.0
 _NGINX_PROBES_BEFORE_RESTART = 3
 _TAIL_LINES = 20
 _TAIL_BYTES = 2048
@@ -131,20 +137,9 @@ class EngineSupervisor(Supervisor):
             else:
                 waits.append(self.stop_deadline - now)
             return max(0.0, min(waits))
-        for child in self.children:
-            if child.state is State.BACKOFF:
-                if now >= child.restart_at:
-                    self._restart(child)
-                else:
-                    waits.append(child.restart_at - now)
-        if self.nginx.state is State.STARTING:
-            if tcp_port_answers(self.port):
-                self._running(self.nginx)
-            elif now - self.nginx.started_at > _NGINX_BOOT_S:
-                self._stop(Outcome(exitcodes.BOOT, f"nginx did not listen on port {self.port} within {_NGINX_BOOT_S:g} s"))
-                return 0.0
-            else:
-                waits.append(0.02)
+        self._restart_due(now, waits)
+        if not self._watch_nginx_start(now, waits):
+            return 0.0
         if self.engine.state is State.STARTING:
             if now > self.ready_deadline:
                 self._engine_failed(
