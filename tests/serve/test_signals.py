@@ -124,7 +124,11 @@ def test_runs_as_non_root_user_with_nginx_logs_relayed(smc_binary, tmp_path_fact
         assert server.invoke("1,2,3\n", content_type="text/csv").json() == {"predictions": [6.0]}
         bootloader = children_of_unshare(server.proc.pid)
         os.kill(bootloader, signal.SIGTERM)  # runuser itself would answer SIGTERM by killing its child
-        assert server.wait_exit(20) == 0, server.output()
+        try:
+            code = server.wait_exit(20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"smc did not stop within 20 s of SIGTERM:\n{server.output()[-4000:]}") from None
+        assert code == 0, server.output()
         time.sleep(1.2)  # nginx flushes its buffered access log at least once a second
         assert server.events("request"), server.output()
     finally:

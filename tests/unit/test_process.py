@@ -52,9 +52,8 @@ def test_describe_exit_names_the_likely_cause():
 def test_reap_collects_exited_children():
     pids = {subprocess.Popen([sys.executable, "-c", "pass"]).pid for _ in range(3)}
     reaped = set()
-    while len(reaped) < 3:
+    while not pids <= reaped:  # other tests' stray children may be reaped too
         reaped |= {pid for pid, _ in process.reap(block=True)}
-    assert pids <= reaped
 
 
 def test_fork_call_runs_the_target_like_a_fresh_child(tmp_path):
