@@ -147,6 +147,12 @@ class Stack:
         except ProcessLookupError:
             pass
         self.proc.wait()
+        # supervisord runs its programs in their own process groups, and a SIGKILLed supervisord
+        # leaves them running (smc's engine gets its death signal): end the engine by its pid.
+        try:
+            os.kill(self.engine_pid(), signal.SIGKILL)
+        except (RuntimeError, ProcessLookupError):
+            pass
         self.copier.join(timeout=2)
         self.log.close()
 
