@@ -88,17 +88,24 @@ def test_timeout_bounds_each_gap_not_the_whole_stream(start_server):
     assert stream(server.port, {"mode": "tokens", "n": 1}).complete  # the worker is free again
 
 
+def _leave_a_stream(server, marker, gap_s: float, inference_id: str, chunks: int, wait_s: float) -> float:
+    """Read `chunks` chunks of a stream whose handler yields every gap_s and touches `marker` when
+    its generator is closed, then close the connection; seconds until the marker appeared (wait_s at most)."""
+    sock, reader, result = open_stream(server.port, {"mode": "disconnect", "gap_s": gap_s, "marker": str(marker)},
+                                       {"X-Amzn-SageMaker-Inference-Id": inference_id})
+    read_chunks(reader, result, limit=chunks)
+    assert len(result.chunks) == chunks
+    sock.close()
+    left = time.monotonic()
+    while not marker.exists() and time.monotonic() - left < wait_s:
+        time.sleep(0.02)
+    return time.monotonic() - left
+
+
 def test_client_disconnect_closes_the_generator(start_server, tmp_path):
     server = start_server("stream", env={"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
     marker = tmp_path / "closed"
-    sock, reader, result = open_stream(server.port, {"mode": "disconnect", "gap_s": 0.05, "marker": str(marker)},
-                                       {"X-Amzn-SageMaker-Inference-Id": "gone-1"})
-    read_chunks(reader, result, limit=3)
-    assert len(result.chunks) == 3
-    sock.close()
-    deadline = time.monotonic() + 5
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _leave_a_stream(server, marker, gap_s=0.05, inference_id="gone-1", chunks=3, wait_s=5)
     assert marker.exists(), server.output()
     finished = server.wait_event("stream_finished", inference_id="gone-1")
     assert finished["outcome"] == "client_disconnected"
@@ -108,13 +115,7 @@ def test_client_disconnect_closes_the_generator(start_server, tmp_path):
 def test_client_leaving_stops_a_handler_busy_between_yields(start_server, tmp_path):
     server = start_server("stream", env={"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
     marker = tmp_path / "closed"
-    sock, reader, result = open_stream(server.port, {"mode": "disconnect", "gap_s": 8, "marker": str(marker)},
-                                       {"X-Amzn-SageMaker-Inference-Id": "gone-2"})
-    read_chunks(reader, result, limit=1)
-    sock.close()
-    left = time.monotonic()
-    while not marker.exists() and time.monotonic() - left < 6:
-        time.sleep(0.02)
-    assert marker.exists() and time.monotonic() - left < 4, server.output()  # not after the 8 s sleep
+    waited_s = _leave_a_stream(server, marker, gap_s=8, inference_id="gone-2", chunks=1, wait_s=6)
+    assert marker.exists() and waited_s < 4, server.output()  # not after the 8 s sleep
     assert server.wait_event("stream_finished", inference_id="gone-2")["outcome"] == "client_disconnected"
     assert stream(server.port, {"mode": "tokens", "n": 1}).complete
