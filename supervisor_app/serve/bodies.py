@@ -15,6 +15,7 @@ find a huge page, and that one request is slower (up to ~2x seen).
 
 from __future__ import annotations
 
+import functools
 import io
 import time
 from collections.abc import Callable
@@ -90,15 +91,10 @@ def _ask_for_huge_pages(buffer: io.BytesIO) -> None:
         pass
 
 
-_madvise_fn: Any = None
-
-
+@functools.cache
 def _madvise() -> Any:
-    global _madvise_fn
-    if _madvise_fn is None:
-        import ctypes
+    import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-        _madvise_fn = libc.madvise
-    return _madvise_fn
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    return libc.madvise
