@@ -24,6 +24,7 @@ from uvicorn.config import Config
 from uvicorn.server import Server
 
 from supervisor_app.metrics import recorder as metrics
+from supervisor_app.serve import early_signals
 from supervisor_app.serve.busy import BusyMark, MarkedAsgiApp
 
 WEBSOCKET_PATH = "/invocations-bidirectional-stream"
@@ -71,6 +72,7 @@ class AsgiWorker(Worker):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGUSR1, self.handle_usr1)
         signal.siginterrupt(signal.SIGUSR1, False)
+        early_signals.replay(self)  # a SIGTERM from before now: SIG_DFL ends the worker at once
 
     def run(self) -> None:
         asyncio.run(self._serve())

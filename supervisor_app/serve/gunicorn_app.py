@@ -24,7 +24,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 from supervisor_app import exitcodes, logs, usersite
 from supervisor_app.config.serve import ServeConfig
 from supervisor_app.errors import AppLoadError
-from supervisor_app.serve import gpus
+from supervisor_app.serve import early_signals, gpus
 from supervisor_app.metrics import layout as metrics_layout
 from supervisor_app.metrics import recorder as metrics
 from supervisor_app.serve import handlers as handler_module
@@ -200,15 +200,25 @@ class ModelServer(BaseApplication):
             "proc_name": "smc-serve",
             "when_ready": lambda arbiter: notify(notify_fd, "listening"),
             "post_worker_init": lambda worker: _worker_ready(worker, notify_fd),
-            "post_fork": lambda arbiter, worker: metrics.worker_started(),
+            "post_fork": self._post_fork,
         }
         settings.update(self._gpu_hooks())
         for key, value in settings.items():
             self.cfg.set(key, value)
 
+    def _post_fork(self, arbiter: Any, worker: Any) -> None:
+        """In each new worker, before it loads the model."""
+        early_signals.remember_master_queue(arbiter, worker)
+        metrics.worker_started()
+        gpu = getattr(worker, "smc_gpu", None)
+        if gpu is not None:
+            gpus.pin_this_worker(gpu)
+            handler_module.set_worker_gpu(0)  # the one visible device
+            self.log.info("worker_gpu_assigned", worker_pid=os.getpid(), gpu=gpu, cuda_visible_devices=gpu, gpu_id=0)
+
     def _gpu_hooks(self) -> dict[str, Any]:
         """With GPUs, each new worker takes a free GPU in the master (pre_fork) and pins itself to
-        it before loading the model (post_fork); see serve/gpus.py."""
+        it before loading the model (_post_fork); see serve/gpus.py."""
         devices = gpus.parse_env(os.environ)
         if not devices:
             return {}
@@ -216,19 +226,12 @@ class ModelServer(BaseApplication):
             self.log.warning("gpu_pinning_off", devices=list(devices),
                              why="SMC_PRELOAD_MODEL=true loads one model in the master before workers exist")
             return {}
-        log = self.log
 
         def pre_fork(server: Any, worker: Any) -> None:
             in_use = [getattr(w, "smc_gpu", None) for w in server.WORKERS.values()]
             worker.smc_gpu = gpus.pick(devices, [d for d in in_use if d is not None])
 
-        def post_fork(server: Any, worker: Any) -> None:
-            gpus.pin_this_worker(worker.smc_gpu)
-            handler_module.set_worker_gpu(0)  # the one visible device
-            log.info("worker_gpu_assigned", worker_pid=os.getpid(), gpu=worker.smc_gpu,
-                     cuda_visible_devices=worker.smc_gpu, gpu_id=0)
-
-        return {"pre_fork": pre_fork, "post_fork": post_fork}
+        return {"pre_fork": pre_fork}
 
     def _worker_class(self) -> type | str:
         if self.config.asgi_app:

@@ -23,6 +23,7 @@ from urllib.parse import unquote_to_bytes
 from gunicorn.workers.sync import SyncWorker
 
 from supervisor_app import logs
+from supervisor_app.serve import early_signals
 from supervisor_app.serve.bodies import BodyError, read_body
 from supervisor_app.serve.response import ResponseWriter, StreamAborted, buffered_bytes
 from supervisor_app.serve.wsgi import error_body
@@ -38,6 +39,10 @@ class BadRequest(Exception):
 
 class NginxWorker(SyncWorker):
     _writer: ResponseWriter | None = None
+
+    def init_signals(self) -> None:
+        super().init_signals()
+        early_signals.replay(self)
 
     def handle_exit(self, sig: Any, frame: Any) -> None:
         writer = self._writer
