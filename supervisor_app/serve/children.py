@@ -133,6 +133,10 @@ class Child:
         return [(self.popen.stdout, "stdout"), (self.popen.stderr, "stderr")]  # type: ignore[list-item]
 
 
+# Reset to their defaults in a forked child, and held back until it has: the supervisor's own handlers.
+_FORK_BLOCKED = (*process.STOP_SIGNALS, signal.SIGCHLD, signal.SIGHUP, signal.SIGQUIT)
+
+
 def fork_call(target: Callable[[], int], keep_fds: Sequence[int], death_signal: int) -> tuple[int, list[tuple[BinaryIO, str]]]:
     """Run target() in a forked child with what an exec'd child would get: its own session, the
     death signal, /dev/null stdin, stdout/stderr on pipes smc reads, no inherited fd but keep_fds,
@@ -144,11 +148,19 @@ def fork_call(target: Callable[[], int], keep_fds: Sequence[int], death_signal: 
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # nothing buffered in smc is written twice
     parent = os.getpid()
-    pid = os.fork()
+    # Stop signals wait (blocked) across the fork: until the child has its own dispositions, the
+    # supervisor's handlers would write a signal meant for the child into the supervisor's pipe.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORK_BLOCKED)
+    try:
+        pid = os.fork()
+    except OSError:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        raise
     if pid == 0:
         _exit_code = 1
         try:
             _become_child(out_write, err_write, keep_fds, set_death_signal)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             if os.getppid() != parent:  # smc died before the death signal was asked for
                 os._exit(1)
             _exit_code = target()
@@ -165,6 +177,7 @@ def fork_call(target: Callable[[], int], keep_fds: Sequence[int], death_signal: 
                 except Exception:  # noqa: BLE001 - exiting anyway
                     pass
             os._exit(_exit_code)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     os.close(out_write)
     os.close(err_write)
     return pid, [(os.fdopen(out_read, "rb", buffering=0), "stdout"), (os.fdopen(err_read, "rb", buffering=0), "stderr")]
@@ -175,7 +188,7 @@ def _become_child(out_fd: int, err_fd: int, keep_fds: Sequence[int], set_death_s
     if set_death_signal is not None:
         set_death_signal()
     signal.set_wakeup_fd(-1)  # smc's wakeup pipe is the supervisor's, not this child's
-    for signum in (*process.STOP_SIGNALS, signal.SIGCHLD, signal.SIGHUP, signal.SIGQUIT):
+    for signum in _FORK_BLOCKED:
         signal.signal(signum, signal.SIG_DFL)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)

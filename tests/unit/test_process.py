@@ -72,6 +72,7 @@ def test_fork_call_runs_the_target_like_a_fresh_child(tmp_path):
             "kept_open": _is_open(keep_write),
             "stray_closed": not _is_open(stray),
             "sigterm_default": signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,
+            "nothing_blocked": not signal.pthread_sigmask(signal.SIG_BLOCK, []),  # blocked across the fork only
         }
         print(facts, flush=True)
         os.write(keep_write, b"ok")
@@ -88,7 +89,8 @@ def test_fork_call_runs_the_target_like_a_fresh_child(tmp_path):
     assert os.read(keep_read, 10) == b"ok"
     assert process.exit_code(status) == 7
     assert out.strip() == str({"session_leader": True, "kept_open": True, "stray_closed": True,
-                               "sigterm_default": True})
+                               "sigterm_default": True, "nothing_blocked": True})
+    assert not signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the parent's mask is back too
     for stream, _ in streams:
         stream.close()
 
