@@ -16,6 +16,7 @@ import enum
 import json
 import os
 import re
+import selectors
 import signal
 import subprocess
 import sys
@@ -99,21 +100,12 @@ class Child:
         if state is State.RUNNING:
             self.ever_running = True
 
-    def backoff(self, restart_at: float) -> None:
-        self.restart_at = restart_at
-        self.to(State.BACKOFF)
-
     def signal(self, signum: int) -> None:
         if self.pid:
             try:
                 os.kill(self.pid, signum)
             except ProcessLookupError:
                 pass
-
-    def stop(self) -> None:
-        """Ask for a graceful stop (nginx QUIT, gunicorn TERM)."""
-        self.to(State.STOPPING)
-        self.signal(self.stop_signal)
 
     def kill_group(self, pgid: int = 0) -> None:
         """SIGKILL the child's whole process group (e.g. nginx workers or gunicorn workers left behind)."""
@@ -260,3 +252,31 @@ class LineRelay:
         else:
             record["message"] = line.decode("utf-8", "replace")
         return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def relay_pipe(selector: selectors.BaseSelector, stream: Any, relay: LineRelay) -> None:
+    """Relay what a child's pipe holds; at its end, stop watching it and close it."""
+    try:
+        data = os.read(stream.fileno(), 65536)
+    except BlockingIOError:
+        return
+    except OSError:
+        data = b""
+    if data:
+        relay.feed(data)
+        return
+    relay.close()
+    selector.unregister(stream)
+    stream.close()
+
+
+def flush_pipes(selector: selectors.BaseSelector, budget_s: float = 0.5) -> None:
+    """Relay what children wrote before exiting (bounded: grandchildren may hold a pipe open).
+    The selector's pipes carry ("pipe", relay) as their data."""
+    deadline = time.monotonic() + budget_s
+    while time.monotonic() < deadline:
+        if not any(key.data[0] == "pipe" for key in selector.get_map().values()):
+            return
+        for key, _ in selector.select(max(0.0, deadline - time.monotonic())):
+            if key.data[0] == "pipe":
+                relay_pipe(selector, key.fileobj, key.data[1])

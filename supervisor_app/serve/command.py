@@ -29,7 +29,8 @@ from supervisor_app.serve.children import Child
 from supervisor_app.serve.connections import raise_open_file_limit
 from supervisor_app.serve.outputs import now_iso, relay_streams
 from supervisor_app.serve.preflight import check_port_free, find_nginx, give_to_nginx_workers
-from supervisor_app.serve.supervision import Outputs, Policy, Supervisor, SupervisorSettings
+from supervisor_app.serve.supervision import Supervisor
+from supervisor_app.serve.supervision_types import Outputs, Policy, SupervisorSettings
 
 MASTER_PROCESS_NAME = "smc-gunicorn"  # /proc/PID/comm of the forked master
 

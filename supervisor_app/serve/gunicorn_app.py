@@ -24,9 +24,9 @@ from gunicorn.glogging import Logger as GunicornLogger
 from supervisor_app import exitcodes, logs, usersite
 from supervisor_app.config.serve import ServeConfig
 from supervisor_app.errors import AppLoadError
-from supervisor_app.serve import early_signals, gpus
 from supervisor_app.metrics import layout as metrics_layout
 from supervisor_app.metrics import recorder as metrics
+from supervisor_app.serve import early_signals, gpus
 from supervisor_app.serve import handlers as handler_module
 from supervisor_app.serve.causes import OomCounter
 from supervisor_app.serve.marked_worker import MarkedWorker

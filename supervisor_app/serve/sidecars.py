@@ -17,7 +17,7 @@ from typing import Any
 from supervisor_app import exitcodes, process
 from supervisor_app.programs.parse import ProgramSpec, user_popen_kwargs
 from supervisor_app.serve.children import Child, State
-from supervisor_app.serve.supervision import Outcome, Phase
+from supervisor_app.serve.supervision_types import Outcome, Phase
 
 
 class Sidecar(Child):

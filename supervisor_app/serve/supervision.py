@@ -15,86 +15,23 @@ then nginx stops accepting (QUIT) and finishes in-flight requests, then gunicorn
 
 from __future__ import annotations
 
-import enum
 import json
 import os
 import selectors
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from supervisor_app import exitcodes, process
 from supervisor_app.serve import causes
-from supervisor_app.serve.busy import busy_since
-from supervisor_app.serve.children import Child, LineRelay, State
-from supervisor_app.serve.connections import open_client_connections
-from supervisor_app.serve.nginx import DRAIN_FILE
+from supervisor_app.serve.children import Child, LineRelay, State, flush_pipes, relay_pipe
+from supervisor_app.serve.drain import Drain
 from supervisor_app.serve.probes import http_ping_answers, tcp_port_answers, unix_socket_answers
+from supervisor_app.serve.supervision_types import Outcome, Outputs, Phase, SupervisorSettings, backoff_s
 
 _NGINX_BOOT_S = 10.0  # nginx binds within milliseconds; longer means it is stuck
 _PROBES_BEFORE_RESTART = 3
 _HEARTBEAT_SLACK_S = 3.0  # the master beats about once a second; allow for a slow fork or GC pause
-_DRAIN_POLL_S = 0.1  # how often the drain looks for open client connections
-_DRAIN_SETTLE_S = 0.5  # after the last request from before the drain: time for its client's next one
-_DRAIN_MAX_SHARE = 0.8  # the drain never takes more of the grace: nginx and gunicorn stop in the rest
-
-
-class Phase(enum.Enum):
-    BOOTING = "booting"
-    SERVING = "serving"
-    STOPPING = "stopping"
-
-
-@dataclass(frozen=True)
-class Policy:
-    grace_s: float
-    health_interval_s: float
-    health_timeout_s: float
-    restart_limit: int
-    restart_window_s: float
-    startup_timeout_s: float
-    drain_s: float = 0.0
-    worker_crash_limit: int = 10
-    worker_crash_window_s: float = 60.0
-
-
-@dataclass(frozen=True)
-class SupervisorSettings:
-    """Where the children meet smc: the run dir, gunicorn's socket, nginx's readiness file, the
-    port, the notify pipe's read end, and the restart/stop policy."""
-
-    run_dir: Path
-    socket_path: Path
-    ready_file: Path
-    port: int
-    notify_fd: int
-    policy: Policy
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """smc's logger, and where the children's relayed lines go."""
-
-    log: Any
-    now_iso: Callable[[], str]
-    out: Any
-    err: Any
-
-
-@dataclass
-class Outcome:
-    exit_code: int
-    reason: str
-    load_error: dict[str, str] | None = None  # message/hint reported by a worker that failed to load
-    cause: str | None = None  # why the process behind exit_code ended, when smc knows better than the code
-
-
-def backoff_s(failures: int) -> float:
-    """0.25 s, 0.5 s, 1 s, ... capped at 8 s."""
-    return min(0.25 * 2 ** max(failures - 1, 0), 8.0)
 
 
 class Supervisor:
@@ -124,10 +61,7 @@ class Supervisor:
         self.signals_seen = 0
         self.last_heartbeat = 0.0
         self.ready_deadline = 0.0
-        self.drain_file = settings.run_dir / DRAIN_FILE
-        self.drain_started = 0.0
-        self.predrain_seen_at = -1e9
-        self.drain_until = 0.0  # 0: not draining
+        self.drain = Drain(settings.run_dir, settings.port, settings.policy.drain_s, settings.policy.grace_s, outputs.log)
         self.kill_reasons: dict[int, str] = {}  # pid -> why smc itself killed it
         self.ready_workers: set[int] = set()  # workers that loaded the model and are alive
         self.worker_crashes: list[float] = []  # monotonic times of unexpected worker exits
@@ -176,10 +110,10 @@ class Supervisor:
                 elif kind == "notify":
                     self._read_notify()
                 else:
-                    self._relay(key.fileobj, relay)
-        self._flush_pipes()
+                    relay_pipe(self.selector, key.fileobj, relay)
+        flush_pipes(self.selector)
         self._unready()
-        self.drain_file.unlink(missing_ok=True)
+        self.drain.remove_file()
         assert self.outcome is not None
         return self.outcome
 
@@ -200,8 +134,11 @@ class Supervisor:
                 self._kill_all("grace_expired")
             else:
                 waits.append(self.stop_deadline - now)
-            if self.drain_until:
-                waits.append(self._drain_tick(now))
+            if self.drain.active:
+                drain_wait = self.drain.tick(now, nginx_alive=bool(self.nginx.pid))
+                if drain_wait is None:
+                    self._stop_first_child()
+                waits.append(0.0 if drain_wait is None else drain_wait)
             return max(0.0, min(waits))
         self._restart_due(now, waits)
         if not self._watch_nginx_start(now, waits):
@@ -340,31 +277,6 @@ class Supervisor:
         if child is self.nginx and self.ready and self.phase is Phase.BOOTING:
             self.phase = Phase.SERVING
 
-    def _relay(self, stream: Any, relay: LineRelay) -> None:
-        try:
-            data = os.read(stream.fileno(), 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if data:
-            relay.feed(data)
-            return
-        relay.close()
-        self.selector.unregister(stream)
-        stream.close()
-
-    def _flush_pipes(self) -> None:
-        """Relay what children wrote before exiting (bounded: grandchildren may hold a pipe open)."""
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
-            pipes = [key for key in self.selector.get_map().values() if key.data[0] == "pipe"]
-            if not pipes:
-                return
-            for key, _ in self.selector.select(max(0.0, deadline - time.monotonic())):
-                if key.data[0] == "pipe":
-                    self._relay(key.fileobj, key.data[1])
-
     # -- exits, restarts, give-up ----------------------------------------------------------------
     def _reap(self) -> None:
         for pid, status in process.reap():
@@ -463,7 +375,8 @@ class Supervisor:
         # RUNNING: a STARTING nginx with a pid is drained too (with no client connection, at once).
         elif (outcome.exit_code == exitcodes.OK and self.policy.drain_s > 0 and self.nginx.pid
               and self.nginx.state in (State.RUNNING, State.STARTING)):
-            self._start_drain()
+            if not self.drain.start(time.monotonic()):
+                self._stop_first_child()
         else:
             self._stop_first_child()
 
@@ -472,47 +385,6 @@ class Supervisor:
             self._stop_child(self.nginx)
         elif self.gunicorn.pid:
             self._stop_child(self.gunicorn)
-
-    # -- drain -----------------------------------------------------------------------------------
-    def _start_drain(self) -> None:
-        """Keep nginx serving open connections, each answer with `Connection: close`, so keep-alive
-        clients leave between requests; nginx's own graceful stop would close idle keep-alive
-        connections at once and cut requests already on their way. Half the grace at most."""
-        try:
-            self.drain_file.touch()
-        except OSError as exc:
-            self.log.warning("drain_skipped", error=str(exc))
-            self._stop_first_child()
-            return
-        now = time.monotonic()
-        self.drain_started = now
-        self.drain_until = now + min(self.policy.drain_s, self.policy.grace_s / 2)
-        self.log.info("drain_started", drain_s=round(self.drain_until - now, 3),
-                      open_connections=open_client_connections(self.port))
-
-    def _drain_tick(self, now: float) -> float:
-        """End the drain when its window is over (or no client connection is open) and no request
-        that started before it is still in a worker, or when nginx is gone. Requests from before
-        the drain were answered `keep-alive`: the drain waits for them, and _DRAIN_SETTLE_S more
-        for their clients' next request, up to _DRAIN_MAX_SHARE of the grace."""
-        if not self.nginx.pid:
-            return self._end_drain(now, None)
-        predrain = [pid for pid, since in busy_since(self.run_dir).items() if since < self.drain_started]
-        if predrain:
-            self.predrain_seen_at = now
-        settled = not predrain and now >= self.predrain_seen_at + _DRAIN_SETTLE_S
-        hard_stop = now >= self.drain_started + self.policy.grace_s * _DRAIN_MAX_SHARE
-        open_now = open_client_connections(self.port)
-        if hard_stop or (settled and (now >= self.drain_until or open_now == 0)):
-            return self._end_drain(now, open_now, predrain)
-        return _DRAIN_POLL_S
-
-    def _end_drain(self, now: float, open_now: int | None, predrain: list[int] | None = None) -> float:
-        self.drain_until = 0.0
-        self.log.info("drain_finished", elapsed_s=round(now - self.drain_started, 3), open_connections=open_now,
-                      requests_from_before=len(predrain or []))
-        self._stop_first_child()
-        return 0.0
 
     def _stop_child(self, child: Child) -> None:
         child.state = State.STOPPING
@@ -525,7 +397,7 @@ class Supervisor:
                 self.kill_reasons[child.pid] = why.replace("_", " ")
                 child.state = State.STOPPING
                 child.kill_group()
-        self.drain_until = 0.0
+        self.drain.cancel()
         self.stop_deadline = time.monotonic() + 3600  # nothing left to escalate to: wait for the reaping
         if self.outcome is None:
             self.outcome = Outcome(exitcodes.FAILURE, why)

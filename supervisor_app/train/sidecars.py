@@ -23,7 +23,8 @@ from supervisor_app.config import Config
 from supervisor_app.config.engine import load_engine_config
 from supervisor_app.errors import UsageError
 from supervisor_app.serve.children import Child
-from supervisor_app.serve.supervision import Outputs, Policy, Supervisor, SupervisorSettings
+from supervisor_app.serve.supervision import Supervisor
+from supervisor_app.serve.supervision_types import Outputs, Policy, SupervisorSettings
 
 PROGRAMS_FLAG = "--programs"
 

@@ -25,7 +25,7 @@ from supervisor_app.serve.engine.plan import EnginePlan, plan_engine
 from supervisor_app.serve.engine.supervisor import EngineSupervisor, GroupChild
 from supervisor_app.serve.outputs import now_iso, relay_streams
 from supervisor_app.serve.preflight import check_port_free, find_nginx, give_to_nginx_workers
-from supervisor_app.serve.supervision import Outputs, Policy, SupervisorSettings
+from supervisor_app.serve.supervision_types import Outputs, Policy, SupervisorSettings
 
 
 def engine_env(config: Config, plan: EnginePlan) -> dict[str, str]:

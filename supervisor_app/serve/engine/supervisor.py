@@ -24,14 +24,8 @@ from supervisor_app import exitcodes, process
 from supervisor_app.serve.children import Child, LineRelay, State
 from supervisor_app.serve.engine.health import HealthPoller
 from supervisor_app.serve.probes import http_ping_answers
-from supervisor_app.serve.supervision import (
-    Outcome,
-    Outputs,
-    Phase,
-    Supervisor,
-    SupervisorSettings,
-    backoff_s,
-)
+from supervisor_app.serve.supervision import Supervisor
+from supervisor_app.serve.supervision_types import Outcome, Outputs, Phase, SupervisorSettings, backoff_s
 
 _NGINX_PROBES_BEFORE_RESTART = 3
 _TAIL_LINES = 20
