@@ -25,7 +25,7 @@ from uvicorn.server import Server
 
 from supervisor_app.metrics import recorder as metrics
 from supervisor_app.serve import early_signals
-from supervisor_app.serve.busy import BusyMark, MarkedAsgiApp
+from supervisor_app.serve.busy import BusyMark, MarkedAsgiApp, open_mark
 
 WEBSOCKET_PATH = "/invocations-bidirectional-stream"
 
@@ -59,10 +59,7 @@ class AsgiWorker(Worker):
         )
 
     def init_process(self) -> None:
-        try:
-            self.busy: BusyMark | None = BusyMark(Path(self.cfg.worker_tmp_dir))
-        except OSError:
-            self.busy = None  # the drain then relies on its window alone
+        self.busy: BusyMark | None = open_mark(Path(self.cfg.worker_tmp_dir))
         super().init_process()
 
     def init_signals(self) -> None:

@@ -3,9 +3,9 @@
 Each worker maps an 8-byte file `busy-<pid>` in smc's run dir and writes the monotonic time a
 request starts (0 when it ends); CLOCK_MONOTONIC is system-wide, so the supervisor can compare.
 Async (ASGI) workers, with several requests at once, write the start of the oldest one
-(MarkedAsgiApp). The drain uses it: a request that started before SIGTERM was given `Connection: keep-alive`, so
-the drain lasts until those requests are answered and their clients have sent the next request,
-which is then answered with `Connection: close`.
+(MarkedAsgiApp). The drain uses it: a request that started before SIGTERM was given
+`Connection: keep-alive`, so the drain lasts until those requests are answered and their clients
+have sent the next request, which is then answered with `Connection: close`.
 """
 
 from __future__ import annotations
@@ -39,6 +39,14 @@ class BusyMark:
     def set(self, since: float) -> None:
         """The start of the oldest request in flight (0.0: none), for workers with several at once."""
         _STAMP.pack_into(self.map, 0, since)
+
+
+def open_mark(run_dir: Path) -> BusyMark | None:
+    """This worker's mark; None when the run dir refuses it (the drain then relies on its window alone)."""
+    try:
+        return BusyMark(run_dir)
+    except OSError:
+        return None
 
 
 class MarkedAsgiApp:

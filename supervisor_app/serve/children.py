@@ -74,20 +74,17 @@ class Child:
     def spawn(self) -> None:
         if self.target is not None:
             self.pid, self.streams = fork_call(self.target, self.pass_fds, self.death_signal)
-            self.probe_failures = 0
-            self.started_at = time.monotonic()
-            self.to(State.STARTING)
-            return
-        # start_new_session: a terminal's Ctrl-C reaches only smc, which stops children in order;
-        # and the whole group (master + workers) can be killed when a master dies.
-        self.popen = subprocess.Popen(
-            self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            pass_fds=self.pass_fds, start_new_session=True,
-            # the kernel signals the child if smc dies (e.g. OOM-killed), so nginx never keeps the port
-            preexec_fn=process.death_signal_setter(self.death_signal),  # noqa: PLW1509 (no lock is taken in it)
-            **self.popen_kwargs,
-        )
-        self.pid = self.popen.pid
+        else:
+            # start_new_session: a terminal's Ctrl-C reaches only smc, which stops children in order;
+            # and the whole group (master + workers) can be killed when a master dies.
+            self.popen = subprocess.Popen(
+                self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                pass_fds=self.pass_fds, start_new_session=True,
+                # the kernel signals the child if smc dies (e.g. OOM-killed), so nginx never keeps the port
+                preexec_fn=process.death_signal_setter(self.death_signal),  # noqa: PLW1509 (no lock is taken in it)
+                **self.popen_kwargs,
+            )
+            self.pid = self.popen.pid
         self.probe_failures = 0
         self.started_at = time.monotonic()
         self.to(State.STARTING)

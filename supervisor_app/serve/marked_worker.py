@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from supervisor_app.serve.busy import BusyMark
+from supervisor_app.serve.busy import BusyMark, open_mark
 from supervisor_app.serve.worker import NginxWorker
 
 
@@ -17,10 +17,7 @@ class MarkedWorker(NginxWorker):
     busy: BusyMark | None = None
 
     def init_process(self) -> None:
-        try:
-            self.busy = BusyMark(Path(self.cfg.worker_tmp_dir))
-        except OSError:
-            self.busy = None  # the drain then relies on its window alone
+        self.busy = open_mark(Path(self.cfg.worker_tmp_dir))
         super().init_process()
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
