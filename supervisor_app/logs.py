@@ -6,8 +6,9 @@ level, event, component and pid. Events are snake_case facts; details are fields
 The JSON path is this module's own small bound logger with structlog's API and output (bind,
 info/warning/error/exception, exc_info, context variables), not structlog itself: importing
 structlog (it pulls asyncio) cost 40-55 ms per process, paid by the supervisor (and, when the
-gunicorn master was still a re-executed binary, again by it) on every `smc serve` start. structlog is imported only for the
-console format (its ConsoleRenderer) and when code binds structlog.contextvars, which is merged.
+gunicorn master was still a re-executed binary, again by it) on every `smc serve` start.
+structlog is imported only for the console format (its ConsoleRenderer) and when code binds
+structlog.contextvars, which is merged.
 """
 
 from __future__ import annotations

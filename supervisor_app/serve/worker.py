@@ -1,14 +1,14 @@
 """A gunicorn sync worker with a lean request path for the only client it ever has: nginx.
 
 The socket lives in smc's private run dir, so every request comes from the nginx smc configured:
-one request per connection, the body sent with Content-Length (buffered by nginx, or streamed
-as it arrives when it is 10 MB or more: serve/nginx.py, serve/bodies.py). For that subset gunicorn's general HTTP parser,
-Request/Response objects and config lookups are most of a request's cost (about half of the
-worker's CPU in bench/serve). The body is read into one buffer of its final size, so a 1 GB body
-costs one body of memory and linear time. Responses are written by serve/response.py: buffered in
-one send, or streamed (HTTP/1.1 chunked) when the app returns a generator or calls write().
-Everything else is gunicorn's SyncWorker unchanged: accept loop, heartbeat, timeouts, graceful
-exit, max requests.
+one request per connection, the body sent with Content-Length (buffered by nginx, or streamed as it
+arrives when it is 10 MB or more: serve/nginx.py, serve/bodies.py). For that subset gunicorn's
+general HTTP parser, Request/Response objects and config lookups are most of a request's cost
+(about half of the worker's CPU in bench/serve). The body is read into one buffer of its final
+size, so a 1 GB body costs one body of memory and linear time. Responses are written by
+serve/response.py: buffered in one send, or streamed (HTTP/1.1 chunked) when the app returns a
+generator or calls write(). Everything else is gunicorn's SyncWorker unchanged: accept loop,
+heartbeat, timeouts, graceful exit, max requests.
 """
 
 from __future__ import annotations
