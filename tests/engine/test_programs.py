@@ -4,8 +4,12 @@ beside the engine (or as the engine), and beside a training script."""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import free_port
 from tests.engine.conftest import engine_command
@@ -109,24 +113,37 @@ def test_bad_programs_files_name_file_and_line(smc, opt_ml, tmp_path):
     assert missing.returncode == 5 and "cannot read" in missing.stderr
 
 
-def test_programs_run_beside_a_training_script(smc, opt_ml, tmp_path):
-    flag = tmp_path / "sidecar-was-here"
+@pytest.fixture
+def shared_dir():
+    """A directory any user can write: pytest's tmp_path lives under a root-only parent."""
+    path = Path(tempfile.mkdtemp(prefix="smc-programs-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_programs_run_beside_a_training_script(smc, opt_ml, tmp_path, shared_dir):
+    # The script waits for both programs to have done their work: otherwise it can end, and the
+    # programs be stopped, before a loaded machine has even run `id` in as-nobody.
+    shared = shared_dir
+    sidecar_flag, nobody_flag = shared / "sidecar-was-here", shared / "nobody-was-here"
     conf = _write(tmp_path / "p.conf", f"""
 [program:sidecar]
-command=sh -c 'touch {flag}; echo sidecar ready; exec sleep 100'
+command=sh -c 'touch {sidecar_flag}; echo sidecar ready; exec sleep 100'
 
 [program:as-nobody]
-command=sh -c 'echo "uid=$(id -u)"'
+command=sh -c 'echo "uid=$(id -u)"; touch {nobody_flag}'
 user=nobody
 startsecs=0
 autorestart=false
 """)
     (opt_ml / "code" / "train.py").write_text(f"""
 import os, time
+flags = [{str(sidecar_flag)!r}, {str(nobody_flag)!r}]
 deadline = time.time() + 10
-while not os.path.exists({str(flag)!r}) and time.time() < deadline:
+while not all(os.path.exists(f) for f in flags) and time.time() < deadline:
     time.sleep(0.05)
-print("saw sidecar", os.path.exists({str(flag)!r}))
+print("saw sidecar", os.path.exists(flags[0]))
 """)
     (opt_ml / "input" / "config" / "hyperparameters.json").write_text("{}")
     (opt_ml / "input" / "config" / "resourceconfig.json").write_text(json.dumps(
