@@ -97,7 +97,7 @@ def _run_python(args: list[str], environ: Mapping[str, str]) -> int:
 
 
 def _run_command(name: str, args: list[str], environ: Mapping[str, str]) -> int:
-    from supervisor_app import logs
+    from supervisor_app import logs, process
     from supervisor_app.config import load_config
 
     try:
@@ -108,8 +108,7 @@ def _run_command(name: str, args: list[str], environ: Mapping[str, str]) -> int:
     logs.configure(config.log_level, config.log_format)
     log = logs.get_logger(name)
     if name in ("train", "serve"):
-        from supervisor_app import process
-
+        process.stop_on_signals()
         process.stop_with_bootloader()  # a kill -9 of the onefile bootloader stops smc too
     try:
         module = importlib.import_module(COMMANDS[name][0])
@@ -120,6 +119,10 @@ def _run_command(name: str, args: list[str], environ: Mapping[str, str]) -> int:
     except SmcError as exc:
         log.error("command_failed", error=exc.message, hint=exc.hint or None, exit_code=exc.exit_code)
         return exc.exit_code
+    except process.StopRequested as stop:
+        log.info("stopped_before_start", signal=process.signal_name(stop.signum),
+                 why="a stop signal before anything was running that needs a drain")
+        return exitcodes.from_signal(stop.signum)
     except KeyboardInterrupt:
         return exitcodes.from_signal(2)
     except Exception:  # noqa: BLE001 - a bug in smc: say so with the traceback, never a bare crash

@@ -19,6 +19,28 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # ask smc to stop: train and ser
 _BUNDLE_ENV_PREFIXES = ("_PYI_", "_MEIPASS")
 
 
+class StopRequested(BaseException):
+    """SIGTERM/SIGINT while no loop of smc's watches the signals (start-up, pip, a DNS wait): there
+    is nothing to drain yet, so smc unwinds and exits 128+n. BaseException, so no `except
+    Exception` on the way up swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def raise_stop(signum: int, frame: Any) -> None:
+    raise StopRequested(signum)
+
+
+def stop_on_signals() -> None:
+    """From here until a supervision loop takes them over (and again after it hands them back),
+    a stop signal raises StopRequested; without this an early SIGTERM killed smc with no word and
+    left what it had created (the serve run directory) behind."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, raise_stop)
+
+
 def is_frozen() -> bool:
     return bool(getattr(sys, "frozen", False))
 

@@ -93,30 +93,7 @@ def _target(config: ServeConfig) -> tuple[Path, bool]:
     return private, True
 
 
-class _Stopped(BaseException):
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _raise_stopped(signum: int, frame: Any) -> None:
-    raise _Stopped(signum)
-
-
 def _run(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: float, path: Path) -> str:
-    # SIGTERM/SIGINT while pip runs: stop pip too (its own session, so a terminal's ^C reaches only
-    # smc) and exit 128+n, as a stop before the servers start.
-    previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        return _supervise_pip(argv, env, cwd, timeout_s, path)
-    except _Stopped as stop:
-        raise SystemExit(exitcodes.from_signal(stop.signum)) from None
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _supervise_pip(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: float, path: Path) -> str:
     try:
         proc = subprocess.Popen(argv, env=env, cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
@@ -135,7 +112,9 @@ def _supervise_pip(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: f
             "or set CA_REPOSITORY_ARN to a CodeArtifact repository",
         ) from None
     except BaseException:
-        _kill(proc)  # SIGTERM/SIGINT while installing: pip goes with us
+        # SIGTERM/SIGINT while installing (process.StopRequested, exit 128+n as a stop before the
+        # servers start): pip goes with us. Its own session, so a terminal's ^C reaches only smc.
+        _kill(proc)
         proc.wait()
         raise
     if proc.returncode != 0:

@@ -8,7 +8,6 @@ code (128+n for signal n).
 
 from __future__ import annotations
 
-import signal
 import traceback
 from typing import Any
 
@@ -39,10 +38,8 @@ def run(config: Config, args: list[str]) -> int:
     if not process.become_subreaper() and not process.is_pid1():
         log.debug("subreaper_unavailable")
     _remove_stale_status(layout, log)
-    # Until the script runs (download, DNS wait), a stop request ends the job at once; while a
-    # child runs, runner.py takes these signals over and forwards them.
-    for signum in runner.STOP_SIGNALS:
-        signal.signal(signum, _raise_stop)
+    # Until the script runs (download, DNS wait), a stop request ends the job at once (cli.py set
+    # process.stop_on_signals); while a child runs, runner.py takes these signals over and forwards them.
     sync = None
     try:
         sync = intermediate.start(config, log)  # sagemaker_s3_output: output/intermediate to S3
@@ -50,7 +47,7 @@ def run(config: Config, args: list[str]) -> int:
 
         with programs_beside_training(config, log):
             return _train(config, layout, log)
-    except _StopRequested as stop:
+    except process.StopRequested as stop:
         cause = f"Training stopped: smc received {process.signal_name(stop.signum)} while no training script was running"
         _fail(layout, cause, b"", log, exit_code=exitcodes.from_signal(stop.signum))
         return exitcodes.from_signal(stop.signum)
@@ -81,18 +78,6 @@ def _sweep_grace_s(config: Config) -> float:
         return float(read_settings([s for s in TRAIN_SETTINGS if s.field == "stop_grace_s"], config.environ)["stop_grace_s"])
     except SmcError:
         return 30.0
-
-
-class _StopRequested(BaseException):
-    """BaseException, so no `except Exception` on the way up can swallow a stop."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _raise_stop(signum: int, frame: Any) -> None:
-    raise _StopRequested(signum)
 
 
 def _train(config: Config, layout: Layout, log: Any) -> int:

@@ -133,3 +133,24 @@ def test_runs_as_non_root_user_with_nginx_logs_relayed(smc_binary, tmp_path_fact
         assert server.events("request"), server.output()
     finally:
         shutil.rmtree(base.parent, ignore_errors=True)
+
+
+def test_sigterm_during_start_up_exits_with_its_code_and_says_so(start_server, tmp_path):
+    # Before the supervision loop takes the signals over there is nothing to drain: smc used to die
+    # of the signal without a word. A GPU probe that hangs (a stand-in nvidia-smi: no GPU here)
+    # holds smc at a known point of its start-up.
+    from tests.serve.test_parity_features import fake_nvidia_smi
+
+    mark = tmp_path / "probe-started"
+    server = start_server("echo", wait=False, env=fake_nvidia_smi(tmp_path, f"echo $$ > {mark}.tmp; mv {mark}.tmp {mark}; exec sleep 30"))
+    deadline = time.monotonic() + 20
+    while not mark.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert mark.exists(), server.output()
+    probe_pid = int(mark.read_text())
+    started = time.monotonic()
+    assert server.stop(signal.SIGTERM, timeout=10) == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 3
+    assert server.events("stopped_before_start")[0]["signal"] == "SIGTERM", server.output()
+    time.sleep(0.2)  # its reaper (init here) may take a moment
+    assert proc_state(probe_pid) in (None, "Z"), "the GPU probe outlived smc"
