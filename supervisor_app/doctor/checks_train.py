@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 
 from supervisor_app.config import Config
-from supervisor_app.config.train import TrainConfig, load_train_config, read_json_object
+from supervisor_app.config.job_files import read_json_object
+from supervisor_app.config.train import TrainConfig, load_train_config
 from supervisor_app.doctor.findings import Finding, fail, ok, warn
 from supervisor_app.errors import ConfigError, SmcError
 from supervisor_app.train import entry_point

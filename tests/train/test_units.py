@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor_app.config.train import decode_hyperparameters
 from supervisor_app import cpus
+from supervisor_app.config.job_files import decode_hyperparameters
 from supervisor_app.train import environment, hyperparams, runner, s3
 
 
