@@ -39,6 +39,11 @@ def _wait_for(check, timeout_s: float = 10):
 def test_prometheus_counts_statuses_latency_and_restarts_across_workers(start_server):
     metrics_port = free_port()
     server = start_server("echo", env={"SAGEMAKER_MODEL_SERVER_WORKERS": "2", "SMC_METRICS_PORT": str(metrics_port)})
+    # /ping is 200 once one worker holds the model; on a loaded machine the second may still be
+    # loading it, and would then see none of the requests below.
+    both = _wait_for(lambda: (s := _scrape(metrics_port))["smc_workers"] == 2
+                     and s["smc_model_load_seconds_count"] == 2)
+    assert both, _scrape(metrics_port)
     with ThreadPoolExecutor(8) as pool:  # concurrent keep-alive-less clients spread over both workers
         results = list(pool.map(lambda i: server.invoke({"i": i}).status, range(200)))
     assert results == [200] * 200
