@@ -120,9 +120,10 @@ def _run_command(name: str, args: list[str], environ: Mapping[str, str]) -> int:
         log.error("command_failed", error=exc.message, hint=exc.hint or None, exit_code=exc.exit_code)
         return exc.exit_code
     except process.StopRequested as stop:
-        log.info("stopped_before_start", signal=process.signal_name(stop.signum),
-                 why="a stop signal before anything was running that needs a drain")
-        return exitcodes.from_signal(stop.signum)
+        code = exitcodes.from_signal(stop.signum)
+        log.info("stopped_by_signal", signal=process.signal_name(stop.signum), exit_code=code,
+                 why="outside a supervision loop (start-up, pip, a DNS wait) a stop ends smc at once")
+        return code
     except KeyboardInterrupt:
         return exitcodes.from_signal(2)
     except Exception:  # noqa: BLE001 - a bug in smc: say so with the traceback, never a bare crash

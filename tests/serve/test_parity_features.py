@@ -234,6 +234,6 @@ def test_sigterm_during_the_install_stops_pip_and_exits(start_server, opt_ml, tm
         server.wait_event("requirements_install_started", timeout=30)
         time.sleep(0.5)
         assert server.stop(signal.SIGTERM, timeout=15) == 128 + signal.SIGTERM
-        assert server.events("stopped_before_start"), server.output()
+        assert server.events("stopped_by_signal"), server.output()
     leftover = subprocess.run(["pgrep", "-f", f"{tmp_path / 'prefix'}"], capture_output=True, text=True).stdout
     assert not leftover.strip(), f"pip still running: {leftover}"

@@ -151,6 +151,6 @@ def test_sigterm_during_start_up_exits_with_its_code_and_says_so(start_server, t
     started = time.monotonic()
     assert server.stop(signal.SIGTERM, timeout=10) == 128 + signal.SIGTERM
     assert time.monotonic() - started < 3
-    assert server.events("stopped_before_start")[0]["signal"] == "SIGTERM", server.output()
+    assert server.events("stopped_by_signal")[0]["signal"] == "SIGTERM", server.output()
     time.sleep(0.2)  # its reaper (init here) may take a moment
     assert proc_state(probe_pid) in (None, "Z"), "the GPU probe outlived smc"
