@@ -2,9 +2,11 @@
 connections while gunicorn workers are SIGKILLed at random; then a SIGTERM drain under the same load.
 
 Reports requests sent, answered and lost (sent on an open connection, no HTTP response at all),
-the 502s (a request in flight on a worker that was killed) against the number of kills, and the
-memory (RSS of smc and every descendant) at start and end. Exits 1 if a request was lost, if
-there were more 502s than kills, or if smc did not survive until the stop or exit 0 after it.
+the 502s and cut answers (a request in flight on a worker that was killed: before its status line,
+or while its body passed through nginx) against the number of kills, and the memory (RSS of smc
+and every descendant) at start and end. Exits 1 if a request was lost, if there were more 502s
+and cut answers than kills, if an answer was cut without nginx naming a worker that stopped
+mid-answer, or if smc did not survive until the stop or exit 0 after it.
 
     python bench/soak.py --smc dist/smc              # 5 minutes
     python bench/soak.py --smc dist/smc --ci         # 60 s (CI)
@@ -31,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HANDLER = ROOT / "tests" / "fixtures" / "handlers" / "echo.py"
 MAX_DURATION_S = 600
+CUT_BY_WORKER = "upstream prematurely closed connection while reading upstream"
 
 # kind -> (weight, statuses that are a correct answer)
 KINDS = {
@@ -111,7 +114,14 @@ class Stats:
         self.bad_gateway = 0
         self.lost = 0
         self.lost_errors: list[str] = []
+        self.cut = 0  # answers whose body ended early (their worker was SIGKILLed while sending it)
+        self.cut_examples: list[str] = []
         self.refused = 0
+        self.sigterm_at: float | None = None  # monotonic time smc was sent SIGTERM
+
+    def when(self, at: float) -> str:
+        """A lost request's send time, relative to SIGTERM: which phase lost it."""
+        return "before SIGTERM" if self.sigterm_at is None else f"{at - self.sigterm_at:+.2f} s from SIGTERM"
 
 
 def build_request(kind: str, rng: random.Random) -> tuple[str, str, bytes, dict[str, str]]:
@@ -139,9 +149,14 @@ def client(port: int, stats: Stats, stop: threading.Event, seed: int) -> None:
     rng = random.Random(seed)
     kinds, weights = list(KINDS), [w for w, _ in KINDS.values()]
     conn: http.client.HTTPConnection | None = None
+    served_on_conn = 0  # requests answered on this connection so far: 0 is a new connection
     while not stop.is_set():
         kind = rng.choices(kinds, weights)[0]
+        # Built before connecting, as HTTP clients do: nginx listens with TCP_DEFER_ACCEPT, so a
+        # connection whose first byte comes after nginx stopped listening is reset (docs/reliability.md).
+        method, path, body, headers = build_request(kind, rng)
         if conn is None:
+            served_on_conn = 0
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             try:
                 conn.connect()
@@ -151,9 +166,10 @@ def client(port: int, stats: Stats, stop: threading.Event, seed: int) -> None:
                 conn = None
                 time.sleep(0.1)
                 continue
-        method, path, body, headers = build_request(kind, rng)
         with stats.lock:
             stats.sent[kind] += 1
+        sent_at = time.monotonic()
+        resp = None
         try:
             if kind == "slow_client":
                 body = json.dumps({"x": 1, "pad": "y" * 4000}).encode()
@@ -170,11 +186,17 @@ def client(port: int, stats: Stats, stop: threading.Event, seed: int) -> None:
             resp.read()
         except (OSError, http.client.HTTPException) as exc:
             with stats.lock:
-                stats.lost += 1
-                stats.lost_errors.append(f"{kind}: {exc!r}")
+                if resp is not None:  # the status line came, the body was cut: a worker died mid-answer
+                    stats.cut += 1
+                    stats.cut_examples.append(f"{kind} {resp.status}: {exc!r}, sent {stats.when(sent_at)}")
+                else:
+                    stats.lost += 1
+                    stats.lost_errors.append(f"{kind}: {exc!r}, sent {stats.when(sent_at)} on a "
+                                             f"{'new' if not served_on_conn else 'kept-alive'} connection")
             conn.close()
             conn = None
             continue
+        served_on_conn += 1
         with stats.lock:
             stats.answered[kind] += 1
             if resp.status == 502:
@@ -264,6 +286,7 @@ def run(proc: subprocess.Popen[bytes], port: int, duration_s: float, args: argpa
             next_kill = time.monotonic() + rng.expovariate(1 / args.kill_every_s)
     time.sleep(1.5)  # let the last kill's replacement load before measuring
     rss_end = tree_rss_mb(proc.pid)
+    stats.sigterm_at = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     try:
         exit_code = proc.wait(timeout=40)
@@ -273,12 +296,16 @@ def run(proc: subprocess.Popen[bytes], port: int, duration_s: float, args: argpa
     for thread in threads:
         thread.join(timeout=70)
     sent, answered = sum(stats.sent.values()), sum(stats.answered.values())
+    # nginx's own word that a worker's answer stopped midway (it had passed the status line on):
+    # each cut answer the clients saw must be one of these, and each such worker one smc's test killed.
+    cut_by_worker = log_path.read_text(errors="replace").count(CUT_BY_WORKER)
     summary = {
         "duration_s": round(time.monotonic() - started, 1), "clients": args.clients, "worker_kills": kills,
         "sent": sent, "answered": answered, "lost": stats.lost, "bad_gateway_502": stats.bad_gateway,
         "wrong_status": dict(stats.wrong), "refused_after_stop": stats.refused, "sent_by_kind": dict(stats.sent),
         "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1), "smc_exit_code": exit_code,
         "survived": survived, "lost_examples": stats.lost_errors[:5],
+        "cut_answers": stats.cut, "cut_by_worker_in_nginx_log": cut_by_worker, "cut_examples": stats.cut_examples[:5],
     }
     print(json.dumps(summary, indent=2))
     if args.json:
@@ -286,8 +313,10 @@ def run(proc: subprocess.Popen[bytes], port: int, duration_s: float, args: argpa
     problems = []
     if stats.lost:
         problems.append(f"{stats.lost} requests lost")
-    if stats.bad_gateway > kills:
-        problems.append(f"{stats.bad_gateway} 502s for {kills} worker kills")
+    if stats.bad_gateway + stats.cut > kills:
+        problems.append(f"{stats.bad_gateway} 502s and {stats.cut} cut answers for {kills} worker kills")
+    if stats.cut > cut_by_worker:
+        problems.append(f"{stats.cut} answers cut, nginx saw a worker stop mid-answer {cut_by_worker} times")
     if stats.wrong:
         problems.append(f"unexpected statuses {dict(stats.wrong)}")
     if not survived or exit_code != 0:
@@ -296,7 +325,8 @@ def run(proc: subprocess.Popen[bytes], port: int, duration_s: float, args: argpa
         print("soak FAILED: " + "; ".join(problems), file=sys.stderr)
         print(log_path.read_text(errors="replace")[-3000:], file=sys.stderr)
         return 1
-    print(f"soak ok: {sent} sent, {answered} answered, 0 lost, {stats.bad_gateway} 502s for {kills} worker kills, "
+    print(f"soak ok: {sent} sent, {answered} answered, 0 lost, {stats.bad_gateway} 502s and {stats.cut} cut answers "
+          f"for {kills} worker kills, "
           f"RSS {rss_start:.0f} -> {rss_end:.0f} MiB")
     return 0
 
