@@ -48,9 +48,14 @@ def run(config: Config, args: list[str]) -> int:
         with programs_beside_training(config, log):
             return _train(config, layout, log)
     except process.StopRequested as stop:
+        code = exitcodes.from_signal(stop.signum)
+        if layout.success_file.exists():  # written by this run: the script's success stands
+            log.warning("stopped_after_training", signal=process.signal_name(stop.signum), exit_code=code,
+                        why="a stop signal while smc finished up after a successful script (sidecar programs)")
+            return code
         cause = f"Training stopped: smc received {process.signal_name(stop.signum)} while no training script was running"
-        _fail(layout, cause, b"", log, exit_code=exitcodes.from_signal(stop.signum))
-        return exitcodes.from_signal(stop.signum)
+        _fail(layout, cause, b"", log, exit_code=code)
+        return code
     except InstallError as exc:
         _fail(layout, _with_hint(exc), exc.stderr_tail, log)
         return exitcodes.from_signal(exc.stop_signal) if exc.stop_signal else exitcodes.FAILURE

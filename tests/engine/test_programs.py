@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -164,3 +166,37 @@ print("saw sidecar", os.path.exists(flags[0]))
         assert any(e.get("component") == "as-nobody" and e.get("message") == f"uid={nobody}" for e in events), \
             result.stdout
     assert time.monotonic() - started < 20
+
+
+def test_a_stop_while_programs_stop_after_a_successful_script_keeps_its_success(smc_binary, opt_ml, tmp_path):
+    # The script succeeded; a SIGTERM comes while smc waits for a program that ignores SIGTERM.
+    # output/success stays the job's outcome: no output/failure beside it.
+    from tests.conftest import clean_env
+
+    conf = _write(tmp_path / "p.conf", """
+[program:stubborn]
+command=sh -c 'trap "" TERM; echo stubborn up; while true; do sleep 0.1; done'
+stopwaitsecs=3
+""")
+    (opt_ml / "code" / "train.py").write_text("print('trained')\n")
+    (opt_ml / "input" / "config" / "hyperparameters.json").write_text("{}")
+    (opt_ml / "input" / "config" / "resourceconfig.json").write_text(json.dumps(
+        {"current_host": "algo-1", "hosts": ["algo-1"]}))
+    env = {**clean_env(), "SAGEMAKER_BASE_DIR": str(opt_ml), "SAGEMAKER_PROGRAM": "train.py",
+           "SMC_PROGRAMS": str(conf), "SMC_LOG_FORMAT": "json"}
+    proc = subprocess.Popen([str(smc_binary), "train"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, text=True)
+    seen = []
+    deadline = time.monotonic() + 30
+    for line in proc.stdout:
+        seen.append(line)
+        if '"event":"training_succeeded"' in line or time.monotonic() > deadline:
+            break
+    assert any('"event":"training_succeeded"' in line for line in seen), "".join(seen)
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=20)
+    output = "".join(seen) + rest
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    assert (opt_ml / "output" / "success").exists(), output
+    assert not (opt_ml / "output" / "failure").exists(), (opt_ml / "output" / "failure").read_text()
+    assert '"event":"stopped_after_training"' in output, output
