@@ -29,7 +29,7 @@ class StopRequested(BaseException):
         self.signum = signum
 
 
-def raise_stop(signum: int, frame: Any) -> None:
+def _raise_stop(signum: int, frame: Any) -> None:
     raise StopRequested(signum)
 
 
@@ -38,7 +38,7 @@ def stop_on_signals() -> None:
     a stop signal raises StopRequested; without this an early SIGTERM killed smc with no word and
     left what it had created (the serve run directory) behind."""
     for signum in STOP_SIGNALS:
-        signal.signal(signum, raise_stop)
+        signal.signal(signum, _raise_stop)
 
 
 def is_frozen() -> bool:
