@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 
 from supervisor_app import __version__, exitcodes
 from supervisor_app.errors import SmcError, UsageError
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(run(list(sys.argv[1:] if argv is None else argv), os.environ))
 
 
-def run(args: list[str], environ: Mapping[str, str]) -> int:
+def run(args: list[str], environ: MutableMapping[str, str]) -> int:
     _freeze_support()
     if not args:
         sys.stderr.write(usage() + "\n")
@@ -71,6 +71,10 @@ def run(args: list[str], environ: Mapping[str, str]) -> int:
     if first == "version":
         sys.stdout.write(version_details() + "\n")
         return exitcodes.OK
+    from supervisor_app import tls
+
+    # Before anything can open a TLS connection, and before load_config copies the environment.
+    tls.use_distribution_ca_bundle(environ)
     if first not in COMMANDS:
         from supervisor_app import pyrun
 

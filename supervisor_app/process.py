@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from supervisor_app import exitcodes
+from supervisor_app import exitcodes, tls
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -61,8 +61,9 @@ def self_env(environ: Mapping[str, str]) -> dict[str, str]:
 def foreign_env(environ: Mapping[str, str]) -> dict[str, str]:
     """Environment for any other program (nginx, the image's python, user tools): without the
     bundle's library path, which would make them load our libssl/libz, and without _PYI_*,
-    which would make a python child think it is part of this bundle."""
-    env = {k: v for k, v in environ.items() if not k.startswith(_BUNDLE_ENV_PREFIXES)}
+    which would make a python child think it is part of this bundle, and without the
+    SSL_CERT_FILE smc set for its own OpenSSL (tls.py); a user's own SSL_CERT_FILE stays."""
+    env = tls.own_setting_removed({k: v for k, v in environ.items() if not k.startswith(_BUNDLE_ENV_PREFIXES)})
     if is_frozen() or "LD_LIBRARY_PATH_ORIG" in env:
         original = env.pop("LD_LIBRARY_PATH_ORIG", None)
         if original:

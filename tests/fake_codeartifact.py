@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,7 +23,8 @@ ARN = f"arn:aws:codeartifact:{REGION}:{OWNER}:repository/{DOMAIN}/{REPO}"
 
 
 class FakeCodeArtifact:
-    def __init__(self, wheels: Path) -> None:
+    def __init__(self, wheels: Path, tls: ssl.SSLContext | None = None) -> None:
+        """tls: a server context, to answer on https:// (API and index) instead of http://."""
         self.wheels = wheels
         self.calls: list[tuple[str, str, int]] = []  # (method, path, status)
         owner = self
@@ -38,7 +40,10 @@ class FakeCodeArtifact:
                 owner.handle(self)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
