@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Build the images of `make images`: smc-base (build/base-image.sh), then the example projects.
+# Build the images of `make images`: smc-base (build/base-image.sh), the example projects and the
+# distribution images.
 #
 #   bash build/images.sh                   all of them
-#   bash build/images.sh tabular sklearn   some: tabular | sklearn | scratch | mme | engine (engine is not in "all": MLServer, ~1 GB)
+#   bash build/images.sh tabular sklearn   some: tabular | sklearn | scratch | mme | distros | engine (engine is not in "all": MLServer, ~1 GB)
+#
+# `distros`: smc-distro-<suite>:latest for each of DISTROS, debootstrapped with python3 and
+# nginx-light and no smc (tests/images/test_distros.py adds the binary under test); Debian 11 has
+# glibc 2.31 and Python 3.9, Debian 13 glibc 2.41 and Python 3.13.
 #
 # Each example is built the way a user builds it: its directory is the build context, with the
 # binary copied next to its Dockerfile (COPY smc /usr/local/bin/). The copy happens in a staging
@@ -14,10 +19,12 @@ cd "$(dirname "$0")/.."
 
 CACHE_DIR=${CACHE_DIR:-$HOME/.cache/smc}
 TAG=${SMC_IMAGE_TAG:-test}
-ALL=(tabular sklearn scratch mme)
+ALL=(tabular sklearn scratch mme distros)
+DISTROS=(bullseye bookworm trixie)
 names=("$@")
 ((${#names[@]})) || names=("${ALL[@]}")
 
+bash build/system-deps.sh images
 command -v docker >/dev/null || { echo "images: docker missing (apt-get install docker.io)" >&2; exit 1; }
 docker info >/dev/null 2>&1 || { echo "images: the Docker daemon does not answer (is it running?)" >&2; exit 1; }
 
@@ -56,8 +63,16 @@ wheels_for() {
     echo "$dest"
 }
 
+build_distros() {
+    local suite
+    for suite in "${DISTROS[@]}"; do
+        bash build/base-image.sh "$suite" nginx-light,python3 "smc-distro-$suite:latest"
+    done
+}
+
 build() {
     local name=$1 context=$staging/$1 dockerfile=Dockerfile
+    [[ $name == distros ]] && { build_distros; return; }
     case $name in
         tabular | sklearn | mme | engine)
             cp -a "examples/$name/." "$context/"
@@ -74,7 +89,7 @@ build() {
             cp "$static" "$context/smc-static"
             dockerfile=Dockerfile.scratch
             ;;
-        *) echo "images: unknown example '$name' (known: ${ALL[*]} engine)" >&2; exit 2 ;;
+        *) echo "images: unknown image '$name' (known: ${ALL[*]} engine)" >&2; exit 2 ;;
     esac
     if [[ -f $context/requirements.txt ]]; then
         mkdir -p "$context/wheels"
@@ -95,4 +110,4 @@ for name in "${names[@]}"; do
     mkdir -p "$staging/$name"
     build "$name"
 done
-docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -E '^smc-(base|example-)' | sort
+docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -E '^smc-(base|example-|distro-)' | sort

@@ -2,6 +2,7 @@
 # Install the Debian packages smc's build, demo or tests need, if any is missing.
 #   bash build/system-deps.sh demo   # nginx for `make demo`
 #   bash build/system-deps.sh test   # everything `make test` uses (Docker Engine itself excepted)
+#   bash build/system-deps.sh images # debootstrap for `make images` (the base and distribution images)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -9,6 +10,8 @@ packages=(make gcc nginx-light)
 if [[ "${1:-demo}" == test ]]; then
     # openjdk: multi-model-server, the oracle of the serving differential test and the MME tests
     packages+=(wrk hyperfine debootstrap util-linux procps iproute2 patchelf docker-compose openjdk-17-jre-headless)
+elif [[ "${1:-demo}" == images ]]; then
+    packages=(debootstrap)
 fi
 
 missing=()
