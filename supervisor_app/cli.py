@@ -115,6 +115,10 @@ def _run_command(name: str, args: list[str], environ: Mapping[str, str]) -> int:
         process.stop_on_signals()
         process.stop_with_bootloader()  # a kill -9 of the onefile bootloader stops smc too
     try:
+        if name in ("train", "serve"):
+            from supervisor_app import rootfs
+
+            rootfs.require_proc()  # a chroot without /proc: say so now, not as a failure far from it
         module = importlib.import_module(COMMANDS[name][0])
         return int(module.run(config, args))
     except UsageError as exc:

@@ -37,6 +37,15 @@ def mount_options(path: Path) -> tuple[str, set[str]]:
     return best, options
 
 
+def check_proc() -> Finding:
+    from supervisor_app import rootfs  # the very check train and serve make before they start
+
+    why = rootfs.proc_missing()
+    if why is not None:
+        return fail("proc", f"{why}: train and serve refuse to start without it", rootfs.PROC_HINT, "/proc")
+    return ok("proc", "/proc is mounted", "/proc")
+
+
 def check_tmp_dir(config: Config) -> Finding:
     tmp = config.tmp_dir
     hint = (

@@ -42,7 +42,7 @@ def parse_args(args: list[str]) -> tuple[set[str], bool, str | None]:
 
 
 def collect(config: Config, modes: set[str]) -> list[Finding]:
-    findings = [checks_env.check_tmp_dir(config)]
+    findings = [checks_env.check_proc(), checks_env.check_tmp_dir(config)]
     serve: ServeConfig | None = None
     if "serve" in modes:
         try:

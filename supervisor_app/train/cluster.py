@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from supervisor_app import rootfs
 from supervisor_app.errors import BootError, ConfigError
 from supervisor_app.train.resources import Resources
 
@@ -161,14 +162,25 @@ def wait_for_names(hosts: list[str], timeout_s: float, log: Any) -> None:
                 break
             except OSError:
                 if time.monotonic() + delay_s > deadline:
-                    raise BootError(
-                        f"host {host!r} of resourceconfig.json does not resolve after {timeout_s:g} s",
-                        hint="check the job's network; locally, set SM_STUDIO_LOCAL_MODE=true "
-                        "or add the hosts to /etc/hosts",
-                    ) from None
+                    raise _unresolved(host, timeout_s) from None
                 log.info("host_not_resolvable_yet", host=host, retry_in_s=delay_s)
                 time.sleep(delay_s)
                 delay_s = min(delay_s * 2, 30.0)
+
+
+def _unresolved(host: str, timeout_s: float) -> BootError:
+    if rootfs.hosts_file_missing():
+        # Docker and SageMaker always write /etc/hosts: its absence, not the network, is the cause.
+        return BootError(
+            f"host {host!r} of resourceconfig.json does not resolve after {timeout_s:g} s, and this root "
+            f"has no {rootfs.HOSTS_FILE} (where Docker and SageMaker list the job's hosts)",
+            hint=f"create {rootfs.HOSTS_FILE} with `127.0.0.1 localhost` and a line `IP NAME` for each host "
+            "of resourceconfig.json, or run the container with Docker, which writes it",
+        )
+    return BootError(
+        f"host {host!r} of resourceconfig.json does not resolve after {timeout_s:g} s",
+        hint="check the job's network; locally, set SM_STUDIO_LOCAL_MODE=true or add the hosts to /etc/hosts",
+    )
 
 
 def wait_for_peers(peers: tuple[str, ...], port: int, timeout_s: float, log: Any, what: str) -> None:
