@@ -103,16 +103,17 @@ def distro_roots(distro_images, tmp_path_factory):
                 assert export.returncode == 0, f"docker export of {suite} failed"
             finally:
                 docker("rm", "-f", created)
-            path.chmod(
-                0o755
-            )  # the root of the chroot: pytest makes its dirs 0700, nginx's user must enter it
+            # The root of the chroot: pytest makes its dirs 0700, and nginx's user must enter it.
+            path.chmod(0o755)
             (path / "etc" / "hosts").unlink()
             for sub in ("input", "model", "output"):
                 (path / "opt" / "ml" / sub).mkdir(parents=True, exist_ok=True)
             exported[suite] = path
         return exported[suite]
 
-    return root
+    yield root
+    for path in exported.values():  # ~150 MB each: not kept with pytest's last three temp dirs
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def chrooted(
