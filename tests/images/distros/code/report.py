@@ -16,7 +16,6 @@ NATIVE = (
     "hashlib",
     "uuid",
     "decimal",
-    "readline",
     "pyexpat",
 )
 loaded, failed = [], {}
