@@ -1,13 +1,16 @@
 # smc: build, test, demo, bench. Two venvs, each keyed on its requirements file: the build venv
 # holds only what goes into the binary (anything else installed there could be swept into it by
 # PyInstaller's import analysis); the test venv holds the test tools.
+# The build venv runs on smc's own CPython (build/python/build.sh: glibc 2.17 at most, cached under
+# $(CACHE_DIR)/python-<key>), so it is keyed on build/python/ too; the test venv on the machine's.
 SHELL := /bin/bash
 PYTHON ?= python3
 CACHE_DIR ?= $(HOME)/.cache/smc
-BUILD_VENV ?= $(CACHE_DIR)/build-$(shell cat requirements/build.txt requirements/runtime.txt | sha256sum | cut -c1-12)
+PYTHON_BUILD_FILES := $(wildcard build/python/*)
+BUILD_VENV ?= $(CACHE_DIR)/build-$(shell cat requirements/build.txt requirements/runtime.txt $(PYTHON_BUILD_FILES) | sha256sum | cut -c1-12)
 TEST_VENV ?= $(CACHE_DIR)/test-$(shell cat requirements/test.txt requirements/runtime.txt | sha256sum | cut -c1-12)
 PY := $(TEST_VENV)/bin/python
-SOURCES := $(shell find supervisor_app -name '*.py') spec/smc.spec requirements/build.txt requirements/runtime.txt
+SOURCES := $(shell find supervisor_app -name '*.py') spec/smc.spec requirements/build.txt requirements/runtime.txt $(PYTHON_BUILD_FILES)
 
 .PHONY: venvs binary test demo bench images clean help
 
@@ -18,8 +21,9 @@ help:
 	@echo "make bench   print size and start-up numbers (bench/)"
 	@echo "make images  build smc-base and the example images smc-example-*:test (scratch: staticx dist/smc-static)"
 
-$(BUILD_VENV)/.ok: requirements/build.txt requirements/runtime.txt
-	$(PYTHON) -m venv $(BUILD_VENV)
+$(BUILD_VENV)/.ok: requirements/build.txt requirements/runtime.txt $(PYTHON_BUILD_FILES)
+	bash build/system-deps.sh binary
+	embedded=$$(PYTHON=$(PYTHON) bash build/python/build.sh) && $$embedded/bin/python3 -m venv $(BUILD_VENV)
 	$(BUILD_VENV)/bin/pip install -q --disable-pip-version-check -r requirements/build.txt
 	touch $@
 

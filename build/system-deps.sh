@@ -3,6 +3,7 @@
 #   bash build/system-deps.sh demo   # nginx for `make demo`
 #   bash build/system-deps.sh test   # everything `make test` uses (Docker Engine itself excepted)
 #   bash build/system-deps.sh images # debootstrap for `make images` (the base and distribution images)
+#   bash build/system-deps.sh binary # what build/python/ needs to build the embedded interpreter
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -12,6 +13,9 @@ if [[ "${1:-demo}" == test ]]; then
     packages+=(wrk hyperfine debootstrap util-linux procps iproute2 patchelf docker-compose openjdk-17-jre-headless)
 elif [[ "${1:-demo}" == images ]]; then
     packages=(debootstrap)
+elif [[ "${1:-demo}" == binary ]]; then
+    # tcl: SQLite's build generates its sources with tclsh; curl fetches the sources from the pool.
+    packages=(make patch curl xz-utils bzip2 tcl pkg-config)
 fi
 
 missing=()
