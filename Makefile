@@ -8,6 +8,9 @@ PYTHON ?= python3
 CACHE_DIR ?= $(HOME)/.cache/smc
 PYTHON_BUILD_FILES := $(wildcard build/python/*)
 BUILD_VENV ?= $(CACHE_DIR)/build-$(shell cat requirements/build.txt requirements/runtime.txt $(PYTHON_BUILD_FILES) | sha256sum | cut -c1-12)
+# The same spec on the machine's own Python: how dist/smc was built before build/python/. Built only
+# for bench/portable.py, which compares the two side by side.
+HOSTPY_VENV ?= $(CACHE_DIR)/build-$(shell cat requirements/build.txt requirements/runtime.txt | sha256sum | cut -c1-12)
 TEST_VENV ?= $(CACHE_DIR)/test-$(shell cat requirements/test.txt requirements/runtime.txt | sha256sum | cut -c1-12)
 PY := $(TEST_VENV)/bin/python
 SOURCES := $(shell find supervisor_app -name '*.py') spec/smc.spec requirements/build.txt requirements/runtime.txt $(PYTHON_BUILD_FILES)
@@ -32,6 +35,11 @@ $(TEST_VENV)/.ok: requirements/test.txt requirements/runtime.txt
 	$(TEST_VENV)/bin/pip install -q --disable-pip-version-check -r requirements/test.txt
 	touch $@
 
+$(HOSTPY_VENV)/.ok: requirements/build.txt requirements/runtime.txt
+	$(PYTHON) -m venv $(HOSTPY_VENV)
+	$(HOSTPY_VENV)/bin/pip install -q --disable-pip-version-check -r requirements/build.txt
+	touch $@
+
 venvs: $(BUILD_VENV)/.ok $(TEST_VENV)/.ok
 
 dist/smc: $(BUILD_VENV)/.ok $(SOURCES)
@@ -42,6 +50,12 @@ dist/smc: $(BUILD_VENV)/.ok $(SOURCES)
 
 binary: dist/smc
 
+dist/smc-hostpy: $(HOSTPY_VENV)/.ok $(SOURCES)
+	@mkdir -p .pyi-work-hostpy
+	SETUPTOOLS_USE_DISTUTILS=stdlib flock .pyi-work-hostpy/.lock $(HOSTPY_VENV)/bin/pyinstaller --noconfirm --log-level ERROR \
+		--distpath .pyi-work-hostpy/dist --workpath .pyi-work-hostpy spec/smc.spec
+	cp .pyi-work-hostpy/dist/smc $@
+
 test: dist/smc $(TEST_VENV)/.ok
 	bash build/system-deps.sh test
 	SMC_BINARY=$(CURDIR)/dist/smc $(PY) -m pytest $(PYTEST_ARGS)
@@ -50,7 +64,8 @@ demo: dist/smc $(TEST_VENV)/.ok
 	bash build/system-deps.sh demo
 	$(PY) examples/demo.py --smc dist/smc
 
-bench: dist/smc $(TEST_VENV)/.ok
+bench: dist/smc dist/smc-hostpy $(TEST_VENV)/.ok
+	$(PY) bench/portable.py --smc dist/smc --baseline dist/smc-hostpy
 	$(PY) bench/startup.py --smc dist/smc
 	$(PY) bench/train_overhead.py --smc dist/smc
 	$(PY) bench/serve/run.py --smc dist/smc $(if $(shell command -v java),,--skip-mms)
@@ -65,4 +80,4 @@ images: dist/smc
 	SMC_BINARY=$(CURDIR)/dist/smc bash build/images.sh
 
 clean:
-	rm -rf dist .pyi-work
+	rm -rf dist .pyi-work .pyi-work-hostpy

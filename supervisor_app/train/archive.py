@@ -34,8 +34,7 @@ def extract(archive: Path, dest: Path, origin: str, limits: ArchiveLimits) -> in
         try:
             with tarfile.open(archive, mode="r:*") as tar:
                 members, total = _checked_members(tar, root, origin, limits)
-                # The 'data' filter re-checks the same rules and drops setuid bits and odd modes.
-                tar.extractall(staging, members=members, filter="data")
+                _extract_members(tar, staging, members)
         except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
             # ValueError: bz2 reports damage that way; EOFError/zlib.error: a truncated or corrupt gzip
             raise UserCodeError(
@@ -59,6 +58,23 @@ def extract(archive: Path, dest: Path, origin: str, limits: ArchiveLimits) -> in
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _extract_members(tar: tarfile.TarFile, staging: Path, members: list[tarfile.TarInfo]) -> None:
+    if hasattr(tarfile, "data_filter"):
+        # The 'data' filter re-checks the same rules and drops setuid bits and odd modes.
+        tar.extractall(staging, members=members, filter="data")
+        return
+    # CPython before 3.11.4 (the embedded 3.11.2; images' 3.9 and 3.10) has no extraction filters:
+    # _checked_members has refused what the filter refuses; what it would change is done here.
+    for member in members:
+        if member.isfile():
+            mode = (member.mode | 0o600) & 0o755  # no setuid/setgid/sticky, no group/other write
+            member.mode = mode if mode & 0o100 else mode & ~0o011
+        elif member.isdir():
+            member.mode = (member.mode | 0o700) & 0o755
+    tar.chown = lambda *args, **kwargs: None  # files belong to smc's user, not to the archive's uid
+    tar.extractall(staging, members=members)
 
 
 _STAGING_PREFIX = ".smc-extract-"
