@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from supervisor_app import process
 from supervisor_app.config.dist import DistConfig
 from supervisor_app.errors import BootError, ConfigError
 from supervisor_app.train.launchers import background, ed25519
@@ -116,9 +117,10 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def _public_of(key: Path, origin: str) -> str:
-    done = subprocess.run(
-        ["ssh-keygen", "-y", "-f", str(key)], capture_output=True, text=True, timeout=30, check=False
-    )
+    # The image's ssh-keygen with the image's libcrypto: the bundle's library path would hand it
+    # smc's OpenSSL 3.0, older than what Debian 13's or Amazon Linux 2023's ssh-keygen links against.
+    done = subprocess.run(["ssh-keygen", "-y", "-f", str(key)], capture_output=True, text=True, timeout=30,
+                          check=False, env=process.foreign_env(os.environ))
     if done.returncode != 0 or not done.stdout.startswith("ssh-"):
         raise ConfigError(
             f"SMC_MPI_SSH_KEY_FILE={origin}: not an unencrypted OpenSSH private key "

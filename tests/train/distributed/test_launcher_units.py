@@ -63,6 +63,21 @@ def test_ssh_files_use_a_provided_key_file(tmp_path):
     assert "Port 2222" in files.sshd_config.read_text() and "Port 2222" in files.client_config.read_text()
 
 
+def test_ssh_keygen_loads_the_images_libcrypto_not_the_bundles(tmp_path, monkeypatch):
+    """In the binary, LD_LIBRARY_PATH starts with the unpacked bundle (its own libcrypto.so.3, older
+    than what Debian 13's ssh-keygen needs). ssh-keygen must run with the image's library path."""
+    key = tmp_path / "mine"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "libcrypto.so.3").write_bytes(b"a library ssh-keygen cannot load")
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(bundle))
+    monkeypatch.setenv("LD_LIBRARY_PATH_ORIG", "")  # what the bootloader records: none before it
+    dist = DistConfig(peer_wait_s=1, ssh_port=2222, ssh_key_file=str(key), ssh_secret="", master_lost_s=1)
+    files = ssh.prepare(tmp_path / "ssh", dist, "job", ("algo-1",))
+    assert files.key_origin == "file"
+
+
 def test_a_provided_key_that_is_not_a_key_is_a_config_error(tmp_path):
     bad = tmp_path / "bad"
     bad.write_text("not a key\n")
