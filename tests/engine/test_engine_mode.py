@@ -12,6 +12,7 @@ import time
 
 from tests.conftest import free_port
 from tests.serve.conftest import descendants, request
+from tests.serve.nginx_errors import CASES, LOGGED, check_every_case_is_json, logged_errors
 
 
 def test_ping_follows_engine_health_and_invocations_pass_everything(start_engine):
@@ -302,3 +303,12 @@ def test_sigterm_lets_a_stream_in_flight_finish(start_engine):
     conn.close()
     assert body.count(b"data:") == 5, body
     assert server.wait_exit(10) == 0
+
+
+def test_every_error_nginx_makes_is_json_with_the_clients_method_and_path(start_engine):
+    # The same error pages as serve mode: 414, 494 (a 64 KB header), TRACE and HTTP/2.0 were HTML.
+    server = start_engine()
+    check_every_case_is_json(server.port)
+    logged = logged_errors(server, wanted=len(CASES))
+    assert LOGGED <= logged, logged
+    assert not [r for r in server.events("request") if r["path"].startswith("/_smc_error")]

@@ -29,6 +29,9 @@ def test_error_pages_are_named_locations_except_where_nginx_has_no_uri():
         assert f"location @smc_error_{status} {{ return " in conf
     assert "error_page 400 /_smc_error/400;" in conf and "location = /_smc_error/400 { internal;" in conf
     assert "error_page 414 /_smc_error/414;" in conf
+    # A 505 (HTTP/2.0 in the request line) is stopped before nginx has a URI: a named location
+    # there made nginx answer its own HTML 500 ("empty URI in redirect to named location").
+    assert "error_page 505 /_smc_error/505;" in conf and "location = /_smc_error/505 { internal;" in conf
     assert "error_page 494 @smc_error_494;" in conf and "location @smc_error_494 { return 400 " in conf
     bodies = re.findall(r"return \d+ '(\{.*?\})';", conf)
     assert bodies and all('"status":' in body for body in bodies)
