@@ -59,7 +59,7 @@ def test_reap_collects_exited_children():
 def test_fork_call_runs_the_target_like_a_fresh_child(tmp_path):
     """The forked gunicorn master's start: own session, pipes for its output, no inherited fd but
     the kept ones, default signal dispositions, and the target's return value as exit code."""
-    from supervisor_app.serve.children import fork_call
+    from supervisor_app.supervision.children import fork_call
 
     keep_read, keep_write = os.pipe()
     stray = os.open(os.devnull, os.O_RDONLY)
@@ -96,7 +96,7 @@ def test_fork_call_runs_the_target_like_a_fresh_child(tmp_path):
 
 
 def test_fork_call_reports_a_crash_with_its_traceback_and_exit_1():
-    from supervisor_app.serve.children import fork_call
+    from supervisor_app.supervision.children import fork_call
 
     def target() -> int:
         raise RuntimeError("the master could not start")
