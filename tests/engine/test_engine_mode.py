@@ -144,6 +144,8 @@ def test_engine_killed_under_load_recovers_and_only_in_flight_requests_fail(star
     assert len(failures) < len(results)
     assert results[-1] == 200
     assert server.events("child_restarting")[0]["child"] == "engine"
+    exited = next(e for e in server.events("child_exited") if e["child"] == "engine")
+    assert exited["cause"] == "killed by SIGKILL (not by smc; OOM counter unchanged)", exited  # this test, not OOM
     assert server.stop() == 0
 
 
@@ -227,6 +229,8 @@ def test_unhealthy_engine_turns_ping_503_and_is_restarted(start_engine, tmp_path
     server.wait_event("engine_restart_unhealthy", timeout=5)
     flag.unlink()
     server.wait_ready(timeout=10)
+    exited = server.wait_event("child_exited", child="engine")
+    assert exited["cause"] == "killed by smc (unhealthy: 3 failed health checks)", exited  # smc's own kill
     assert server.stop() == 0
 
 

@@ -126,7 +126,7 @@ def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_
     process.stop_descendants(serve_config.stop_grace_s, log)  # orphans of the engine (setsid, double fork)
     if outcome.exit_code:
         log.error("serve_failed", reason=outcome.reason, exit_code=outcome.exit_code,  # type: ignore[attr-defined]
-                  cause=process.describe_exit(outcome.exit_code))
+                  cause=outcome.cause or process.describe_exit(outcome.exit_code))
     else:
         log.info("serve_stopped", reason=outcome.reason)  # type: ignore[attr-defined]
     return outcome.exit_code
