@@ -7,7 +7,7 @@ memory of the whole process tree (RSS sum and PSS sum, PSS counting shared pages
   python bench/serve/run.py --smc dist/smc [--workers 2] [--duration 10] [--skip-mms]
 
 The seed stack (nginx -> gunicorn sync -> Flask, configured as the scikit bring-your-own
-example) and the toolkit get throwaway venvs under ~/.cache/smc (bench-seed, bench-mms).
+example) and the toolkit get throwaway venvs under ~/.cache/smc (bench-seed, bench-mms-1.1.11).
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 CACHE = Path.home() / ".cache" / "smc"
 SEED_VENV = CACHE / "bench-seed"
-MMS_VENV = CACHE / "bench-mms"
+# The toolkit oracle's versions, as tests/serve/toolkit_oracle.py pins them; the venv is named by
+# them, so a cache from an unpinned install is not reused.
+MMS_PACKAGES = ["multi-model-server==1.1.11", "sagemaker-inference==1.10.1"]
+MMS_VENV = CACHE / "bench-mms-1.1.11"
 EXAMPLE = ROOT / "examples" / "tabular" / "code" / "inference.py"
 MODEL = {"feature_names": ["x1", "x2", "x3"], "weights": [0.5, -1.25, 2.0], "intercept": 0.1}
 BODY = "1.0,2.0,3.0\n4.0,5.0,6.0\n"
@@ -214,7 +217,7 @@ def handle(data, context):
 
 def start_mms(base: Path, workers: int, log: Path) -> tuple[subprocess.Popen, int]:
     """sagemaker-inference 1.10.1's own start-up: it writes /etc/sagemaker-mms.properties and runs MMS."""
-    python = ensure_venv(MMS_VENV, ["multi-model-server", "sagemaker-inference==1.10.1"])
+    python = ensure_venv(MMS_VENV, MMS_PACKAGES)
     port = free_port(below=32768)  # MMS 1.1.11 answers "Invalid port number" for ports above 32767
     helper = base / "mms-entry"
     helper.mkdir(exist_ok=True)

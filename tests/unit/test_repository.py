@@ -60,6 +60,18 @@ def test_train_imports_nothing_from_serve_and_supervision_neither():
     assert not wrong
 
 
+def test_the_mms_oracle_is_pinned_everywhere_it_is_installed():
+    # multi-model-server unpinned in one place meant a bench or an MME test ran a different oracle.
+    from tests.serve.toolkit_oracle import MMS_VERSION
+
+    specs = {}
+    for name in _tracked():
+        if name.startswith(("tests/", "bench/")) and name.endswith(".py"):
+            for spec in re.findall(r"[\"']multi-model-server([^\"']*)[\"']", (ROOT / name).read_text()):
+                specs.setdefault(spec, []).append(name)
+    assert specs and set(specs) <= {f"=={MMS_VERSION}", "=={MMS_VERSION}"}, specs
+
+
 def test_loops_change_a_childs_state_only_through_its_transitions():
     # Child.to() refuses a transition the table does not list; a plain assignment would skip it.
     assigned = {}
