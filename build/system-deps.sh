@@ -1,14 +1,30 @@
 #!/usr/bin/env bash
-# Install the Debian packages smc's build, demo or tests need, if any is missing.
-#   bash build/system-deps.sh demo   # nginx for `make demo`
-#   bash build/system-deps.sh test   # everything `make test` uses (Docker Engine itself excepted)
+# Install the Debian packages a make target needs, if any is missing (each target calls it).
+#   bash build/system-deps.sh demo     # nginx for `make demo`
+#   bash build/system-deps.sh test     # everything `make test` uses (Docker Engine itself excepted)
+#   bash build/system-deps.sh bench    # `make bench` (Java is optional: without it the MMS rows are skipped)
+#   bash build/system-deps.sh images   # `make images`: debootstrap (smc-base), patchelf (the scratch image's binary)
+#   bash build/system-deps.sh --list GROUP   # print the group's packages, install nothing
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
+list=0
+if [[ "${1:-}" == --list ]]; then
+    list=1
+    shift
+fi
 packages=(make gcc nginx-light)
-if [[ "${1:-demo}" == test ]]; then
+case "${1:-demo}" in
+    demo) ;;
     # openjdk: multi-model-server, the oracle of the serving differential test and the MME tests
-    packages+=(wrk hyperfine debootstrap util-linux procps iproute2 patchelf docker-compose openjdk-17-jre-headless)
+    test) packages+=(wrk hyperfine debootstrap util-linux procps iproute2 patchelf docker-compose openjdk-17-jre-headless) ;;
+    bench) packages+=(wrk util-linux) ;;  # util-linux: unshare, for the MMS rows
+    images) packages+=(debootstrap patchelf) ;;
+    *) echo "system-deps: unknown group ${1} (demo, test, bench or images)" >&2; exit 2 ;;
+esac
+if ((list)); then
+    echo "${packages[*]}"
+    exit 0
 fi
 
 missing=()

@@ -72,6 +72,12 @@ def test_the_mms_oracle_is_pinned_everywhere_it_is_installed():
     assert specs and set(specs) <= {f"=={MMS_VERSION}", "=={MMS_VERSION}"}, specs
 
 
+def test_the_benches_share_one_readiness_wait():
+    defined = [name for name in _tracked() if name.startswith("bench/") and name.endswith(".py")
+               and "def wait_ping(" in (ROOT / name).read_text()]
+    assert defined == ["bench/ping.py"]
+
+
 def test_loops_change_a_childs_state_only_through_its_transitions():
     # Child.to() refuses a transition the table does not list; a plain assignment would skip it.
     assigned = {}
