@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 from supervisor_app import process
 
@@ -51,9 +52,12 @@ def test_describe_exit_says_what_the_code_says_and_guesses_no_cause():
 
 def test_reap_collects_exited_children():
     pids = {subprocess.Popen([sys.executable, "-c", "pass"]).pid for _ in range(3)}
-    reaped = set()
-    while not pids <= reaped:  # other tests' stray children may be reaped too
-        reaped |= {pid for pid, _ in process.reap(block=True)}
+    reaped: set[int] = set()
+    deadline = time.monotonic() + 10  # bounded: a reap that never collects them fails, never hangs CI
+    while not pids <= reaped and time.monotonic() < deadline:
+        reaped |= {pid for pid, _ in process.reap()}  # other tests' stray children may be reaped too
+        time.sleep(0.01)
+    assert pids <= reaped, f"not reaped within 10 s: {sorted(pids - reaped)}"
 
 
 def test_fork_call_runs_the_target_like_a_fresh_child(tmp_path):

@@ -195,9 +195,15 @@ def test_peer_wait_returns_when_every_peer_answers():
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
+        started = time.monotonic()
         wait_for_peers(
             ("127.0.0.1", "localhost"), server.getsockname()[1], 5, logs.get_logger("test"), what="test"
         )
+        assert time.monotonic() - started < 2  # at the first probe of each, not at the 5 s deadline
+        server.settimeout(1)
+        probes = [server.accept()[0] for _ in range(2)]  # each peer was connected to (raises if not)
+        for conn in probes:
+            conn.close()
 
 
 def _doctor(tmp_path, hps: dict, path: str, **environ: str):
