@@ -5,11 +5,13 @@ limit a SIGKILL from elsewhere is not called out of memory (tests/train/test_run
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.images.conftest import docker
 from tests.train.trainkit import make_job, script
 
@@ -25,10 +27,6 @@ while True:
 
 
 def test_training_script_killed_by_the_oom_killer_is_named_so(docker_engine, smc_binary: Path, tmp_path):
-    import subprocess
-
-    from tests.conftest import ROOT
-
     subprocess.run(["bash", str(ROOT / "build" / "base-image.sh")], check=True, capture_output=True, timeout=900)
     base = make_job(tmp_path)
     script(base, "train.py", _HOG)
