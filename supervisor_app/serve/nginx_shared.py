@@ -39,8 +39,8 @@ ERRORS: dict[int, tuple[int, str, str]] = {
     411: (411, "Length Required", "send a Content-Length or a chunked body"),
     413: (413, "Payload Too Large", "request body over {limit} (SAGEMAKER_MAX_PAYLOAD_IN_MB)"),
     414: (414, "URI Too Long", "request line over {header_kib} KiB"),
-    494: (400, "Bad Request", "request header too large: a header line over {header_kib} KiB, or all headers over "
-          "{headers_kib} KiB"),
+    494: (400, "Bad Request", ("request header too large: a header line over {header_kib} KiB, or all headers "
+                               "over {headers_kib} KiB")),
     500: (500, "Internal Server Error", "internal error in the front server"),
     501: (501, "Not Implemented", "unsupported Transfer-Encoding"),
     502: (502, "Bad Gateway", "the model server worker ended before answering; see the log for the cause"),
