@@ -64,19 +64,13 @@ demo: dist/smc $(TEST_VENV)/.ok
 	bash build/system-deps.sh demo
 	$(PY) examples/demo.py --smc dist/smc
 
+# bench/suite.py runs every bench to its end: misses are reported, a crash fails the target.
 bench: dist/smc dist/smc-hostpy $(TEST_VENV)/.ok
-	$(PY) bench/portable.py --smc dist/smc --baseline dist/smc-hostpy
-	$(PY) bench/startup.py --smc dist/smc
-	$(PY) bench/train_overhead.py --smc dist/smc
-	$(PY) bench/serve/run.py --smc dist/smc $(if $(shell command -v java),,--skip-mms)
-	$(PY) bench/streaming.py --smc dist/smc --cold-runs 5 --uploads 9
-	$(PY) bench/metrics_overhead.py --smc dist/smc --duration 3 --rounds 2
-	$(PY) bench/serve/requirements_start.py --smc dist/smc --runs 3
-	$(PY) bench/mme.py --smc dist/smc $(if $(shell command -v java),,--skip-mms)
-	$(PY) bench/cluster_startup.py --smc dist/smc --runs 1
-	$(PY) bench/engine.py --smc dist/smc --rounds 1 --duration 3 --lifecycle-runs 1 --dying-limit-s 10
+	bash build/system-deps.sh bench
+	$(PY) bench/suite.py --smc dist/smc --baseline dist/smc-hostpy $(if $(shell command -v java),,--skip-mms)
 
 images: dist/smc
+	bash build/system-deps.sh images
 	SMC_BINARY=$(CURDIR)/dist/smc bash build/images.sh
 
 clean:

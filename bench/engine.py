@@ -34,6 +34,8 @@ import threading
 import time
 from pathlib import Path
 
+from ping import wait_ping  # bench/ping.py (the script's folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 STAND_IN = ROOT / "tests" / "engine" / "stand_in_engine.py"
 MHCS_VENV = Path.home() / ".cache" / "smc" / "bench-mhcs"
@@ -58,25 +60,6 @@ def ensure_mhcs() -> Path:
 
 def engine_argv(port: int, *flags: str) -> list[str]:
     return [PYTHON, str(STAND_IN), "--port", str(port), *flags]
-
-
-def ping(port: int) -> int | None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-    try:
-        conn.request("GET", "/ping")
-        return conn.getresponse().status
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
-
-
-def wait_ping(port: int, timeout_s: float, since: float) -> float | None:
-    while time.perf_counter() - since < timeout_s:
-        if ping(port) == 200:
-            return time.perf_counter() - since
-        time.sleep(0.005)
-    return None
 
 
 class Stack:
@@ -197,7 +180,7 @@ def throughput(smc: Path, work: Path, duration: int, rounds: int, *flags: str) -
         for name in results:
             stack = Stack("mhcs" if name == "standard_supervisor" else name, smc, work, *flags)
             try:
-                assert wait_ping(stack.port, 30, stack.started), f"{name} never ready"
+                assert wait_ping(stack.port, 30, since=stack.started, required=False), f"{name} never ready"
                 subprocess.run(["wrk", "-t1", "-c2", "-d1s", "-s", str(lua), f"http://127.0.0.1:{stack.port}/invocations"],
                                capture_output=True, check=True)  # warm-up
                 results[name].append(wrk(stack.port, duration, lua))
@@ -211,7 +194,7 @@ def lifecycle(kind: str, smc: Path, work: Path, warmup_s: float) -> dict[str, fl
     stack = Stack(kind, smc, work, "--warmup-s", str(warmup_s))
     result: dict[str, float | int | None] = {}
     try:
-        ready = wait_ping(stack.port, 60, stack.started)
+        ready = wait_ping(stack.port, 60, since=stack.started, required=False)
         result["ready_s"] = round(ready, 3) if ready else None
         if kind == "smc" and ready:
             # smc's own part: exec of smc until the engine is spawned, plus the poll that saw it healthy
@@ -224,7 +207,7 @@ def lifecycle(kind: str, smc: Path, work: Path, warmup_s: float) -> dict[str, fl
         os.kill(stack.engine_pid(), signal.SIGKILL)
         killed = time.perf_counter()
         time.sleep(0.02)
-        recovered = wait_ping(stack.port, 60, killed)
+        recovered = wait_ping(stack.port, 60, since=killed, required=False)
         result["kill9_to_healthy_s"] = round(recovered, 3) if recovered else None
         time.sleep(0.5)
         code, elapsed = stack.stop()
@@ -274,7 +257,7 @@ def main() -> int:
         for _ in range(args.lifecycle_runs):
             direct = Stack("direct", smc, work, "--warmup-s", str(args.warmup_s))
             try:
-                alone.append(wait_ping(direct.port, 30, direct.started) or 0.0)
+                alone.append(wait_ping(direct.port, 30, since=direct.started, required=False) or 0.0)
             finally:
                 direct.kill()
         direct_ready = statistics.median(alone)
@@ -296,7 +279,7 @@ def main() -> int:
         for kind in ("direct", "smc"):
             stack = Stack(kind, smc, work, "--chunks", "3", "--chunk-delay-s", "0.05")
             try:
-                wait_ping(stack.port, 30, stack.started)
+                wait_ping(stack.port, 30, since=stack.started, required=False)
                 streams[kind] = round(ttfb_ms(stack.port), 2)
             finally:
                 stack.kill()

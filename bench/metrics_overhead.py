@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import timeit
 import urllib.request
 from pathlib import Path
@@ -28,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "serve"))
 
-from run import BODY, free_port, make_model, run_wrk, stop, wait_ping  # noqa: E402
+from ping import wait_ping  # noqa: E402  (bench/ping.py)
+from run import BODY, free_port, make_model, run_wrk, stop  # noqa: E402
 
 
 def start(smc: Path, base: Path, extra: dict[str, str], log: Path) -> tuple[subprocess.Popen, int]:
@@ -38,7 +38,7 @@ def start(smc: Path, base: Path, extra: dict[str, str], log: Path) -> tuple[subp
                 "SAGEMAKER_MODEL_SERVER_WORKERS": "2", **extra})
     with open(log, "ab") as out:
         proc = subprocess.Popen([str(smc), "serve"], env=env, stdout=out, stderr=out, start_new_session=True)
-    wait_ping(port, proc, 30)
+    wait_ping(port, 30, proc=proc)
     return proc, port
 
 

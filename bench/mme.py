@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ping import wait_ping  # noqa: E402  (bench/ping.py)
+
 from tests.serve import mms_mme  # noqa: E402  (the oracle's MMS harness)
 
 HANDLER = ROOT / "tests" / "fixtures" / "mme" / "inference.py"
@@ -65,18 +67,6 @@ def start_smc(smc: Path, base: Path, workers: int, multi: bool, log: Path) -> tu
     with open(log, "ab") as out:
         proc = subprocess.Popen([str(smc), "serve"], env=env, stdout=out, stderr=out, start_new_session=True)
     return proc, port
-
-
-def wait_ping(port: int, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"/ping on {port} not 200 within {timeout_s} s")
 
 
 def call(port: int, method: str, path: str, body: dict | None = None) -> int:
@@ -161,7 +151,7 @@ def main() -> int:
             port = mms_mme.free_low_port()
             servers["mms mme"] = (mms_mme.start(base, port, args.workers, log), port, "/models/m0/invoke")
         for name, (_, port, _) in servers.items():
-            wait_ping(port)
+            wait_ping(port, 120)
         for name in ("smc mme", "mms mme"):
             if name in servers:
                 loaded, unloaded = load_latencies(servers[name][1], base, args.loads)

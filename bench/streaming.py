@@ -28,7 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench" / "serve"))
-import run as serve_bench  # noqa: E402  (free_port, make_model, wait_ping, stop, start_smc)
+import run as serve_bench  # noqa: E402  (free_port, make_model, stop, start_smc)
+from ping import wait_ping  # noqa: E402  (bench/ping.py)
 
 TARGETS = {"cold_start_s": 0.15, "ttfb_over_yield_ms": 5.0, "upload_vs_nginx": 1.5, "upload_100_over_25": 5.0}
 MIB = 1024 * 1024
@@ -83,7 +84,7 @@ def cold_start(smc: Path, work: Path, runs: int) -> list[float]:
     for _ in range(runs + 1):
         proc, port = start(smc, base, work / "cold.log", {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
         try:
-            times.append(serve_bench.wait_ping(port, proc, 30))
+            times.append(wait_ping(port, 30, proc=proc))
         finally:
             serve_bench.stop(proc, group=True)
     return times[1:]  # the first run warms the page cache
@@ -142,7 +143,7 @@ def versus(smc: Path, baseline: Path, work: Path, args: argparse.Namespace) -> d
             serve_bench.make_model(base)
             proc, port = start(binary, base, work / "rps.log", {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
             running[name] = (proc, port)
-            serve_bench.wait_ping(port, proc, 30)
+            wait_ping(port, 30, proc=proc)
         rps: dict[str, list[float]] = {name: [] for name in running}
         for _ in range(args.rounds):
             for name, (_, port) in running.items():
@@ -185,7 +186,7 @@ def main() -> int:
         proc, port = start(smc, base, log, {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0", "SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
         nginx = None
         try:
-            serve_bench.wait_ping(port, proc, 30)
+            wait_ping(port, 30, proc=proc)
             if "stream" not in args.skip:
                 for _ in range(3):
                     first_chunk(port)

@@ -1,21 +1,33 @@
 #!/usr/bin/env bash
-# Install the Debian packages smc's build, demo or tests need, if any is missing.
-#   bash build/system-deps.sh demo   # nginx for `make demo`
-#   bash build/system-deps.sh test   # everything `make test` uses (Docker Engine itself excepted)
-#   bash build/system-deps.sh images # debootstrap for `make images` (the base and distribution images)
-#   bash build/system-deps.sh binary # what build/python/ needs to build the embedded interpreter
+# Install the Debian packages a make target needs, if any is missing (each target calls it).
+#   bash build/system-deps.sh demo     # nginx for `make demo`
+#   bash build/system-deps.sh test     # everything `make test` uses (Docker Engine itself excepted)
+#   bash build/system-deps.sh bench    # `make bench` (Java is optional: without it the MMS rows are skipped)
+#   bash build/system-deps.sh images   # `make images`: debootstrap (smc-base), patchelf (the scratch image's binary)
+#   bash build/system-deps.sh binary   # build/python/: the embedded interpreter (tclsh for SQLite, curl for the sources)
+#   bash build/system-deps.sh binary   # build/python/: the embedded interpreter (tclsh for SQLite, curl for its sources)
+#   bash build/system-deps.sh --list GROUP   # print the group's packages, install nothing
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
+list=0
+if [[ "${1:-}" == --list ]]; then
+    list=1
+    shift
+fi
 packages=(make gcc nginx-light)
-if [[ "${1:-demo}" == test ]]; then
+case "${1:-demo}" in
+    demo) ;;
     # openjdk: multi-model-server, the oracle of the serving differential test and the MME tests
-    packages+=(wrk hyperfine debootstrap util-linux procps iproute2 patchelf docker-compose openjdk-17-jre-headless)
-elif [[ "${1:-demo}" == images ]]; then
-    packages=(debootstrap)
-elif [[ "${1:-demo}" == binary ]]; then
-    # tcl: SQLite's build generates its sources with tclsh; curl fetches the sources from the pool.
-    packages=(make patch curl xz-utils bzip2 tcl pkg-config)
+    test) packages+=(wrk hyperfine debootstrap util-linux procps iproute2 patchelf docker-compose openjdk-17-jre-headless) ;;
+    bench) packages+=(wrk util-linux) ;;  # util-linux: unshare, for the MMS rows
+    images) packages+=(debootstrap patchelf) ;;
+    binary) packages=(make patch curl xz-utils bzip2 tcl pkg-config) ;;
+    *) echo "system-deps: unknown group ${1} (demo, test, bench, images or binary)" >&2; exit 2 ;;
+esac
+if ((list)); then
+    echo "${packages[*]}"
+    exit 0
 fi
 
 missing=()

@@ -286,13 +286,10 @@ def signal_name(signum: int) -> str:
 
 
 def describe_exit(code: int) -> str:
-    """A cause in words, e.g. for the failure file: 'exit code 3', 'killed by SIGKILL: likely out of memory'."""
+    """An exit code in words: 'exit code 3', 'killed by SIGKILL'. Who sent a SIGKILL (smc, the OOM
+    killer, another process) is supervision/causes.py's to say, from the memory cgroup's counter."""
     if code > exitcodes.SIGNAL_BASE and code - exitcodes.SIGNAL_BASE < signal.NSIG:
-        signum = code - exitcodes.SIGNAL_BASE
-        text = f"killed by {signal_name(signum)}"
-        if signum == signal.SIGKILL:
-            text += ": likely out of memory (the kernel's OOM killer sends SIGKILL)"
-        return text
+        return f"killed by {signal_name(code - exitcodes.SIGNAL_BASE)}"
     if code == exitcodes.NOT_FOUND:
         return "exit code 127: command not found"
     if code == exitcodes.NOT_EXECUTABLE:

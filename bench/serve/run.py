@@ -7,7 +7,7 @@ memory of the whole process tree (RSS sum and PSS sum, PSS counting shared pages
   python bench/serve/run.py --smc dist/smc [--workers 2] [--duration 10] [--skip-mms]
 
 The seed stack (nginx -> gunicorn sync -> Flask, configured as the scikit bring-your-own
-example) and the toolkit get throwaway venvs under ~/.cache/smc (bench-seed, bench-mms).
+example) and the toolkit get throwaway venvs under ~/.cache/smc (bench-seed, bench-mms-1.1.11).
 """
 
 from __future__ import annotations
@@ -23,15 +23,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+sys.path.insert(0, str(HERE.parent))
+from ping import wait_ping  # noqa: E402  (bench/ping.py)
+
 CACHE = Path.home() / ".cache" / "smc"
 SEED_VENV = CACHE / "bench-seed"
-MMS_VENV = CACHE / "bench-mms"
+# The toolkit oracle's versions, as tests/serve/toolkit_oracle.py pins them; the venv is named by
+# them, so a cache from an unpinned install is not reused.
+MMS_PACKAGES = ["multi-model-server==1.1.11", "sagemaker-inference==1.10.1"]
+MMS_VENV = CACHE / "bench-mms-1.1.11"
 EXAMPLE = ROOT / "examples" / "tabular" / "code" / "inference.py"
 MODEL = {"feature_names": ["x1", "x2", "x3"], "weights": [0.5, -1.25, 2.0], "intercept": 0.1}
 BODY = "1.0,2.0,3.0\n4.0,5.0,6.0\n"
@@ -68,22 +72,6 @@ def ensure_venv(venv: Path, packages: list[str]) -> Path:
         subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *packages], check=True)
         marker.write_text(" ".join(packages))
     return python
-
-
-def wait_ping(port: int, proc: subprocess.Popen, timeout_s: float) -> float:
-    """Seconds until GET /ping answers 200 (any body), polling every 5 ms."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout_s:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1) as resp:
-                if resp.status == 200:
-                    return time.perf_counter() - start
-        except OSError:
-            pass
-        time.sleep(0.005)
-    raise RuntimeError(f"/ping not 200 within {timeout_s} s")
 
 
 def tree(pid: int) -> list[int]:
@@ -214,7 +202,7 @@ def handle(data, context):
 
 def start_mms(base: Path, workers: int, log: Path) -> tuple[subprocess.Popen, int]:
     """sagemaker-inference 1.10.1's own start-up: it writes /etc/sagemaker-mms.properties and runs MMS."""
-    python = ensure_venv(MMS_VENV, ["multi-model-server", "sagemaker-inference==1.10.1"])
+    python = ensure_venv(MMS_VENV, MMS_PACKAGES)
     port = free_port(below=32768)  # MMS 1.1.11 answers "Invalid port number" for ports above 32767
     helper = base / "mms-entry"
     helper.mkdir(exist_ok=True)
@@ -239,7 +227,7 @@ def cold_starts(start, log: Path, runs: int, timeout_s: float) -> list[float]:
     for _ in range(runs):
         proc, port = start(log=log)
         try:
-            colds.append(wait_ping(port, proc, timeout_s))
+            colds.append(wait_ping(port, timeout_s, proc=proc))
         finally:
             stop(proc, group=True)
     return colds
@@ -255,7 +243,7 @@ def measure(stacks: dict, args: argparse.Namespace, lua: Path, log: Path) -> dic
         for name, start in stacks.items():
             proc, port = start(log=log)
             running[name] = (proc, port)
-            wait_ping(port, proc, args.ready_timeout)
+            wait_ping(port, args.ready_timeout, proc=proc)
             subprocess.run(["wrk", "-t1", "-c2", "-d1s", "-s", str(lua), f"http://127.0.0.1:{port}/invocations"],
                            capture_output=True, check=True)  # warm-up
         rounds: dict[str, list[dict]] = {name: [] for name in stacks}

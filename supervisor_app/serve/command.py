@@ -1,6 +1,6 @@
 """`smc serve`: check what can be checked up front, then supervise gunicorn and nginx.
 
-The gunicorn master is a fork of this process (serve/children.py fork_call) running
+The gunicorn master is a fork of this process (supervision/children.py fork_call) running
 _master_main: no second start of the onefile binary.
 """
 
@@ -25,12 +25,12 @@ from supervisor_app.errors import AppLoadError, BootError, ConfigError, SmcError
 from supervisor_app.metrics import start_exporter
 from supervisor_app.serve import gpus, requirements
 from supervisor_app.serve import nginx as nginx_conf
-from supervisor_app.serve.children import Child
 from supervisor_app.serve.connections import raise_open_file_limit
 from supervisor_app.serve.outputs import now_iso, relay_streams
 from supervisor_app.serve.preflight import check_port_free, find_nginx, give_to_nginx_workers
-from supervisor_app.serve.supervision import Supervisor
-from supervisor_app.serve.supervision_types import Outputs, Policy, SupervisorSettings
+from supervisor_app.serve.supervision import Supervisor, SupervisorSettings
+from supervisor_app.supervision.children import Child
+from supervisor_app.supervision.types import Outputs, Policy
 
 MASTER_PROCESS_NAME = "smc-gunicorn"  # /proc/PID/comm of the forked master
 
@@ -125,7 +125,7 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
                                   notify_fd=notify_read, policy=policy)
     supervisor_class: Any = Supervisor
     if sidecars:  # SMC_PROGRAMS: supervisord-style programs beside nginx and gunicorn
-        from supervisor_app.serve.sidecars import with_sidecars
+        from supervisor_app.supervision.sidecars import with_sidecars
 
         supervisor_class = with_sidecars(Supervisor)
     supervisor = supervisor_class(gunicorn, nginx, settings, Outputs(log, now_iso, *relay_streams(config)))

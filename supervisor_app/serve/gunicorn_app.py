@@ -28,12 +28,12 @@ from supervisor_app.metrics import layout as metrics_layout
 from supervisor_app.metrics import recorder as metrics
 from supervisor_app.serve import early_signals, gpus
 from supervisor_app.serve import handlers as handler_module
-from supervisor_app.serve.causes import OomCounter
 from supervisor_app.serve.marked_worker import MarkedWorker
 from supervisor_app.serve.nginx import SOCKET_NAME
 from supervisor_app.serve.user_app import load_user_app
 from supervisor_app.serve.worker_exits import reap_workers
 from supervisor_app.serve.wsgi import App
+from supervisor_app.supervision.causes import OomCounter
 
 
 def notify(fd: int, event: str, **fields: Any) -> None:

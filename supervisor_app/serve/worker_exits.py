@@ -19,7 +19,8 @@ from typing import Any
 from gunicorn.errors import HaltServer
 
 from supervisor_app import exitcodes, process
-from supervisor_app.serve import busy, causes
+from supervisor_app.serve import busy
+from supervisor_app.supervision import causes
 
 # Exits that are a worker doing what it was asked: a graceful stop, max-requests recycling.
 _EXPECTED_CODES = frozenset({0, exitcodes.from_signal(signal.SIGTERM), exitcodes.from_signal(signal.SIGQUIT),

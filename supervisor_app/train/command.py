@@ -128,7 +128,7 @@ def _finish(
         how = (
             f"killed with SIGKILL after the {grace_s:g} s grace period"
             if outcome.killed_after_grace
-            else f"ended with {process.describe_exit(code)}"
+            else f"ended with {outcome.cause()}"
         )
         cause = f"Training stopped: smc received {signame}; {name} {how}"
         _fail(layout, cause, outcome.stderr_tail, log, exit_code=exitcodes.from_signal(outcome.stop_signal))
@@ -137,7 +137,7 @@ def _finish(
         runner.write_success(layout.success_file)
         log.info("training_succeeded", entry_point=name, exit_code=0)
         return exitcodes.OK
-    cause = cause or f"Training script {name} failed: {process.describe_exit(code)}"
+    cause = cause or f"Training script {name} failed: {outcome.cause()}"
     code = exitcodes.from_signal(outcome.stop_signal) if outcome.stop_signal is not None else code
     _fail(layout, cause, outcome.stderr_tail, log, exit_code=code)
     return code

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor_app import process
+from supervisor_app.supervision import causes
 
 STDERR_TAIL_BYTES = 64 * 1024
 FAILURE_REASON_BYTES = 1024  # SageMaker keeps the first 1024 characters as FailureReason
@@ -37,6 +38,12 @@ class Outcome:
     stop_signal: int | None  # the signal that asked smc to stop, if any
     killed_after_grace: bool
     stderr_tail: bytes
+    oom_kills: int | None = None  # OOM kills the memory cgroup counted while it ran; None: not readable
+
+    def cause(self) -> str:
+        """How the child ended, naming smc's own kill and the OOM killer only when they were it."""
+        smc_killed = "SIGKILL after the stop grace" if self.killed_after_grace else None
+        return causes.describe(self.exit_code, killed_by_smc=smc_killed, oom_kills=self.oom_kills)
 
 
 class Tail:
@@ -63,12 +70,13 @@ def run(argv: list[str], env: Mapping[str, str], cwd: Path, grace_s: float, log:
     watched = (signal.SIGCHLD, *STOP_SIGNALS, *FORWARDED_SIGNALS)
     previous = {sig: signal.signal(sig, _queue_only) for sig in watched}
     previous_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    oom = causes.OomCounter()  # the baseline: a SIGKILL is the OOM killer's only if the count grew
     try:
         child = subprocess.Popen(
             argv, env=dict(env), cwd=str(cwd), stderr=subprocess.PIPE, process_group=0, close_fds=True
         )
         try:
-            return _supervise(child, wake_r, grace_s, log)
+            return _supervise(child, wake_r, grace_s, log, oom)
         finally:
             child.stderr.close()
             if child.returncode is None:
@@ -85,7 +93,7 @@ def _queue_only(signum: int, frame: Any) -> None:
     """Signal handler - nothing here: the wakeup fd already carries the signal number."""
 
 
-def _supervise(child: subprocess.Popen, wake_r: int, grace_s: float, log: Any) -> Outcome:
+def _supervise(child: subprocess.Popen, wake_r: int, grace_s: float, log: Any, oom: causes.OomCounter) -> Outcome:
     err_fd = child.stderr.fileno()
     tail = Tail()
     selector = selectors.DefaultSelector()
@@ -135,6 +143,7 @@ def _supervise(child: subprocess.Popen, wake_r: int, grace_s: float, log: Any) -
         stop_signal=stop_signal,
         killed_after_grace=killed,
         stderr_tail=tail.value(),
+        oom_kills=oom.new_kills(),
     )
 
 

@@ -1,5 +1,5 @@
 """Sidecar programs beside `smc train`: a separate smc process (`smc train --programs FILE`) runs
-them with the serve supervision loop and sidecar policy, because the training runner reaps every
+them with the shared supervision loop and sidecar policy (supervision/), because the training runner reaps every
 child of its own process (waitpid(-1)) and must stay a simple loop around the script.
 
 The training process starts it before the entry point and stops it (SIGTERM, bounded wait) when
@@ -15,31 +15,21 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from supervisor_app import logs, process
 from supervisor_app.config import Config
 from supervisor_app.config.engine import load_engine_config
 from supervisor_app.errors import UsageError
-from supervisor_app.serve.children import Child
-from supervisor_app.serve.supervision import Supervisor
-from supervisor_app.serve.supervision_types import Outputs, Policy, SupervisorSettings
+from supervisor_app.supervision.loop import Loop
+from supervisor_app.supervision.types import Outputs, Policy
 
 PROGRAMS_FLAG = "--programs"
-
-
-class _Absent(Child):
-    """Stands in for the servers a sidecar-only loop does not have."""
-
-    def spawn(self) -> None:
-        return None
-
 
 def run_programs(config: Config, args: list[str]) -> int:
     """`smc train --programs FILE`: run the file's programs until SIGTERM."""
     from supervisor_app.programs.parse import load_programs
-    from supervisor_app.serve.sidecars import make_sidecar, with_sidecars
+    from supervisor_app.supervision.sidecars import make_sidecar, with_sidecars
 
     if len(args) != 1:
         raise UsageError(f"{PROGRAMS_FLAG} FILE is internal to smc train")
@@ -53,28 +43,13 @@ def run_programs(config: Config, args: list[str]) -> int:
     env = process.foreign_env(config.environ)
     sidecars = tuple(make_sidecar(spec, env, log) for spec in programs.programs)
     process.become_subreaper()
-    notify_read, _notify_write = os.pipe2(os.O_CLOEXEC)
-    cls: Any = with_sidecars(_SidecarsOnly)
+    cls: Any = with_sidecars(Loop)
     policy = Policy(max((s.spec.stopwaitsecs for s in sidecars), default=10) + 5.0, 5.0, 2.0, 5, 60.0, 1e9)
-    settings = SupervisorSettings(run_dir=Path("/"), socket_path=Path("/nonexistent"), ready_file=Path("/nonexistent"),
-                                  port=0, notify_fd=notify_read, policy=policy)
-    absent = signal.SIGTERM
-    supervisor = cls(_Absent("none", [], {}, absent), _Absent("none", [], {}, absent), settings,
-                     Outputs(log, lambda: datetime.now(UTC).isoformat(), *_streams(config)))
+    supervisor = cls((), policy, Outputs(log, lambda: datetime.now(UTC).isoformat(), *_streams(config)))
     supervisor.add_sidecars(sidecars)
     outcome = supervisor.run()
     process.reap()
     return outcome.exit_code
-
-
-class _SidecarsOnly(Supervisor):
-    def _spawn(self, child: Child) -> None:
-        if isinstance(child, _Absent):
-            return
-        super()._spawn(child)
-
-    def _unready(self) -> None:
-        self.ready = False
 
 
 def _streams(config: Config) -> tuple[Any, Any]:

@@ -12,6 +12,7 @@ import time
 
 from tests.conftest import free_port
 from tests.serve.conftest import descendants, request
+from tests.serve.nginx_errors import CASES, LOGGED, check_every_case_is_json, logged_errors
 
 
 def test_ping_follows_engine_health_and_invocations_pass_everything(start_engine):
@@ -143,6 +144,8 @@ def test_engine_killed_under_load_recovers_and_only_in_flight_requests_fail(star
     assert len(failures) < len(results)
     assert results[-1] == 200
     assert server.events("child_restarting")[0]["child"] == "engine"
+    exited = next(e for e in server.events("child_exited") if e["child"] == "engine")
+    assert exited["cause"] == "killed by SIGKILL (not by smc; OOM counter unchanged)", exited  # this test, not OOM
     assert server.stop() == 0
 
 
@@ -226,6 +229,8 @@ def test_unhealthy_engine_turns_ping_503_and_is_restarted(start_engine, tmp_path
     server.wait_event("engine_restart_unhealthy", timeout=5)
     flag.unlink()
     server.wait_ready(timeout=10)
+    exited = server.wait_event("child_exited", child="engine")
+    assert exited["cause"] == "killed by smc (unhealthy: 3 failed health checks)", exited  # smc's own kill
     assert server.stop() == 0
 
 
@@ -302,3 +307,12 @@ def test_sigterm_lets_a_stream_in_flight_finish(start_engine):
     conn.close()
     assert body.count(b"data:") == 5, body
     assert server.wait_exit(10) == 0
+
+
+def test_every_error_nginx_makes_is_json_with_the_clients_method_and_path(start_engine):
+    # The same error pages as serve mode: 414, 494 (a 64 KB header), TRACE and HTTP/2.0 were HTML.
+    server = start_engine()
+    check_every_case_is_json(server.port)
+    logged = logged_errors(server, wanted=len(CASES))
+    assert LOGGED <= logged, logged
+    assert not [r for r in server.events("request") if r["path"].startswith("/_smc_error")]

@@ -4,6 +4,7 @@ beside the engine (or as the engine), and beside a training script."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -59,6 +60,11 @@ environment=GREETING="hello %(ENV_HOME)s"
     assert info.startswith(f"dir={tmp_path} env=hello /")
     warning = server.events("programs_file_warning")[0]["message"]
     assert "colour" in warning and "crasher" in warning
+    # A SIGKILL from elsewhere (this test) is named so, not guessed to be out of memory.
+    os.kill(server.wait_event("child_started", child="ticker")["child_pid"], signal.SIGKILL)
+    exited = server.wait_event("child_exited", child="ticker")
+    assert exited["cause"] == "killed by SIGKILL (not by smc; OOM counter unchanged)", exited
+    server.wait_event("child_restarting", child="ticker")
     assert server.stop() == 0
     stopped = {e["child"] for e in server.events("child_exited") if e.get("expected")}
     assert {"ticker", "proxy-ish", "nginx", "gunicorn"} <= stopped

@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.images.conftest import docker
 from tests.serve.wheels import build_wheel
+from tests.stand_ins import NVIDIA_SMI_SERVE_ARGS, write_tool
 
 IMAGE = "smc-i13-parity:test"  # this test's own tag: the example tags are shared with other tests
 DOCKERFILE = 'FROM smc-base:latest\nCOPY smc /usr/local/bin/\nENTRYPOINT ["smc"]\n'
@@ -36,9 +37,7 @@ def test_requirements_hooks_and_gpus_in_a_read_only_image(parity_image, containe
     shutil.copy(ROOT / "tests" / "fixtures" / "parity" / "image_all.py", model / "code" / "inference.py")
     (model / "code" / "requirements.txt").write_text("smc-parity-pkg==1.0\n")
     build_wheel(tmp_path / "wheels", "smc-parity-pkg", "1.0", "VALUE = 'installed at start'\n")
-    fake = tmp_path / "nvidia-smi"
-    fake.write_text("#!/bin/sh\n# stand-in for the real tool (no GPU on this machine)\necho 0\necho 1\n")
-    fake.chmod(0o755)
+    fake = write_tool(tmp_path / "nvidia-smi", NVIDIA_SMI_SERVE_ARGS, "echo 0\necho 1")  # no GPU on this machine
     for path in [tmp_path, *tmp_path.rglob("*")]:
         path.chmod(path.stat().st_mode | 0o755)
     result, container = containers(

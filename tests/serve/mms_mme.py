@@ -1,7 +1,8 @@
 """sagemaker-inference 1.10.1 on multi-model-server in multi-model mode (SAGEMAKER_MULTI_MODEL=true),
 started by the toolkit's own model_server.start_model_server(): the oracle for smc's /models API.
 
-The venv is bench/serve/run.py's (~/.cache/smc/bench-mms), created under a lock when missing.
+The venv is bench/serve/run.py's (~/.cache/smc/bench-mms-1.1.11: the versions of
+tests/serve/toolkit_oracle.py, pinned), created under a lock when missing.
 Two things differ from a container, neither changes what MMS answers: the toolkit's properties
 file goes to a temp dir instead of /etc (parallel runs would overwrite each other's port), and the
 toolkit runs in its own PID namespace (`unshare --pid`), because it refuses to start when it sees
@@ -20,9 +21,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.serve.toolkit_oracle import MMS_VERSION, TOOLKIT_VERSION
+
 CACHE = Path.home() / ".cache" / "smc"
-MMS_VENV = CACHE / "bench-mms"
-MMS_PACKAGES = ["multi-model-server", "sagemaker-inference==1.10.1"]
+MMS_VENV = CACHE / f"bench-mms-{MMS_VERSION}"
+MMS_PACKAGES = [f"multi-model-server=={MMS_VERSION}", f"sagemaker-inference=={TOOLKIT_VERSION}"]
 
 ENTRY = """
 import os, sys

@@ -103,6 +103,9 @@ CASES: dict[str, list[Case]] = {
     "hooks": [
         case("hooks_ran_in_order", "[1]", accept=JSON),
     ],
+    "context_api": [
+        case("status_type_headers", '"x"', accept=JSON, **{"X-Amzn-SageMaker-Target-Variant": "variant-1"}),
+    ],
     "raising": [
         case("ok", "fine", content_type=CSV),
         case("value_error", "value-error", content_type=CSV),
@@ -249,6 +252,12 @@ def chosen_type(content_type: str, **smc_fields) -> Callable[[tuple, tuple], boo
     return check
 
 
+def own_content_type(tk: tuple, ours: tuple) -> bool:
+    """S9: set_response_content_type: smc answers with the handler's type, the toolkit replaces it
+    with the Accept type; status and body are the same."""
+    return tk[:2] == ours[:2] and tk[2] == JSON and ours[2] == "application/vnd.smc+json"
+
+
 S1, S2 = "error bodies are JSON", "client errors are 4xx"
 DIFFERENCES: dict[str, tuple[str, Callable[[tuple, tuple], bool]]] = {
     "default_codecs.json_charset": ("S3 media type parameters", smc_serves(JSON)),
@@ -272,6 +281,7 @@ DIFFERENCES: dict[str, tuple[str, Callable[[tuple, tuple], bool]]] = {
     "raising.toolkit_error_default_message": (S1, error_body),
     "raising.key_error": (S1, error_body),
     "raising.predict_crash": (S1, error_body),
+    "context_api.status_type_headers": ("S9 the handler's own content type", own_content_type),
 }
 
 
@@ -283,8 +293,51 @@ def test_difference_list_names_real_cases():
           f"of {len({kind for kind, _ in DIFFERENCES.values()})} kinds")
 
 
+def _smc_serving(smc_binary, tmp_path, handler: str) -> Server:
+    base = tmp_path / "opt_ml"
+    base.mkdir()
+    (base / "model").symlink_to(model_tree(tmp_path, handler))
+    server = Server(smc_binary, base, free_port(),
+                    {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", "PYTHONPATH": str(toolkit_oracle.site_packages())})
+    server.wait_ready(timeout=60)
+    return server
+
+
 def test_custom_attributes_reach_the_handler_and_the_client(toolkit, smc_binary, tmp_path):
-    """Checked on its own too, so the comparison above cannot pass with the header absent on both."""
+    """Checked on its own too, on both servers, so the comparison above cannot pass with the
+    header absent on both: the handler read the request's attributes and the client got its echo."""
+    nginx_required()
     c = CASES["with_context"][0]
-    answer = send(toolkit.port, "/predictions/with_context", c)
-    assert answer[3].get(ATTRS.lower()) == "echo=trace=1,user=a", answer
+    server = _smc_serving(smc_binary, tmp_path, "with_context")
+    try:
+        answers = {"toolkit": send(toolkit.port, "/predictions/with_context", c),
+                   "smc": send(server.port, "/invocations", c)}
+    finally:
+        server.stop()
+    for name, answer in answers.items():
+        assert answer[0] == 200 and json.loads(answer[1])["attributes"] == "trace=1,user=a", (name, answer)
+        assert answer[3].get(ATTRS.lower()) == "echo=trace=1,user=a", (name, answer)
+
+
+def test_the_context_api_reaches_the_client(toolkit, smc_binary, tmp_path):
+    """Every Context method tests/fixtures/parity/context_api.py calls, checked on its own on both
+    servers (the comparison above could pass with a method that does nothing on both)."""
+    nginx_required()
+    c = CASES["context_api"][0]
+    server = _smc_serving(smc_binary, tmp_path, "context_api")
+    try:
+        answers = {"toolkit": send(toolkit.port, "/predictions/context_api", c),
+                   "smc": send(server.port, "/invocations", c)}
+    finally:
+        server.stop()
+    for name, (status, body, content_type, headers) in answers.items():
+        seen = json.loads(body)
+        assert (seen["header"], seen["property"]) == ("variant-1", "variant-1"), (name, seen)
+        assert seen["in_all_headers"] and seen["in_properties"] and seen["model_dir_set"], (name, seen)
+        assert seen["response_headers"] == ["X-Smc-Handler", "X-Smc-Property"], (name, seen)
+        assert seen["response_content_type"] == "application/vnd.smc+json", (name, seen)
+        assert status == 201, (name, status, body)  # set_response_status
+        assert headers.get("x-smc-handler") == "set_response_header", (name, headers)
+        assert headers.get("x-smc-property") == "add_response_property", (name, headers)
+    # set_response_content_type: smc answers with it; the toolkit replaces it with the Accept type (S9).
+    assert answers["smc"][2] == "application/vnd.smc+json" and answers["toolkit"][2] == JSON, answers

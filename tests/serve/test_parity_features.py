@@ -17,6 +17,7 @@ from tests import fake_codeartifact
 from tests.conftest import ROOT
 from tests.fake_codeartifact import FakeCodeArtifact
 from tests.serve.wheels import build_wheel
+from tests.stand_ins import NVIDIA_SMI_SERVE_ARGS, write_tool
 
 PARITY = ROOT / "tests" / "fixtures" / "parity"
 
@@ -125,14 +126,12 @@ def test_install_can_be_turned_off(start_server, opt_ml, tmp_path):
 
 
 # -- GPU-aware workers ------------------------------------------------------------------------------
-# This machine has no GPU: a stand-in nvidia-smi on PATH answers the one query smc makes
-# (`nvidia-smi --query-gpu=index --format=csv,noheader,nounits`) the way the real one does.
+# This machine has no GPU: a stand-in nvidia-smi on PATH (tests/stand_ins.py) answers the one
+# query smc makes (`nvidia-smi --query-gpu=index --format=csv,noheader,nounits`) the way the real
+# one does, and refuses any other arguments (exit 9: smc then sees no GPU and the test fails).
 def fake_nvidia_smi(tmp_path, script: str) -> dict[str, str]:
     bin_dir = tmp_path / "fake-bin"
-    bin_dir.mkdir(exist_ok=True)
-    tool = bin_dir / "nvidia-smi"
-    tool.write_text("#!/bin/sh\n" + script + "\n")
-    tool.chmod(0o755)
+    write_tool(bin_dir / "nvidia-smi", NVIDIA_SMI_SERVE_ARGS, script)
     return {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
 
 

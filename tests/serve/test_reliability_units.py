@@ -8,10 +8,10 @@ import re
 import resource
 from pathlib import Path
 
-from supervisor_app.serve import causes
 from supervisor_app.serve.busy import BusyMark, busy_since, forget
 from supervisor_app.serve.connections import open_client_connections, raise_open_file_limit
 from supervisor_app.serve.nginx import DRAIN_FILE, NginxSettings, render_nginx_conf, worker_rlimit_nofile
+from supervisor_app.supervision import causes
 
 
 def _conf(**overrides) -> str:
@@ -29,6 +29,9 @@ def test_error_pages_are_named_locations_except_where_nginx_has_no_uri():
         assert f"location @smc_error_{status} {{ return " in conf
     assert "error_page 400 /_smc_error/400;" in conf and "location = /_smc_error/400 { internal;" in conf
     assert "error_page 414 /_smc_error/414;" in conf
+    # A 505 (HTTP/2.0 in the request line) is stopped before nginx has a URI: a named location
+    # there made nginx answer its own HTML 500 ("empty URI in redirect to named location").
+    assert "error_page 505 /_smc_error/505;" in conf and "location = /_smc_error/505 { internal;" in conf
     assert "error_page 494 @smc_error_494;" in conf and "location @smc_error_494 { return 400 " in conf
     bodies = re.findall(r"return \d+ '(\{.*?\})';", conf)
     assert bodies and all('"status":' in body for body in bodies)
@@ -79,7 +82,7 @@ def test_causes_name_who_killed():
     assert causes.describe(137, killed_by_smc="grace expired") == "killed by smc (grace expired)"
     assert causes.describe(1, timed_out_s=65).startswith("killed by gunicorn: no answer within 65 s")
     assert "OOM killer" in causes.describe(137, oom_kills=1)
-    assert causes.describe(137, oom_kills=0).startswith("killed by SIGKILL from another process")
+    assert causes.describe(137, oom_kills=0) == "killed by SIGKILL (not by smc; OOM counter unchanged)"
     assert "not readable" in causes.describe(137, oom_kills=None)
     assert causes.describe(139) == "killed by SIGSEGV"
     assert causes.describe(3).startswith("exit code 3")

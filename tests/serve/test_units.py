@@ -15,8 +15,8 @@ from supervisor_app.config.core import load_config
 from supervisor_app.config.serve import SERVE_SETTINGS, load_serve_config
 from supervisor_app.errors import AppLoadError, ConfigError
 from supervisor_app.serve import content, handlers
-from supervisor_app.serve.children import LineRelay
 from supervisor_app.serve.nginx import NginxSettings, render_nginx_conf
+from supervisor_app.supervision.children import LineRelay
 from tests.conftest import ROOT
 from tests.serve.conftest import HANDLERS
 

@@ -10,6 +10,8 @@ import sys
 import pytest
 from trainkit import failure, log_events, make_job, script, train_env, write_json
 
+from tests.stand_ins import NEURON_LS_ARGS, NVIDIA_SMI_TRAIN_ARGS, write_tool
+
 DUMP = "import json, os\nprint('SEEN', json.dumps({k: v for k, v in os.environ.items() if k.startswith('SM_NUM')}))\n"
 
 
@@ -21,13 +23,10 @@ def _seen(stdout: str) -> dict:
 def test_gpus_and_neuron_cores_are_counted_with_the_vendor_tools(smc, tmp_path):
     tools = tmp_path / "bin"
     tools.mkdir()
-    (tools / "nvidia-smi").write_text(
-        '#!/bin/sh\n[ "$1" = --list-gpus ] || exit 9\n'
-        "echo 'GPU 0: Tesla V100 (UUID: GPU-1)'\necho 'GPU 1: Tesla V100 (UUID: GPU-2)'\n"
-    )
-    (tools / "neuron-ls").write_text('#!/bin/sh\necho \'[{"nc_count": 2}, {"nc_count": 2}]\'\n')
-    for tool in tools.iterdir():
-        tool.chmod(0o755)
+    # Stand-ins (tests/stand_ins.py: no GPU or Neuron device here) that answer only smc's queries.
+    write_tool(tools / "nvidia-smi", NVIDIA_SMI_TRAIN_ARGS,
+               "echo 'GPU 0: Tesla V100 (UUID: GPU-1)'\necho 'GPU 1: Tesla V100 (UUID: GPU-2)'")
+    write_tool(tools / "neuron-ls", NEURON_LS_ARGS, """echo '[{"nc_count": 2}, {"nc_count": 2}]'""")
     base = make_job(tmp_path)
     script(base, "train.py", DUMP)
     env = train_env(base, SAGEMAKER_PROGRAM="train.py", PATH=f"{tools}:{os.environ['PATH']}")

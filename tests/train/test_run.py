@@ -45,14 +45,16 @@ def test_script_exit_code_3_is_mirrored_with_cause_first_and_stderr_tail(smc, tm
     assert error["exit_code"] == 3
 
 
-def test_script_killed_by_sigkill_is_reported_as_likely_out_of_memory(smc, tmp_path):
+def test_script_killed_by_sigkill_from_elsewhere_is_not_called_out_of_memory(smc, tmp_path):
+    # The memory cgroup's oom_kill counter did not grow: no guess at OOM (the OOM case itself:
+    # tests/images/test_train_oom_docker.py).
     base = make_job(tmp_path)
     script(base, "train.py", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
     done = _run(smc, base, SAGEMAKER_PROGRAM="train.py")
     assert done.returncode == 137
     assert failure(base).startswith(
-        "Training script train.py failed: killed by SIGKILL: likely out of memory"
-    )
+        "Training script train.py failed: killed by SIGKILL (not by smc; OOM counter unchanged)"
+    ), failure(base)
 
 
 def test_user_failure_file_is_kept(smc, tmp_path):

@@ -18,14 +18,15 @@ from supervisor_app.config.engine import EngineConfig
 from supervisor_app.config.serve import ServeConfig
 from supervisor_app.errors import BootError
 from supervisor_app.serve import nginx as nginx_conf
-from supervisor_app.serve.children import Child
 from supervisor_app.serve.engine.health import HealthPoller
 from supervisor_app.serve.engine.nginx_conf import EngineNginxSettings, render_engine_nginx_conf
 from supervisor_app.serve.engine.plan import EnginePlan, plan_engine
 from supervisor_app.serve.engine.supervisor import EngineSupervisor, GroupChild
 from supervisor_app.serve.outputs import now_iso, relay_streams
 from supervisor_app.serve.preflight import check_port_free, find_nginx, give_to_nginx_workers
-from supervisor_app.serve.supervision_types import Outputs, Policy, SupervisorSettings
+from supervisor_app.serve.supervision import SupervisorSettings
+from supervisor_app.supervision.children import Child
+from supervisor_app.supervision.types import Outputs, Policy
 
 
 def engine_env(config: Config, plan: EnginePlan) -> dict[str, str]:
@@ -107,7 +108,7 @@ def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_
     out, err = relay_streams(config)
     supervisor_class: Any = EngineSupervisor
     if sidecars:
-        from supervisor_app.serve.sidecars import with_sidecars
+        from supervisor_app.supervision.sidecars import with_sidecars
 
         supervisor_class = with_sidecars(EngineSupervisor)
     settings = SupervisorSettings(run_dir=run_dir, socket_path=run_dir / "engine.unused",
@@ -125,7 +126,7 @@ def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_
     process.stop_descendants(serve_config.stop_grace_s, log)  # orphans of the engine (setsid, double fork)
     if outcome.exit_code:
         log.error("serve_failed", reason=outcome.reason, exit_code=outcome.exit_code,  # type: ignore[attr-defined]
-                  cause=process.describe_exit(outcome.exit_code))
+                  cause=outcome.cause or process.describe_exit(outcome.exit_code))
     else:
         log.info("serve_stopped", reason=outcome.reason)  # type: ignore[attr-defined]
     return outcome.exit_code

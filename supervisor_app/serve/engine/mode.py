@@ -32,7 +32,7 @@ def other_mode(config: Config) -> Mode | None:
     sidecars: tuple = ()
     if engine_config.programs_file is not None:
         from supervisor_app.programs.parse import load_programs
-        from supervisor_app.serve.sidecars import make_sidecar
+        from supervisor_app.supervision.sidecars import make_sidecar
 
         log = logs.get_logger("serve")
         programs = load_programs(engine_config.programs_file, config.environ)

@@ -13,14 +13,22 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor_app.serve.nginx import _ACCESS_FORMAT, READY_FILE, access_log_maps, temp_paths
+from supervisor_app.serve.nginx import READY_FILE
+from supervisor_app.serve.nginx_shared import (
+    ACCESS_FORMAT,
+    HEADER_BUFFERS_DIRECTIVE,
+    access_log_maps,
+    error_pages,
+    json_return,
+    temp_paths,
+)
 
-_ERRORS = {
-    400: ("Bad Request", "malformed HTTP request"),
-    413: ("Payload Too Large", "request body over {limit} (SAGEMAKER_MAX_PAYLOAD_IN_MB)"),
-    502: ("Bad Gateway", "the engine at {engine} closed the connection or is not listening; see the log"),
-    503: ("Service Unavailable", "the engine is not healthy yet, is restarting, or the server is stopping"),
-    504: ("Gateway Timeout", "the engine did not answer within {timeout} s (SAGEMAKER_MODEL_SERVER_TIMEOUT)"),
+_NOT_READY = "the engine is not healthy yet, is restarting, or the server is stopping"
+# The engine's own wording of the statuses that are about it; every other status reads as in serve mode.
+_ENGINE_MESSAGES = {
+    502: "the engine at {engine} closed the connection or is not listening; see the log",
+    503: _NOT_READY,
+    504: "the engine did not answer within {timeout} s (SAGEMAKER_MODEL_SERVER_TIMEOUT)",
 }
 
 
@@ -38,13 +46,6 @@ class EngineNginxSettings:
     log_ping: bool
 
 
-def _json_return(status: int, s: EngineNginxSettings) -> str:
-    phrase, message = _ERRORS[status]
-    limit = f"{s.max_body_bytes // (1024 * 1024)} MiB" if s.max_body_bytes else "the limit"
-    message = message.format(limit=limit, timeout=f"{s.timeout_s:g}", engine=f"{s.engine_host}:{s.engine_port}")
-    return f"return {status} '{{\"error\":\"{phrase}\",\"status\":{status},\"message\":\"{message}\"}}';"
-
-
 def _upstream_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -54,9 +55,10 @@ def render_engine_nginx_conf(s: EngineNginxSettings) -> str:
     temp = run / "nginx"
     timeout = math.ceil(s.timeout_s)
     ping_log = "access_log /dev/stdout smc buffer=64k flush=1s;" if s.log_ping else "access_log off;"
-    error_pages = "\n".join(
-        f"        location = /_smc_error/{status} {{ internal; {_json_return(status, s)} }}" for status in _ERRORS
-    )
+    engine = f"{s.engine_host}:{s.engine_port}"
+    pages, error_locations = error_pages(
+        max_body_bytes=s.max_body_bytes, timeout_s=s.timeout_s,
+        messages={status: text.replace("{engine}", engine) for status, text in _ENGINE_MESSAGES.items()})
     proxy = f"""proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;
@@ -82,7 +84,7 @@ events {{
 }}
 
 http {{
-    log_format smc escape=json '{_ACCESS_FORMAT}';
+    log_format smc escape=json '{ACCESS_FORMAT}';
     access_log /dev/stdout smc buffer=64k flush=1s;
     default_type application/json;
     server_tokens off;
@@ -92,6 +94,7 @@ http {{
     keepalive_timeout {s.keepalive_s};
     client_max_body_size {s.max_body_bytes};
     client_body_buffer_size 1m;
+    {HEADER_BUFFERS_DIRECTIVE}
 {temp_paths(temp)}
 {access_log_maps()}
 
@@ -104,11 +107,7 @@ http {{
     server {{
         listen {s.port} deferred backlog=1024;
         server_name _;
-        error_page 400 /_smc_error/400;
-        error_page 413 /_smc_error/413;
-        error_page 502 /_smc_error/502;
-        error_page 503 /_smc_error/503;
-        error_page 504 /_smc_error/504;
+{pages}
 
         location = /ping {{
             {ping_log}
@@ -117,7 +116,7 @@ http {{
                 return 405 '{{"error":"Method Not Allowed","status":405,"message":"use GET /ping"}}';
             }}
             if (!-f {run}/{READY_FILE}) {{
-                return 503 '{{"error":"Service Unavailable","status":503,"message":"the engine is not healthy yet, is restarting, or the server is stopping"}}';
+                {json_return(503, _NOT_READY)}
             }}
             return 200;
         }}
@@ -135,7 +134,7 @@ http {{
             {proxy}
         }}
 
-{error_pages}
+{error_locations}
     }}
 }}
 """

@@ -1,5 +1,5 @@
-"""Supervision of engine mode: smc's own loop (serve/supervision.py) with the engine in the place
-of gunicorn.
+"""Supervision of engine mode: smc's serving loop (serve/supervision.py, on the shared core
+supervision/loop.py) with the engine in the place of gunicorn.
 
 The engine runs in its own process group; its stop signal and the final SIGKILL go to the whole
 group (a `sh -c` wrapper, vLLM's or MLServer's worker processes). Health comes from the
@@ -12,20 +12,19 @@ SMC_ENGINE_MAX_RESTARTS; then smc stops with exit 1, the cause and the engine's 
 from __future__ import annotations
 
 import collections
-import json
 import os
-import selectors
 import signal
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from supervisor_app import exitcodes, process
-from supervisor_app.serve.children import Child, LineRelay, State
 from supervisor_app.serve.engine.health import HealthPoller
 from supervisor_app.serve.probes import http_ping_answers
-from supervisor_app.serve.supervision import Supervisor
-from supervisor_app.serve.supervision_types import Outcome, Outputs, Phase, SupervisorSettings, backoff_s
+from supervisor_app.serve.supervision import Supervisor, SupervisorSettings
+from supervisor_app.supervision.children import Child, LineRelay, State
+from supervisor_app.supervision.loop import Loop
+from supervisor_app.supervision.types import Outcome, Outputs, Phase, backoff_s
 
 _NGINX_PROBES_BEFORE_RESTART = 3
 _TAIL_LINES = 20
@@ -97,17 +96,13 @@ class EngineSupervisor(Supervisor):
         super()._kill_all(why)
 
     # -- starting --------------------------------------------------------------------------------
+    def _relay(self, child: Child, stream: str, out: Any) -> LineRelay:
+        if child is self.engine and stream == "stderr":
+            return TailRelay(child.name, stream, out, self.now_iso, tail=self.stderr_tail)
+        return super()._relay(child, stream, out)
+
     def _spawn(self, child: Child) -> None:
-        child.spawn()
-        for stream, name in child.pipes():
-            os.set_blocking(stream.fileno(), False)
-            out = self.out if name == "stdout" else self.err
-            if child is self.engine and name == "stderr":
-                relay: LineRelay = TailRelay(child.name, name, out, self.now_iso, tail=self.stderr_tail)
-            else:
-                relay = LineRelay(child.name, name, out, self.now_iso)
-            self.selector.register(stream, selectors.EVENT_READ, ("pipe", relay))
-        self.log.info("child_started", child=child.name, child_pid=child.pid)
+        Loop._spawn(self, child)  # not the gunicorn start-up budget of Supervisor._spawn
         if child is self.engine:
             self.generation += 1
             self.health_failures = 0
@@ -122,33 +117,24 @@ class EngineSupervisor(Supervisor):
         self._spawn(child)
 
     # -- timers ----------------------------------------------------------------------------------
-    def _timers(self) -> float:
-        now = time.monotonic()
-        waits = [self.policy.health_interval_s]
-        if self.phase is Phase.STOPPING:
-            if now >= self.stop_deadline:
-                self._kill_all("grace_expired")
-            else:
-                waits.append(self.stop_deadline - now)
-            return max(0.0, min(waits))
-        self._restart_due(now, waits)
+    def _grace_expired(self) -> None:
+        Loop._grace_expired(self)  # the engine's stop: its own grace, its exit code stays smc's
+
+    def _serving_timers(self, now: float, waits: list[float]) -> bool:
         if not self._watch_nginx_start(now, waits):
-            return 0.0
+            return False
         if self.engine.state is State.STARTING:
             if now > self.ready_deadline:
                 self._engine_failed(
                     f"the engine did not answer GET {self.plan.health_path} on {self.plan.host}:{self.plan.port} "
                     f"with 2xx within {self.policy.startup_timeout_s:g} s (SAGEMAKER_STARTUP_TIMEOUT)",
                     give_up=True)
-                return 0.0
+                return False
             waits.append(self.ready_deadline - now)
-        if now >= self.next_health:
-            self._check_nginx()
-            self.next_health = now + self.policy.health_interval_s
-        waits.append(self.next_health - now)
-        return max(0.0, min(waits))
+        return True
 
-    def _check_nginx(self) -> None:
+    def _check_health(self) -> None:
+        """nginx's /ping; the engine's own health comes from the HealthPoller thread."""
         child = self.nginx
         if child.state is not State.RUNNING or not child.pid:
             return
@@ -159,32 +145,22 @@ class EngineSupervisor(Supervisor):
         self.log.warning("child_probe_failed", child=child.name, child_pid=child.pid, failures=child.probe_failures)
         if child.probe_failures >= _NGINX_PROBES_BEFORE_RESTART:
             self.log.error("child_unhealthy", child=child.name, child_pid=child.pid)
+            self.kill_reasons[child.pid] = f"unhealthy: {_NGINX_PROBES_BEFORE_RESTART} failed health probes"
             child.kill_group()
 
     # -- health verdicts -------------------------------------------------------------------------
-    def _read_notify(self) -> None:
-        try:
-            data = os.read(self.notify_fd, 65536)
-        except BlockingIOError:
+    def _on_notify(self, event: dict[str, Any]) -> None:
+        if event.get("generation") != self.generation or not self.engine.pid or self.phase is Phase.STOPPING:
             return
-        *lines, self.notify_pending = (self.notify_pending + data).split(b"\n")
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("generation") != self.generation or not self.engine.pid or self.phase is Phase.STOPPING:
-                continue
-            if event.get("event") == "engine_healthy":
-                self._on_healthy()
-            elif event.get("event") == "engine_probe_failed":
-                self._on_probe_failed(str(event.get("why", "")))
+        if event.get("event") == "engine_healthy":
+            self._on_healthy()
+        elif event.get("event") == "engine_probe_failed":
+            self._on_probe_failed(str(event.get("why", "")))
 
     def _on_healthy(self) -> None:
         now = time.monotonic()
         first = self.engine.state is State.STARTING
-        self.engine.state = State.RUNNING
-        self.engine.ever_running = True
+        self.engine.to(State.RUNNING)
         self.health_failures = 0
         self.healthy_since = self.healthy_since or now
         self.ready_file.touch()
@@ -204,13 +180,11 @@ class EngineSupervisor(Supervisor):
         if self.health_failures >= self.plan.health_failures:
             self.log.error("engine_restart_unhealthy", child=self.engine.name, child_pid=self.engine.pid,
                            failures=self.health_failures)
+            self.kill_reasons[self.engine.pid] = f"unhealthy: {self.health_failures} failed health checks"
             self.engine.kill_group()  # a hung engine will not stop gracefully; its exit restarts it
 
     def _running(self, child: Child) -> None:
-        child.state = State.RUNNING
-        child.ever_running = True
-        self.log.info("child_running", child=child.name, child_pid=child.pid,
-                      elapsed_s=round(time.monotonic() - child.started_at, 3))
+        Loop._running(self, child)  # nginx: the engine's start does not wait for it
         if child is self.nginx and self.ready and self.phase is Phase.BOOTING:
             self.phase = Phase.SERVING
 
@@ -219,20 +193,15 @@ class EngineSupervisor(Supervisor):
         if child is not self.engine:
             super()._on_exit(child, code)
             return
-        expected = child.state is State.STOPPING or self.phase is Phase.STOPPING
-        pid = child.pid
-        child.exited(code)
+        pid, cause = self._exited(child, code, kill_group=False)
         if self.phase is Phase.STOPPING and _group_alive(pid):
             self.lingering_group = pid  # e.g. `cd x && engine`: the shell died, the engine still stops
         else:
             child.kill_group(pid)  # the engine's workers left behind
         self._unready()
         self.poller.watch(0)
-        log = self.log.info if expected else self.log.error
-        log("child_exited", child=child.name, child_pid=pid, exit_code=code,
-            cause=process.describe_exit(code) if code else None, expected=expected)
         if self.phase is Phase.STOPPING:
-            child.state = State.STOPPED
+            child.to(State.STOPPED)
             return
         if code in (exitcodes.NOT_FOUND, exitcodes.NOT_EXECUTABLE) and not child.ever_running:
             # The shell could not run the command: restarting would fail the same way.
@@ -240,7 +209,7 @@ class EngineSupervisor(Supervisor):
             self._engine_failed(f"engine command {what} (exit code {code}): {self.plan.command!r}",
                                 give_up=True, exit_code=code)
             return
-        self._engine_failed(f"the engine exited: {process.describe_exit(code)}", give_up=False)
+        self._engine_failed(f"the engine exited: {cause or 'exit code 0'}", give_up=False)
 
     def _engine_failed(self, cause: str, give_up: bool, exit_code: int = exitcodes.FAILURE) -> None:
         now = time.monotonic()
@@ -252,8 +221,7 @@ class EngineSupervisor(Supervisor):
             # The first restart is immediate (a crash of a serving engine costs only its warm-up),
             # then 0.25 s, 0.5 s, 1 s, ... so a crash loop does not spin.
             delay = backoff_s(len(self.engine_failures) - 1) if len(self.engine_failures) > 1 else 0.0
-            self.engine.state = State.BACKOFF
-            self.engine.restart_at = now + delay
+            self.engine.backoff(now + delay)
             self.log.warning("child_restarting", child=self.engine.name, attempt=restarts + 1,
                              max_restarts=self.plan.max_restarts, delay_s=delay, cause=cause)
             return
@@ -261,7 +229,8 @@ class EngineSupervisor(Supervisor):
             cause = (f"the engine failed {len(self.engine_failures)} times "
                      f"(SMC_ENGINE_MAX_RESTARTS={self.plan.max_restarts}); last: {cause.removeprefix('the engine ')}")
         if self.engine.pid:
-            self.engine.state = State.STOPPING
+            self.engine.to(State.STOPPING)
+            self.kill_reasons[self.engine.pid] = cause.removeprefix("the engine ")
             self.engine.kill_group()
         tail = tail_text(self.stderr_tail)
         self.log.error("engine_failed", child=self.engine.name, cause=cause, command=self.plan.command,

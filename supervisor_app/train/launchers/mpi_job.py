@@ -15,6 +15,7 @@ import json
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -152,7 +153,11 @@ def describe_failure(outcome: runner.Outcome, cluster: Cluster) -> str:
     match = _RANK_SIGNAL.search(text)
     if match:
         rank, host, sig = int(match.group(1)), match.group(2), int(match.group(3))
-        return f"MPI job failed: rank {rank} on {host} was {process.describe_exit(128 + sig)}"
+        how = f"killed by {process.signal_name(sig)}"
+        if sig == signal.SIGKILL:
+            # Another host's memory cgroup is not this one's to read: say so instead of guessing OOM.
+            how += f" (mpirun does not say by whom; {host}'s own log tells whether its OOM killer did it)"
+        return f"MPI job failed: rank {rank} on {host} was {how}"
     match = _SSH_DENIED.search(text)
     if match:
         return (
@@ -171,7 +176,7 @@ def describe_failure(outcome: runner.Outcome, cluster: Cluster) -> str:
             f"MPI job failed: mpirun lost contact with host {host} (its container stopped or the "
             f"network failed); {_ranks_of(cluster, host)} gone"
         )
-    return f"MPI job failed: mpirun {process.describe_exit(outcome.exit_code)}"
+    return f"MPI job failed: mpirun {outcome.cause()}"
 
 
 _TAGGED = re.compile(rb"^\[\d+,(\d+)\]<stderr>:(.*)$", re.MULTILINE)

@@ -1,6 +1,8 @@
-"""Why a serving process ended, in words: smc's own kills, gunicorn's timeouts, the kernel's OOM
+"""Why a child process ended, in words: smc's own kills, gunicorn's timeouts, the kernel's OOM
 killer, or a signal from elsewhere. A SIGKILL is called out of memory only when the memory
-cgroup's oom_kill counter says so, never by guess."""
+cgroup's oom_kill counter grew between a reading before the child's start (or its last death)
+and one after its exit, never by guess. serve's loops, sidecars, gunicorn's reaping and train's
+runner all say it the same way."""
 
 from __future__ import annotations
 
@@ -73,8 +75,8 @@ def describe(code: int, *, killed_by_smc: str | None = None, timed_out_s: float 
         if oom_kills:
             return "killed by SIGKILL from the kernel's OOM killer (the memory cgroup counted an oom_kill)"
         if oom_kills == 0:
-            return "killed by SIGKILL from another process (the memory cgroup counted no OOM kill)"
-        return "killed by SIGKILL (the memory cgroup's OOM counter is not readable: out of memory or another process)"
+            return "killed by SIGKILL (not by smc; OOM counter unchanged)"
+        return "killed by SIGKILL (not by smc; the memory cgroup's OOM counter is not readable, so whether it was OOM is unknown)"
     if code > exitcodes.SIGNAL_BASE and code - exitcodes.SIGNAL_BASE < signal.NSIG:
         return f"killed by {process.signal_name(code - exitcodes.SIGNAL_BASE)}"
     return process.describe_exit(code)

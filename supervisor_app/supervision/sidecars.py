@@ -1,9 +1,10 @@
-"""Sidecar programs run by smc's supervision loop beside nginx and gunicorn or the engine, with
+"""Sidecar programs run by a supervision loop beside nginx and gunicorn, the engine, or alone
+(`smc train`'s programs), with
 supervisord's per-program policy: autostart, startsecs, startretries (then FATAL), autorestart
 (true / false / unexpected against exitcodes), stopsignal and stopwaitsecs, priority order.
 
-SidecarsMixin is mixed into a Supervisor (serve/supervision.py) or the EngineSupervisor: the loop,
-signal handling, output relay and reaping stay theirs. A sidecar that gives up never stops the
+SidecarsMixin is mixed into a loop (supervision/loop.py, or the serving loops built on it): the
+loop, signal handling, output relay and reaping stay the loop's. A sidecar that gives up never stops the
 server unless its section says smc_required=true. On stop, sidecars are asked to stop after the
 servers have exited (they may be what the server needs while draining), in reverse priority order.
 """
@@ -16,8 +17,8 @@ from typing import Any
 
 from supervisor_app import exitcodes, process
 from supervisor_app.programs.parse import ProgramSpec, user_popen_kwargs
-from supervisor_app.serve.children import Child, State
-from supervisor_app.serve.supervision_types import Outcome, Phase
+from supervisor_app.supervision.children import Child, State
+from supervisor_app.supervision.types import Outcome, Phase
 
 
 class Sidecar(Child):
@@ -53,7 +54,7 @@ def make_sidecar(spec: ProgramSpec, environ: dict[str, str], log: Any) -> Sideca
 
 
 class SidecarsMixin:
-    """Needs: children, phase, log, policy, _spawn, _stop, _kill_all (from Supervisor)."""
+    """Needs: children, main_children, phase, log, kill_reasons, _spawn, _stop, _kill_all, _cause (from Loop)."""
 
     sidecars: tuple[Sidecar, ...] = ()
     _sidecars_started = False
@@ -76,8 +77,7 @@ class SidecarsMixin:
             if car.state is State.STARTING and car.pid:
                 due = car.started_at + car.spec.startsecs
                 if now >= due:
-                    car.state = State.RUNNING
-                    car.ever_running = True
+                    car.to(State.RUNNING)
                     car.start_failures = 0
                     self.log.info("program_running", program=car.name, child_pid=car.pid,  # type: ignore[attr-defined]
                                   startsecs=car.spec.startsecs)
@@ -94,17 +94,18 @@ class SidecarsMixin:
             return waits  # servers first: sidecars may be what they need while draining
         for car in sorted(self.sidecars, key=lambda c: -c.spec.priority):
             if car.state is State.BACKOFF:
-                car.state = State.STOPPED
+                car.to(State.STOPPED)
             if not car.pid:
                 continue
             if not car.signalled:
                 car.signalled = True
-                car.state = State.STOPPING
+                car.to(State.STOPPING)
                 car.kill_at = now + car.spec.stopwaitsecs
                 car.signal(car.spec.stopsignal)
             elif now >= car.kill_at:
                 self.log.warning("child_killed", child=car.name, child_pid=car.pid,  # type: ignore[attr-defined]
                                  why="stopwaitsecs_expired")
+                self.kill_reasons[car.pid] = "stopwaitsecs expired"  # type: ignore[attr-defined]
                 car.kill_group()
                 car.kill_at = now + 3600
             else:
@@ -128,17 +129,18 @@ class SidecarsMixin:
         was = child.state
         child.exited(code)
         child.kill_group(pid)
+        cause = self._cause(pid, code) or "exit code 0"  # type: ignore[attr-defined]
         if self.phase is Phase.STOPPING or was is State.STOPPING:  # type: ignore[attr-defined]
-            child.state = State.STOPPED
-            self.log.info("child_exited", child=child.name, child_pid=pid, exit_code=code, expected=True)  # type: ignore[attr-defined]
+            child.to(State.STOPPED)
+            self.log.info("child_exited", child=child.name, child_pid=pid, exit_code=code, cause=cause,  # type: ignore[attr-defined]
+                          expected=True)
             return
         spec = child.spec
-        cause = process.describe_exit(code) if code else "exit code 0"
         if was is State.STARTING:
             # Exited before startsecs: a failed start, retried up to startretries (supervisord's BACKOFF).
             child.start_failures += 1
             if child.start_failures > spec.startretries:
-                child.state = State.STOPPED
+                child.to(State.STOPPED)
                 child.fatal = True
                 self.log.error("program_fatal", program=child.name, child_pid=pid, exit_code=code, cause=cause,  # type: ignore[attr-defined]
                                start_failures=child.start_failures, startretries=spec.startretries,
@@ -154,15 +156,14 @@ class SidecarsMixin:
         log = self.log.info if expected else self.log.error  # type: ignore[attr-defined]
         log("child_exited", child=child.name, child_pid=pid, exit_code=code, cause=cause, expected=expected)
         if not restart:
-            child.state = State.STOPPED
+            child.to(State.STOPPED)
             if spec.required and not expected:
                 self._stop(Outcome(exitcodes.FAILURE, f"required program {child.name} exited: {cause}"))  # type: ignore[attr-defined]
             return
         self._backoff(child, 0.0, code, cause)
 
     def _backoff(self, child: Sidecar, delay_s: float, code: int, cause: str) -> None:
-        child.state = State.BACKOFF
-        child.restart_at = time.monotonic() + delay_s
+        child.backoff(time.monotonic() + delay_s)
         self.log.warning("child_restarting", child=child.name, delay_s=delay_s, exit_code=code, cause=cause,  # type: ignore[attr-defined]
                          start_failures=child.start_failures)
 
@@ -170,8 +171,6 @@ class SidecarsMixin:
         super()._kill_all(why)  # type: ignore[misc]
         for car in self.sidecars:
             car.signalled = True
-
-
 
 
 def with_sidecars(base: type) -> type:

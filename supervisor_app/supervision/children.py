@@ -34,6 +34,9 @@ _NGINX_LEVELS = {b"emerg": "critical", b"alert": "critical", b"crit": "critical"
 
 
 class State(enum.Enum):
+    """A child's state; the loops change it only through Child.to(), which refuses a transition
+    _TRANSITIONS does not list (a bug in a loop, said loudly instead of supervised wrongly)."""
+
     STOPPED = "stopped"
     STARTING = "starting"  # spawned, not yet answering its probe
     RUNNING = "running"  # answered its probe
@@ -96,6 +99,11 @@ class Child:
         self.state = state
         if state is State.RUNNING:
             self.ever_running = True
+
+    def backoff(self, restart_at: float) -> None:
+        """Wait out a restart delay: the loop starts it again at restart_at (monotonic)."""
+        self.to(State.BACKOFF)
+        self.restart_at = restart_at
 
     def signal(self, signum: int) -> None:
         if self.pid:

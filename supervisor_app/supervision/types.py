@@ -1,12 +1,12 @@
-"""What smc's supervision loops (serve/supervision.py, engine mode, sidecars) take and give:
-their phases, restart/stop policy, settings and outputs, and the outcome that becomes smc's exit."""
+"""What smc's supervision loops (supervision/loop.py and the serve loops built on it, sidecars)
+take and give: their phases, restart/stop policy and outputs, and the outcome that becomes smc's
+exit."""
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 
@@ -27,19 +27,6 @@ class Policy:
     drain_s: float = 0.0
     worker_crash_limit: int = 10
     worker_crash_window_s: float = 60.0
-
-
-@dataclass(frozen=True)
-class SupervisorSettings:
-    """Where the children meet smc: the run dir, gunicorn's socket, nginx's readiness file, the
-    port, the notify pipe's read end, and the restart/stop policy."""
-
-    run_dir: Path
-    socket_path: Path
-    ready_file: Path
-    port: int
-    notify_fd: int
-    policy: Policy
 
 
 @dataclass(frozen=True)
