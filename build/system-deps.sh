@@ -5,7 +5,6 @@
 #   bash build/system-deps.sh bench    # `make bench` (Java is optional: without it the MMS rows are skipped)
 #   bash build/system-deps.sh images   # `make images`: debootstrap (smc-base), patchelf (the scratch image's binary)
 #   bash build/system-deps.sh binary   # build/python/: the embedded interpreter (tclsh for SQLite, curl for the sources)
-#   bash build/system-deps.sh binary   # build/python/: the embedded interpreter (tclsh for SQLite, curl for its sources)
 #   bash build/system-deps.sh --list GROUP   # print the group's packages, install nothing
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
