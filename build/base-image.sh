@@ -58,6 +58,7 @@ if [[ ! -f "$TARBALL" ]]; then
     mv "$TARBALL.tmp" "$TARBALL"
 fi
 
+previous=$(docker image inspect -f '{{.Id}}' "$TAG" 2>/dev/null || true)
 docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change "LABEL smc.rootfs.key=$KEY" \
@@ -65,4 +66,9 @@ docker import \
     --change "LABEL smc.rootfs.packages=$PACKAGES" \
     --change 'CMD ["/bin/bash"]' \
     "$TARBALL" "$TAG" >/dev/null
+# The image the tag named before is now untagged: remove it rather than leave a dangling copy per
+# rebuild (kept while a container or another image still uses it).
+if [[ -n $previous && $previous != "$(docker image inspect -f '{{.Id}}' "$TAG")" ]]; then
+    docker image rm "$previous" >/dev/null 2>&1 || true
+fi
 echo "base-image: built $TAG ($SUITE + $PACKAGES, key $KEY, $(du -h "$TARBALL" | cut -f1) rootfs)"

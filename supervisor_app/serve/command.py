@@ -27,7 +27,7 @@ from supervisor_app.serve import gpus, requirements
 from supervisor_app.serve import nginx as nginx_conf
 from supervisor_app.serve.connections import raise_open_file_limit
 from supervisor_app.serve.outputs import now_iso, relay_streams
-from supervisor_app.serve.preflight import check_port_free, find_nginx, give_to_nginx_workers
+from supervisor_app.serve.preflight import check_port_free, find_nginx, give_to_nginx_workers, nginx_argv
 from supervisor_app.serve.supervision import Supervisor, SupervisorSettings
 from supervisor_app.supervision.children import Child
 from supervisor_app.supervision.types import Outputs, Policy
@@ -112,8 +112,9 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
         "gunicorn", ["smc", "serve", "(gunicorn master)"], dict(config.environ), stop_signal=signal.SIGTERM,
         pass_fds=(notify_write,), target=functools.partial(_master_main, config, serve_config, run_dir, notify_write, workers),
     )
-    nginx = Child("nginx", [nginx_path, "-e", "stderr", "-p", str(run_dir), "-c", str(conf_path)],
-                  process.foreign_env(config.environ), stop_signal=signal.SIGQUIT)  # QUIT: nginx's graceful stop
+    nginx_env = process.foreign_env(config.environ)
+    nginx = Child("nginx", nginx_argv(nginx_path, run_dir, conf_path, nginx_env),
+                  nginx_env, stop_signal=signal.SIGQUIT)  # QUIT: nginx's graceful stop
     process.become_subreaper()
     policy = Policy(grace_s=serve_config.stop_grace_s, health_interval_s=serve_config.health_interval_s,
                     health_timeout_s=serve_config.health_timeout_s, restart_limit=serve_config.restart_limit,

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import socket
+import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from supervisor_app.config.serve import ServeConfig
@@ -29,6 +32,32 @@ def find_nginx(config: ServeConfig) -> str:
             "or set SMC_NGINX to its path",
         )
     return found
+
+
+# nginx's -e (the error log used before the config is read) came in 1.19.5; Debian 11 and Ubuntu
+# 20.04 ship 1.18, which refuses the whole command line for it ('invalid option: "e"').
+ERROR_LOG_OPTION_SINCE = (1, 19, 5)
+
+
+def nginx_argv(nginx_path: str, run_dir: Path, conf_path: Path, env: Mapping[str, str]) -> list[str]:
+    """The command line of nginx. `-e stderr` keeps nginx from opening its compiled-in error log
+    (/var/log/nginx/error.log: unwritable in a read-only root or for another user) at start; an
+    older nginx opens it, and at worst says so in one alert line, then logs to stderr as the
+    config says."""
+    version = nginx_version(nginx_path, env)
+    early_log = ["-e", "stderr"] if version is None or version >= ERROR_LOG_OPTION_SINCE else []
+    return [nginx_path, *early_log, "-p", str(run_dir), "-c", str(conf_path)]
+
+
+def nginx_version(nginx_path: str, env: Mapping[str, str]) -> tuple[int, int, int] | None:
+    """(major, minor, patch) from `nginx -v` (~3 ms), or None when it does not say."""
+    try:
+        done = subprocess.run([nginx_path, "-v"], capture_output=True, text=True, timeout=10, env=dict(env),
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None  # the start itself will fail and say why
+    found = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", done.stderr + done.stdout)
+    return (int(found[1]), int(found[2]), int(found[3])) if found else None
 
 
 def check_port_free(port: int) -> None:

@@ -23,7 +23,7 @@ from supervisor_app.serve.engine.nginx_conf import EngineNginxSettings, render_e
 from supervisor_app.serve.engine.plan import EnginePlan, plan_engine
 from supervisor_app.serve.engine.supervisor import EngineSupervisor, GroupChild
 from supervisor_app.serve.outputs import now_iso, relay_streams
-from supervisor_app.serve.preflight import check_port_free, find_nginx, give_to_nginx_workers
+from supervisor_app.serve.preflight import check_port_free, find_nginx, give_to_nginx_workers, nginx_argv
 from supervisor_app.serve.supervision import SupervisorSettings
 from supervisor_app.supervision.children import Child
 from supervisor_app.supervision.types import Outputs, Policy
@@ -98,8 +98,9 @@ def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_
     notify_read, notify_write = os.pipe2(os.O_CLOEXEC)
     engine = GroupChild(plan.name, list(plan.argv), engine_env(config, plan), stop_signal=plan.stop_signal)
     engine.popen_kwargs = popen_kwargs
-    nginx = Child("nginx", [nginx_path, "-e", "stderr", "-p", str(run_dir), "-c", str(conf_path)],
-                  process.foreign_env(config.environ), stop_signal=signal.SIGQUIT)  # QUIT: nginx's graceful stop
+    nginx_env = process.foreign_env(config.environ)
+    nginx = Child("nginx", nginx_argv(nginx_path, run_dir, conf_path, nginx_env),
+                  nginx_env, stop_signal=signal.SIGQUIT)  # QUIT: nginx's graceful stop
     process.become_subreaper()
     policy = Policy(serve_config.stop_grace_s, serve_config.health_interval_s, serve_config.health_timeout_s,
                     serve_config.restart_limit, serve_config.restart_window_s, serve_config.startup_timeout_s)
