@@ -299,6 +299,8 @@ def _worker_ready(worker: Any, notify_fd: int) -> None:
     if hasattr(worker, "on_serving"):
         # ASGI: ready once uvicorn serves, i.e. after the app's lifespan startup loaded the model.
         worker.on_serving = lambda: notify(notify_fd, "worker_ready")
+        worker.on_startup_failed = lambda message, hint: notify(notify_fd, "app_load_failed", message=message,
+                                                                hint=hint)
     else:
         notify(notify_fd, "worker_ready")
 

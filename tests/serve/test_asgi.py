@@ -7,6 +7,7 @@ import shutil
 import socket
 import time
 
+import pytest
 import wsproto
 import wsproto.events
 
@@ -116,3 +117,27 @@ def test_drain_waits_for_an_asgi_request_from_before_sigterm(start_server, opt_m
     drained = server.events("drain_finished")[0]
     assert drained["elapsed_s"] >= 2.0, drained  # past the 1 s window: it waited for the stream
     assert drained["requests_from_before"] == 0, drained
+
+
+def _install_broken(opt_ml) -> None:
+    code = opt_ml / "model" / "code"
+    code.mkdir(parents=True, exist_ok=True)
+    shutil.copy(APPS / "asgi_broken_startup.py", code / "asgi_broken_startup.py")
+
+
+@pytest.mark.parametrize("how", ["raise", "failed"])
+def test_asgi_lifespan_startup_failure_is_a_load_failure(start_server, opt_ml, how):
+    """A lifespan startup that raises (uvicorn's "auto" mode takes that for "lifespan
+    unsupported" and serves anyway) or sends startup.failed is the app failing to load: never
+    ready, an error line with the cause, exit 4 as for an import error."""
+    _install_broken(opt_ml)
+    server = start_server(None, env={"SMC_ASGI_APP": "asgi_broken_startup:app", "ASGI_BROKEN": how}, wait=False)
+    deadline = time.monotonic() + 20
+    while server.proc.poll() is None and time.monotonic() < deadline:
+        assert server.ping(timeout=1) != 200, server.output()
+        time.sleep(0.05)
+    assert server.wait_exit() == 4, server.output()
+    failed = server.events("asgi_startup_failed")
+    assert failed and "weights.bin is missing" in failed[0]["error"], server.output()
+    assert failed[0]["level"] == "error"
+    assert not server.events("model_ready"), server.output()
