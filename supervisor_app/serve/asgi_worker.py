@@ -27,7 +27,9 @@ from supervisor_app import logs
 from supervisor_app.metrics import recorder as metrics
 from supervisor_app.serve import early_signals
 from supervisor_app.serve.asgi_lifespan import WatchedLifespan
+from supervisor_app.serve.asgi_websockets import WebSocketSessions, close_at_drain
 from supervisor_app.serve.busy import BusyMark, MarkedAsgiApp, open_mark
+from supervisor_app.serve.nginx import DRAIN_FILE
 
 WEBSOCKET_PATH = "/invocations-bidirectional-stream"
 
@@ -92,7 +94,8 @@ class AsgiWorker(Worker):
         self.config.loaded_app = metrics.instrument_asgi(self.config.loaded_app)
         if self.busy is not None:
             self.config.loaded_app = MarkedAsgiApp(self.config.loaded_app, self.busy)
-        self.lifespan = WatchedLifespan(self.config.loaded_app)
+        websockets = WebSocketSessions(self.config.loaded_app)
+        self.lifespan = WatchedLifespan(websockets)
         self.config.loaded_app = self.lifespan
         server = Server(config=self.config)
         loop = asyncio.get_running_loop()
@@ -102,7 +105,9 @@ class AsgiWorker(Worker):
             await asyncio.sleep(0.005)
         if server.started and self.on_serving is not None:
             self.on_serving()
+        watcher = asyncio.create_task(close_at_drain(websockets, Path(self.cfg.worker_tmp_dir) / DRAIN_FILE))
         await serving
+        watcher.cancel()
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
 

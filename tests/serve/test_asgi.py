@@ -141,3 +141,39 @@ def test_asgi_lifespan_startup_failure_is_a_load_failure(start_server, opt_ml, h
     assert failed and "weights.bin is missing" in failed[0]["error"], server.output()
     assert failed[0]["level"] == "error"
     assert not server.events("model_ready"), server.output()
+
+
+def test_sigterm_closes_an_idle_websocket_with_1001_without_waiting_the_grace(start_server, opt_ml):
+    """An idle WebSocket used to hold the stop to the end of the grace (exit 124), its client cut
+    without a close frame: the drain closes it with 1001 (going away) and smc stops at once."""
+    import signal
+
+    _install(opt_ml)
+    server = start_server(None, env={"SMC_ASGI_APP": "asgi_stream:app", "SMC_STOP_GRACE_SECONDS": "12"})
+    ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        sock.sendall(ws.send(wsproto.events.Request(host="localhost", target="/invocations-bidirectional-stream")))
+        events: list = []
+        while not any(isinstance(e, wsproto.events.AcceptConnection) for e in events):
+            ws.receive_data(sock.recv(65536))
+            events += list(ws.events())
+        stopped_at = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        closed = None
+        sock.settimeout(10)
+        while closed is None:
+            data = sock.recv(65536)
+            assert data, "the connection was cut without a close frame"
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, wsproto.events.CloseConnection):
+                    closed = event
+        assert closed.code == 1001, closed
+        assert time.monotonic() - stopped_at < 2.0
+        sock.sendall(ws.send(closed.response()))
+    finally:
+        sock.close()
+    assert server.wait_exit(20) == 0, server.output()
+    assert time.monotonic() - stopped_at < 6.0, server.output()
+    assert server.wait_event("websockets_closed")["count"] == 1
