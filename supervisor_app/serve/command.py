@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from supervisor_app import cpus, exitcodes, logs, process
+from supervisor_app import cpus, exitcodes, logs, process, signal_policy
 from supervisor_app.config import Config
 from supervisor_app.config.metrics import load_metrics_config
 from supervisor_app.config.serve import ServeConfig, describe, load_serve_config
@@ -36,6 +36,7 @@ MASTER_PROCESS_NAME = "smc-gunicorn"  # /proc/PID/comm of the forked master
 
 
 def run(config: Config, args: list[str]) -> int:
+    signal_policy.install_before_loop()
     serve_config = load_serve_config(config)
     if args:
         raise UsageError(f"smc serve takes no arguments, got {' '.join(args)!r}",

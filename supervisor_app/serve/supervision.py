@@ -22,7 +22,7 @@ import signal
 import time
 from typing import Any
 
-from supervisor_app import exitcodes, process
+from supervisor_app import exitcodes, process, signal_policy
 from supervisor_app.serve import causes
 from supervisor_app.serve.children import Child, LineRelay, State, flush_pipes, relay_pipe
 from supervisor_app.serve.drain import Drain
@@ -72,7 +72,7 @@ class Supervisor:
     def _install_signals(self) -> int:
         read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-        for signum in (*process.STOP_SIGNALS, signal.SIGCHLD):
+        for signum in (*signal_policy.STOP, *signal_policy.IGNORED, signal.SIGCHLD):
             signal.signal(signum, lambda s, f: None)  # NO work here: the wakeup fd carries the number
         self.selector.register(read_fd, selectors.EVENT_READ, ("signals", None))
         return read_fd
@@ -187,8 +187,10 @@ class Supervisor:
         if signal.SIGCHLD in data:
             self._reap()
         for signum in data:
-            if signum in process.STOP_SIGNALS:
+            if signum in signal_policy.STOP:
                 self._on_stop_signal(signum)
+            elif signum in signal_policy.IGNORED:
+                self.log.info("signal_ignored", signal=process.signal_name(signum), why=signal_policy.IGNORED[signum])
 
     def _on_stop_signal(self, signum: int) -> None:
         name = process.signal_name(signum)
