@@ -107,13 +107,15 @@ def access_log_maps() -> str:
     """The maps _ACCESS_FORMAT reads: the client's method and path, also after nginx redirected the
     request to one of its error pages, and the inference id (the client's, else nginx's request
     id). Shared by every nginx.conf smc renders."""
-    return f"""    # The access log's method and path: the client's, also after a redirect to an error page.
+    return f"""    # The access log's method and path: the client's, also after a redirect to an error page or
+    # to the location that streams big bodies.
     map $uri $smc_log_method {{
         ~^{_URI_ERROR_PREFIX} $smc_request_method;
         default $request_method;
     }}
     map $uri $smc_log_path {{
         ~^{_URI_ERROR_PREFIX} $smc_request_path;
+        ~^{STREAMED_BODY_LOCATION}/ $smc_request_path;
         default $uri;
     }}
     map $request $smc_request_method {{
