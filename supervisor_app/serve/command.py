@@ -72,9 +72,18 @@ def serve(config: Config, serve_config: ServeConfig, sidecars: tuple[Any, ...] =
             using=serve_config.program,
             why="SAGEMAKER_PROGRAM names a file the code dir does not have (often the training script)",
         )
-    worker_env = requirements.install(serve_config, config.environ, log)
-    if detected.devices:
-        worker_env[gpus.ENV] = ",".join(detected.devices)
+    worker_env, private_site = requirements.install(serve_config, config.environ, log)
+    try:
+        return _serve_with(config, serve_config, worker_env, detected.devices, nginx_path, workers, log, sidecars)
+    finally:
+        if private_site is not None:  # a read-only prefix: installed for this run only
+            shutil.rmtree(private_site, ignore_errors=True)
+
+
+def _serve_with(config: Config, serve_config: ServeConfig, worker_env: dict[str, str], devices: Any,
+                nginx_path: str, workers: int, log: Any, sidecars: tuple[Any, ...]) -> int:
+    if devices:
+        worker_env[gpus.ENV] = ",".join(devices)
     if worker_env:  # a private install dir on PYTHONPATH, the GPUs to pin workers to
         config = dataclasses.replace(config, environ=MappingProxyType({**config.environ, **worker_env}))
     try:
