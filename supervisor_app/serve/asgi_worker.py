@@ -26,6 +26,7 @@ from uvicorn.server import Server
 from supervisor_app import logs
 from supervisor_app.metrics import recorder as metrics
 from supervisor_app.serve import early_signals
+from supervisor_app.serve.asgi_errors import JsonServerErrors
 from supervisor_app.serve.asgi_lifespan import WatchedLifespan
 from supervisor_app.serve.asgi_websockets import WebSocketSessions, close_at_drain
 from supervisor_app.serve.busy import BusyMark, MarkedAsgiApp, open_mark
@@ -91,7 +92,7 @@ class AsgiWorker(Worker):
     async def _serve(self) -> None:
         self.config.app = self.wsgi  # gunicorn calls whatever load() returned "wsgi"
         self.config.load()  # uvicorn's own ASGI 2/3 detection and wrappers; serve() keeps the result
-        self.config.loaded_app = metrics.instrument_asgi(self.config.loaded_app)
+        self.config.loaded_app = metrics.instrument_asgi(JsonServerErrors(self.config.loaded_app))
         if self.busy is not None:
             self.config.loaded_app = MarkedAsgiApp(self.config.loaded_app, self.busy)
         websockets = WebSocketSessions(self.config.loaded_app)

@@ -177,3 +177,19 @@ def test_sigterm_closes_an_idle_websocket_with_1001_without_waiting_the_grace(st
     assert server.wait_exit(20) == 0, server.output()
     assert time.monotonic() - stopped_at < 6.0, server.output()
     assert server.wait_event("websockets_closed")["count"] == 1
+
+
+def test_an_asgi_app_that_raises_before_answering_gets_a_json_500(start_server, opt_ml):
+    """uvicorn answered a plain-text "Internal Server Error" and logged a sentence as the event
+    (issue 24 item 16): smc writes that answer, so it is its JSON error, logged as a fact."""
+    _install(opt_ml)
+    server = start_server(None, env={"SMC_ASGI_APP": "asgi_stream:app"})
+    answer = server.invoke({"mode": "raise"}, headers={"X-Amzn-SageMaker-Inference-Id": "asgi-500"})
+    assert answer.status == 500 and answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"error": "Internal Server Error", "status": 500,
+                             "message": "internal error in the model server"}
+    failed = server.wait_event("asgi_request_failed")
+    assert failed["level"] == "error" and "the model is not ready" in failed["error"]
+    assert "RuntimeError" in failed.get("exception", "") or "RuntimeError" in json.dumps(failed)
+    assert not [r for r in server.lines() if r.get("event", "").startswith("Exception in ASGI")]
+    assert server.invoke({"mode": "size"}).status == 200
