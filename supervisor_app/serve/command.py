@@ -193,26 +193,26 @@ def _fit_open_file_limit(worker_connections: int, log: Any) -> int:
 def _check_model(config: ServeConfig) -> None:
     if config.multi_model:
         return  # no model at start: POST /models brings them (serve/mme)
-    if not config.model_dir.is_dir():
-        raise ConfigError(
-            f"model directory {config.model_dir} does not exist",
-            hint="SageMaker unpacks model.tar.gz there; locally mount it: docker run -v $PWD/model:/opt/ml/model "
-            "IMAGE serve (or set SAGEMAKER_BASE_DIR)",
-        )
     if config.code_dir_requested and config.code_dir_requested.startswith("s3://"):
         logs.get_logger("serve").warning(
             "submit_directory_ignored", submit_dir=config.code_dir_requested, code_dir=str(config.code_dir),
             why="serve does not download code; package it in model.tar.gz under code/",
         )
     if config.wsgi_app or config.asgi_app:
-        return  # the worker imports the user's app and reports what is wrong with it
+        # An app may need no model (it loads its own, or none): /opt/ml/model is not required. The
+        # worker imports the app and reports what is wrong with it.
+        return
+    if not config.model_dir.is_dir():
+        raise ConfigError(
+            f"model directory {config.model_dir} does not exist",
+            hint="SageMaker unpacks model.tar.gz there; locally mount it: docker run -v $PWD/model:/opt/ml/model "
+            "IMAGE serve (or set SAGEMAKER_BASE_DIR)",
+        )
     path = config.code_dir / f"{config.module_name}.py"
     if not path.is_file() and not (config.code_dir / config.module_name / "__init__.py").is_file():
-        where = f"SAGEMAKER_SUBMIT_DIRECTORY={config.code_dir_requested}" if config.code_dir_requested else \
-            "MODEL_DIR/code, i.e. code/ inside model.tar.gz"
         raise AppLoadError(
-            f"handler module {path} not found",
-            hint=f"put your handler at {path} (looked in {where}), or set SAGEMAKER_PROGRAM to its file name",
+            f"handler module {config.module_name}.py not found in {' or '.join(map(str, config.code_dirs_searched))}",
+            hint=f"put your handler in one of them ({config.code_dir_rule}), or set SAGEMAKER_PROGRAM to its file name",
         )
 
 

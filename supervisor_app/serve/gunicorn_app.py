@@ -259,7 +259,7 @@ class ModelServer(BaseApplication):
         if config.wsgi_app or config.asgi_app:
             spec, kind = (config.wsgi_app, "WSGI") if config.wsgi_app else (config.asgi_app, "ASGI")
             try:
-                app = load_user_app(config.code_dir, spec, kind)
+                app = load_user_app(config.code_dir, spec, kind, config.code_dirs_searched, config.code_dir_rule)
             except AppLoadError as exc:
                 self._fail("handler_import_failed", exc)
             self.log.info(f"{kind.lower()}_app_loaded", app=spec, code_dir=str(config.code_dir))

@@ -269,3 +269,21 @@ def test_byo_wsgi_app_is_imported_and_checked(smc, tmp_path):
     assert by_check(report, "handler")["status"] == "ok"
     code_, report = doctor(smc, "serve", env={**env, "SMC_WSGI_APP": "predictor:nope"})
     assert code_ == 1 and "has no attribute 'nope'" in by_check(report, "handler")["message"]
+
+
+@pytest.mark.parametrize(("source", "status"), [("app = lambda scope, receive, send: None\n", "ok"),
+                                                ("import no_such_module_xyz\n", "fail")], ids=["good", "broken"])
+def test_doctor_imports_the_asgi_app_serve_will_import(smc, tmp_path, source, status):
+    """An app in the image's code dir, no model: doctor looked in /opt/ml/model/code, warned about
+    inference.py and model.tar.gz and passed (rc 0) an image whose `serve` then failed (issue 24
+    item 3). It now imports the app from where serve will (config/serve.py's one rule)."""
+    base = tmp_path / "ml"
+    (base / "code").mkdir(parents=True)
+    (base / "code" / "main.py").write_text(source)
+    code, report = doctor(smc, "serve", env={"SAGEMAKER_BASE_DIR": str(base), "SMC_NGINX": NGINX,
+                                             "SMC_ASGI_APP": "main:app"})
+    finding = by_check(report, "handler")
+    assert finding["status"] == status, finding
+    assert (code == 0) == (status == "ok"), report
+    if status == "fail":
+        assert "ModuleNotFoundError" in finding["message"], finding

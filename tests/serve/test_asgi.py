@@ -193,3 +193,23 @@ def test_an_asgi_app_that_raises_before_answering_gets_a_json_500(start_server, 
     assert "RuntimeError" in failed.get("exception", "") or "RuntimeError" in json.dumps(failed)
     assert not [r for r in server.lines() if r.get("event", "").startswith("Exception in ASGI")]
     assert server.invoke({"mode": "size"}).status == 200
+
+
+def test_an_app_in_the_images_code_dir_serves_without_a_model_dir(start_server, opt_ml):
+    """One rule for where an app lives (issue 24 items 1 and 2): code/ in model.tar.gz, then the
+    image's /opt/ml/code (where the README's Dockerfile copies code); and an app needs no
+    /opt/ml/model. Both used to be exit 4 / exit 5."""
+    shutil.rmtree(opt_ml / "model", ignore_errors=True)
+    (opt_ml / "code").mkdir(exist_ok=True)
+    shutil.copy(APPS / "asgi_stream.py", opt_ml / "code" / "asgi_stream.py")
+    server = start_server(None, env={"SMC_ASGI_APP": "asgi_stream:app"})
+    assert server.invoke({"mode": "size"}).status == 200
+    assert server.wait_event("asgi_app_loaded")["code_dir"] == str(opt_ml / "code")
+
+
+def test_an_app_found_nowhere_names_every_place_and_the_rule(start_server, opt_ml):
+    server = start_server(None, env={"SMC_ASGI_APP": "main:app"}, wait=False)
+    assert server.wait_exit() == 4
+    failed = server.events("command_failed")[0]
+    assert str(opt_ml / "model" / "code") in failed["hint"] and str(opt_ml / "code") in failed["hint"], failed
+    assert "SAGEMAKER_SUBMIT_DIRECTORY" in failed["hint"], failed
