@@ -35,7 +35,19 @@ def test_missing_handler_exits_4_with_hint(start_server, opt_ml):
     code, failed = _failure(server)
     assert code == 4
     assert "inference.py not found" in failed["error"]
-    assert "SAGEMAKER_PROGRAM" in failed["hint"]
+    assert str(opt_ml / "model" / "code") in failed["error"] and str(opt_ml / "code") in failed["error"]
+    assert "SAGEMAKER_PROGRAM" in failed["hint"] and "SAGEMAKER_SUBMIT_DIRECTORY" in failed["hint"]
+
+
+def test_a_handler_in_the_images_code_dir_is_served(start_server, opt_ml):
+    """The same rule as for apps (issue 24 item 1): code/ in model.tar.gz first, then /opt/ml/code."""
+    from tests.serve.conftest import HANDLERS
+
+    (opt_ml / "code").mkdir(exist_ok=True)
+    shutil.copy(HANDLERS / "echo.py", opt_ml / "code" / "inference.py")
+    server = start_server(None)
+    assert server.invoke({"x": 1}).status == 200
+    assert server.wait_event("model_loaded")["module"] == str(opt_ml / "code" / "inference.py")
 
 
 def test_handler_raising_on_import_exits_4_with_line(start_server):
