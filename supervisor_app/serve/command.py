@@ -28,6 +28,7 @@ from supervisor_app.serve import nginx as nginx_conf
 from supervisor_app.serve.children import Child
 from supervisor_app.serve.connections import raise_open_file_limit
 from supervisor_app.serve.outputs import now_iso, relay_streams
+from supervisor_app.serve.module_names import did_you_mean
 from supervisor_app.serve.preflight import check_port_free, find_nginx, give_to_nginx_workers
 from supervisor_app.serve.supervision import Supervisor
 from supervisor_app.serve.supervision_types import Outputs, Policy, SupervisorSettings
@@ -211,7 +212,8 @@ def _check_model(config: ServeConfig) -> None:
     path = config.code_dir / f"{config.module_name}.py"
     if not path.is_file() and not (config.code_dir / config.module_name / "__init__.py").is_file():
         raise AppLoadError(
-            f"handler module {config.module_name}.py not found in {' or '.join(map(str, config.code_dirs_searched))}",
+            f"handler module {config.module_name}.py not found in {' or '.join(map(str, config.code_dirs_searched))}"
+            + did_you_mean(config.module_name, config.code_dirs_searched),
             hint=f"put your handler in one of them ({config.code_dir_rule}), or set SAGEMAKER_PROGRAM to its file name",
         )
 

@@ -287,3 +287,14 @@ def test_doctor_imports_the_asgi_app_serve_will_import(smc, tmp_path, source, st
     assert (code == 0) == (status == "ok"), report
     if status == "fail":
         assert "ModuleNotFoundError" in finding["message"], finding
+
+
+def test_no_entry_point_does_not_tell_a_serving_image_to_name_train_py(smc, tmp_path):
+    """doctor on a serve-only image suggested SAGEMAKER_PROGRAM=train.py, which serve would then
+    read as its handler's name (issue 24 item 8)."""
+    base = tmp_path / "ml"
+    (base / "code").mkdir(parents=True)
+    code, report = doctor(smc, env={"SAGEMAKER_BASE_DIR": str(base), "SMC_NGINX": NGINX})
+    finding = by_check(report, "entry_point")
+    assert finding["status"] == "warn" and "SAGEMAKER_PROGRAM=train.py" not in finding["hint"], finding
+    assert "smc doctor serve" in finding["hint"], finding

@@ -236,3 +236,16 @@ def test_smc_killed_hard_takes_its_children_along(start_server):
     assert all(proc_state(pid) in (None, "Z") for pid in children)
     assert server.ping(timeout=1) is None  # the port is free again
 
+
+
+def test_a_misspelt_handler_or_app_module_gets_a_did_you_mean(start_server, opt_ml):
+    """handlr.py beside handler.py got no hint (issue 24 item 8)."""
+    code = opt_ml / "model" / "code"
+    code.mkdir(parents=True, exist_ok=True)
+    (code / "handler.py").write_text("def model_fn(d):\n    return 1\ndef predict_fn(x, m):\n    return x\n")
+    server = start_server(None, env={"SAGEMAKER_PROGRAM": "handlr.py"}, wait=False)
+    code_, failed = _failure(server)
+    assert code_ == 4 and f"did you mean {code / 'handler.py'}?" in failed["error"], failed
+    app = start_server(None, env={"SMC_WSGI_APP": "handlr:app"}, wait=False)
+    code_, failed = _failure(app)
+    assert code_ == 4 and f"did you mean {code / 'handler.py'}?" in failed["error"], failed
