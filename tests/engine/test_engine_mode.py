@@ -302,3 +302,26 @@ def test_sigterm_lets_a_stream_in_flight_finish(start_engine):
     conn.close()
     assert body.count(b"data:") == 5, body
     assert server.wait_exit(10) == 0
+
+
+def test_engine_stderr_keeps_its_stated_level_and_the_tail_starts_at_a_line(start_engine, tmp_path):
+    """Every engine stderr line was a warning (an access line per health check became a warning a
+    second), and stderr_tail started mid-line (issue 24 item 7)."""
+    script = tmp_path / "noisy_engine.py"
+    script.write_text(
+        "import sys\n"
+        "for i in range(40):\n"
+        "    print(f'line-{i:03d}-' + 'x' * 90, file=sys.stderr)\n"
+        "print('INFO:     engine says hello', file=sys.stderr)\n"
+        "print('2026-01-01T00:00:00Z ERROR engine says boom', file=sys.stderr)\n"
+        "print('a plain line', file=sys.stderr)\n"
+        "sys.exit(7)\n")
+    server = start_engine(command=f"python3 {script}", wait=False, env={"SMC_ENGINE_MAX_RESTARTS": "0"})
+    assert server.wait_exit(20) == 1
+    tail = server.events("engine_failed")[0]["stderr_tail"]
+    assert tail.startswith("line-") and tail.endswith("a plain line"), tail
+    levels = {r["message"][:30]: r["level"] for r in server.lines() if r.get("component") == "engine" and "message" in r}
+    assert levels["INFO:     engine says hello"] == "info"
+    assert levels["2026-01-01T00:00:00Z ERROR eng"] == "error"
+    assert levels["a plain line"] == "info"
+    assert levels["line-000-" + "x" * 21] == "info"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import selectors
 import signal
 import time
@@ -30,6 +31,10 @@ from supervisor_app.serve.supervision_types import Outcome, Outputs, Phase, Supe
 _NGINX_PROBES_BEFORE_RESTART = 3
 _TAIL_LINES = 20
 _TAIL_BYTES = 2048
+# A level word near a line's start, as logging, uvicorn, vLLM, TGI and Go/Rust loggers write it.
+_STATED_LEVEL = re.compile(rb"(?i)(?:^|[\s\[|=\"])(debug|info|warn|warning|error|err|critical|fatal|panic)\b")
+_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning", "error": "error",
+           "err": "error", "critical": "critical", "fatal": "critical", "panic": "critical"}
 
 
 class GroupChild(Child):
@@ -41,11 +46,20 @@ class GroupChild(Child):
 
 
 class TailRelay(LineRelay):
-    """Relays like LineRelay and keeps the last lines, for the cause when the engine fails."""
+    """Relays the engine's stderr like LineRelay, and keeps the last lines for the cause when the
+    engine fails. Servers log everything to stderr (uvicorn's access lines, one per health check),
+    so a line keeps the level it states ("INFO:", "[error]", "level=warning") or is info, not the
+    warning LineRelay gives other programs' stderr."""
 
     def __init__(self, *args: Any, tail: collections.deque[str], **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.tail = tail
+
+    def _wrap(self, line: bytes) -> bytes:
+        record = json.loads(super()._wrap(line))
+        match = _STATED_LEVEL.search(line[:48])  # after a timestamp, before the message
+        record["level"] = _LEVELS[match.group(1).lower().decode()] if match else "info"
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
 
     def _write(self, lines: Sequence[bytes]) -> None:
         for line in lines:
@@ -66,8 +80,15 @@ def _group_alive(pgid: int) -> bool:
 
 
 def tail_text(lines: collections.deque[str]) -> str:
-    text = "\n".join(lines)
-    return text[-_TAIL_BYTES:]
+    """The last whole lines within _TAIL_BYTES: a tail that starts mid-line reads as garbage."""
+    kept: list[str] = []
+    size = 0
+    for line in reversed(lines):
+        if kept and size + len(line) + 1 > _TAIL_BYTES:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    return "\n".join(reversed(kept))[-_TAIL_BYTES:]  # only one line longer than the limit is cut
 
 
 class EngineSupervisor(Supervisor):
