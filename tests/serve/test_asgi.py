@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import time
@@ -213,3 +214,26 @@ def test_an_app_found_nowhere_names_every_place_and_the_rule(start_server, opt_m
     failed = server.events("command_failed")[0]
     assert str(opt_ml / "model" / "code") in failed["hint"] and str(opt_ml / "code") in failed["hint"], failed
     assert "SAGEMAKER_SUBMIT_DIRECTORY" in failed["hint"], failed
+
+
+def test_a_foreign_log_sentence_is_a_field_of_a_snake_case_event(start_server, opt_ml):
+    """uvicorn's traceback line arrived as the event "Exception in ASGI application\\n" (issue 24
+    item 7): every event is a snake_case name, the sentence goes into `message`."""
+    _install(opt_ml)
+    server = start_server(None, env={"SMC_ASGI_APP": "asgi_stream:app"})
+    ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        sock.sendall(ws.send(wsproto.events.Request(host="localhost", target="/invocations-bidirectional-stream")))
+        events: list = []
+        while not any(isinstance(e, wsproto.events.AcceptConnection) for e in events):
+            ws.receive_data(sock.recv(65536))
+            events += list(ws.events())
+        sock.sendall(ws.send(wsproto.events.TextMessage("raise")))
+        line = server.wait_event("log", logger="uvicorn.error")
+    finally:
+        sock.close()
+    assert line["message"] == "Exception in ASGI application" and line["level"] == "error", line
+    assert "the echo broke" in json.dumps(line), line
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]*", r["event"]) for r in server.lines()), \
+        [r["event"] for r in server.lines() if not re.fullmatch(r"[a-z][a-z0-9_]*", r["event"])]
