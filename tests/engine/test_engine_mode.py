@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 from tests.conftest import free_port
 from tests.serve.conftest import descendants, request
@@ -325,3 +326,19 @@ def test_engine_stderr_keeps_its_stated_level_and_the_tail_starts_at_a_line(star
     assert levels["2026-01-01T00:00:00Z ERROR eng"] == "error"
     assert levels["a plain line"] == "info"
     assert levels["line-000-" + "x" * 21] == "info"
+
+
+def test_an_engine_run_by_smc_python_logs_the_pid_that_serves(start_engine, smc_binary):
+    """`smc python engine.py` (an image without Python) starts a launcher, the onefile bootloader:
+    the logged child_pid was not the process that serves (issue 24 item 6)."""
+    from tests.engine.conftest import STAND_IN
+
+    port = free_port()
+    server = start_engine(command=f"{smc_binary} python {STAND_IN} --port {port}",
+                          env={"SMC_ENGINE_URL": f"http://127.0.0.1:{port}"})
+    healthy = server.events("engine_healthy")[0]
+    serving = healthy.get("serving_pid")
+    assert serving and serving != healthy["child_pid"], healthy
+    parent = int(Path(f"/proc/{serving}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert parent == healthy["child_pid"], (parent, healthy)  # the bootloader's Python child
+    assert server.stop() == 0

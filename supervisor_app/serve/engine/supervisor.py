@@ -24,6 +24,7 @@ from typing import Any
 from supervisor_app import exitcodes, process
 from supervisor_app.serve.children import Child, LineRelay, State
 from supervisor_app.serve.engine.health import HealthPoller
+from supervisor_app.serve.engine.listener import serving_pid
 from supervisor_app.serve.probes import http_ping_answers
 from supervisor_app.serve.supervision import Supervisor
 from supervisor_app.serve.supervision_types import Outcome, Outputs, Phase, SupervisorSettings, backoff_s
@@ -210,9 +211,13 @@ class EngineSupervisor(Supervisor):
         self.healthy_since = self.healthy_since or now
         self.ready_file.touch()
         self.ready = True
+        # serving_pid: the process that listens on the engine's port, which a launcher
+        # (`smc python engine.py`, a wrapper script) is not; first time per start only.
+        served_by = serving_pid(self.plan.port, self.engine.pid) if first and self.engine.pid else None
         self.log.info("engine_healthy", child=self.engine.name, child_pid=self.engine.pid,
                       elapsed_s=round(now - self.engine.started_at, 3),
-                      since_start_s=round(now - self.started, 3), first=first)
+                      since_start_s=round(now - self.started, 3), first=first,
+                      **({"serving_pid": served_by} if served_by else {}))
         if self.phase is Phase.BOOTING and self.nginx.state is State.RUNNING:
             self.phase = Phase.SERVING
 
