@@ -217,7 +217,7 @@ class EngineSupervisor(Supervisor):
         self.log.info("engine_healthy", child=self.engine.name, child_pid=self.engine.pid,
                       elapsed_s=round(now - self.engine.started_at, 3),
                       since_start_s=round(now - self.started, 3), first=first,
-                      **({"serving_pid": served_by} if served_by else {}))
+                      **({"serving_pid": served_by} if served_by and served_by != self.engine.pid else {}))
         if self.phase is Phase.BOOTING and self.nginx.state is State.RUNNING:
             self.phase = Phase.SERVING
 
