@@ -33,11 +33,11 @@ def _raise_stop(signum: int, frame: Any) -> None:
     raise StopRequested(signum)
 
 
-def stop_on_signals() -> None:
+def stop_on_signals(signals: tuple[int, ...] = STOP_SIGNALS) -> None:
     """From here until a supervision loop takes them over (and again after it hands them back),
     a stop signal raises StopRequested; without this an early SIGTERM killed smc with no word and
     left what it had created (the serve run directory) behind."""
-    for signum in STOP_SIGNALS:
+    for signum in signals:
         signal.signal(signum, _raise_stop)
 
 

@@ -22,6 +22,7 @@ from supervisor_app.config.settings import (
     read_settings,
 )
 from supervisor_app.errors import ConfigError
+from supervisor_app.paths import Layout
 
 REALTIME_MAX_PAYLOAD_MB = 6
 BATCH_MAX_PAYLOAD_MB = 100
@@ -194,6 +195,7 @@ class ServeConfig:
     model_dir: Path
     code_dir: Path
     code_dir_requested: str | None  # SAGEMAKER_SUBMIT_DIRECTORY as given, for messages
+    code_dirs_searched: tuple[Path, ...]  # where the handler or app module was looked for, in order
     prefix: Path
     tmp_dir: Path
     port: int
@@ -237,6 +239,14 @@ class ServeConfig:
         return self.program.removesuffix(".py")
 
     @property
+    def code_dir_rule(self) -> str:
+        """Where the code is looked for, in words, for hints (docs/serve.md, "Where the code lives")."""
+        if len(self.code_dirs_searched) == 1:
+            return f"SAGEMAKER_SUBMIT_DIRECTORY={self.code_dir_requested} is the only place looked in"
+        return ("code/ inside model.tar.gz, then the image's code dir; SAGEMAKER_SUBMIT_DIRECTORY names "
+                "another directory")
+
+    @property
     def max_payload_bytes(self) -> int:
         """0 means no limit."""
         return self.max_payload_mb * MIB
@@ -256,10 +266,6 @@ def load_serve_config(config: Config) -> ServeConfig:
     values = read_settings(SERVE_SETTINGS, config.environ)
     layout = config.layout
     submit = values["submit_dir"]
-    if submit and not submit.startswith("s3://"):
-        code_dir = Path(submit)
-    else:
-        code_dir = layout.model_code_dir
     program = values["program"].strip()
     if not program or "/" in program:
         raise ConfigError(
@@ -272,6 +278,10 @@ def load_serve_config(config: Config) -> ServeConfig:
             hint="set the one that matches your app: SMC_WSGI_APP for Flask/WSGI, SMC_ASGI_APP for FastAPI/ASGI",
         )
     program_requested = program
+    app = values["wsgi_app"] or values["asgi_app"]
+    modules = (app.partition(":")[0].removesuffix(".py"),) if app else (program, DEFAULT_PROGRAM)
+    searched = _code_dirs(layout, submit)
+    code_dir = next((d for d in searched if any(_module_exists(d, m) for m in modules)), searched[0])
     if not _module_exists(code_dir, program) and _module_exists(code_dir, DEFAULT_PROGRAM):
         # One image serves as both training and inference container, and SAGEMAKER_PROGRAM
         # (ENV in the Dockerfile) names the training script: use the handler that is there.
@@ -280,6 +290,7 @@ def load_serve_config(config: Config) -> ServeConfig:
         model_dir=layout.model_dir,
         code_dir=code_dir,
         code_dir_requested=submit,
+        code_dirs_searched=searched,
         prefix=config.prefix,
         tmp_dir=config.tmp_dir,
         path_env=config.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
@@ -288,6 +299,16 @@ def load_serve_config(config: Config) -> ServeConfig:
         program_requested=program_requested,
         multi_model=load_mme_config(config.environ, config.base_dir, submit),
     )
+
+
+def _code_dirs(layout: Layout, submit: str | None) -> tuple[Path, ...]:
+    """Where serve looks for the handler or the app module, one rule for every mode (docs/serve.md):
+    SAGEMAKER_SUBMIT_DIRECTORY when set to a local path; else code/ inside model.tar.gz
+    (/opt/ml/model/code, the toolkit's place), then the image's code dir (/opt/ml/code, where
+    `smc train` runs the script from and where Dockerfiles COPY code)."""
+    if submit and not submit.startswith("s3://"):
+        return (Path(submit),)
+    return (layout.model_code_dir, layout.code_dir)
 
 
 def _module_exists(code_dir: Path, program: str) -> bool:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
+
 from supervisor_app.config import Config
 from supervisor_app.config.engine import EngineConfig, load_engine_config
 from supervisor_app.config.serve import ServeConfig
@@ -51,8 +55,44 @@ def check_engine(config: Config, serve: ServeConfig | None) -> list[Finding]:
             check = "engine_command" if "command" in exc.message else "engine_port"
             findings.append(fail(check, exc.message, exc.hint))
             return findings
+        script = _missing_script(command, None)
+        if script is not None:
+            findings.append(fail("engine_command", f"engine command {command!r} runs {script}, which does not exist "
+                                                   f"(from {os.getcwd()})",
+                                 "fix the script's path in SMC_ENGINE_COMMAND (or the program's command=); serve "
+                                 "would start the interpreter and give up after its restarts"))
+            return findings
         findings.append(ok("engine_command", f"engine command {command!r} can be started"))
     return findings
+
+
+_INTERPRETERS = re.compile(r"^(python[0-9.]*|node|bash|sh|ruby|perl|Rscript)$")
+
+
+def _missing_script(command: str, directory: str | None) -> str | None:
+    """The script file an interpreter in `command` is asked to run, when it does not exist: an
+    engine command's most common typo. None when there is no such file argument or it exists
+    (`python -m module`, `python -c ...` and compound shell commands are not looked into)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    while words and "=" in words[0].split("/")[0]:
+        words = words[1:]  # VAR=value prefixes
+    if words and words[0] == "exec":
+        words = words[1:]
+    if len(words) >= 2 and os.path.basename(words[0]) == "smc" and words[1] == "python":
+        words = words[1:]
+    if not words or not _INTERPRETERS.match(os.path.basename(words[0])) or any(c in command for c in ";&|<>()`"):
+        return None
+    for word in words[1:]:
+        if word in ("-m", "-c", "-e", "--eval"):
+            return None  # a module or inline code, not a file
+        if word.startswith("-"):
+            continue
+        path = word if os.path.isabs(word) or not directory else os.path.join(directory, word)
+        return None if os.path.exists(path) else word
+    return None
 
 
 def _check_programs(config: Config, engine: EngineConfig) -> tuple[list[Finding], str | None]:

@@ -25,12 +25,16 @@ def check_handler(config: Config, serve: ServeConfig) -> list[Finding]:
     from supervisor_app.serve import handlers
 
     module = serve.code_dir / f"{serve.module_name}.py"
+    app = serve.wsgi_app or serve.asgi_app
     if not serve.code_dir.is_dir() and not serve.model_dir.is_dir():
+        wanted = f"{app.partition(':')[0].removesuffix('.py')}.py (SMC_{'WSGI' if serve.wsgi_app else 'ASGI'}_APP={app})" \
+            if app else f"{serve.module_name}.py"
         return [
             warn(
                 "handler",
-                f"no {serve.code_dir} yet (it usually arrives inside model.tar.gz)",
-                "ship inference.py under code/ in model.tar.gz, or set SAGEMAKER_SUBMIT_DIRECTORY to a dir in the image",
+                f"{wanted} is in none of {', '.join(map(str, serve.code_dirs_searched))} (nor is there a model yet)",
+                f"serve looks in {serve.code_dir_rule}: COPY it into the image's code dir, or ship it under "
+                "code/ in model.tar.gz",
             )
         ]
     usersite.prepare(config.prefix, config.environ)
@@ -39,7 +43,7 @@ def check_handler(config: Config, serve: ServeConfig) -> list[Finding]:
 
         spec, kind = (serve.wsgi_app, "WSGI") if serve.wsgi_app else (serve.asgi_app, "ASGI")
         try:
-            load_user_app(serve.code_dir, spec, kind)
+            load_user_app(serve.code_dir, spec, kind, serve.code_dirs_searched, serve.code_dir_rule)
         except SmcError as exc:
             return [fail("handler", exc.message, exc.hint)]
         return [ok("handler", f"SMC_{kind}_APP={spec} imports and is {'a' if kind == 'WSGI' else 'an'} {kind} callable")]

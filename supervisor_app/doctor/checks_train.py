@@ -134,7 +134,9 @@ def check_entry_point(plan: TrainPlan | None) -> list[Finding]:
             warn(
                 "entry_point",
                 "no entry point configured yet (SAGEMAKER_PROGRAM unset, no sagemaker_program hyperparameter)",
-                "set ENV SAGEMAKER_PROGRAM=train.py in the Dockerfile, or pass entry_point with the SDK",
+                "for a training image: pass entry_point with the SDK, or set ENV SAGEMAKER_PROGRAM to the "
+                "script's file name in the Dockerfile; an inference-only image needs none (check it with "
+                "`smc doctor serve`: serve reads SAGEMAKER_PROGRAM as its handler's name)",
             )
         ]
     code_dir = plan.code_dir

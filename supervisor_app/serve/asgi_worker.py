@@ -23,9 +23,14 @@ from gunicorn.workers.base import Worker
 from uvicorn.config import Config
 from uvicorn.server import Server
 
+from supervisor_app import logs
 from supervisor_app.metrics import recorder as metrics
 from supervisor_app.serve import early_signals
+from supervisor_app.serve.asgi_errors import JsonServerErrors
+from supervisor_app.serve.asgi_lifespan import WatchedLifespan
+from supervisor_app.serve.asgi_websockets import WebSocketSessions, close_at_drain
 from supervisor_app.serve.busy import BusyMark, MarkedAsgiApp, open_mark
+from supervisor_app.serve.nginx import DRAIN_FILE
 
 WEBSOCKET_PATH = "/invocations-bidirectional-stream"
 
@@ -33,6 +38,8 @@ WEBSOCKET_PATH = "/invocations-bidirectional-stream"
 class AsgiWorker(Worker):
     # Set by the gunicorn app's post_worker_init hook: called once uvicorn serves (after lifespan startup).
     on_serving: Callable[[], None] | None = None
+    # Set by the same hook: tells the supervisor the app failed to load (its lifespan startup failed).
+    on_startup_failed: Callable[[str, str], None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -72,14 +79,25 @@ class AsgiWorker(Worker):
         early_signals.replay(self)  # a SIGTERM from before now: SIG_DFL ends the worker at once
 
     def run(self) -> None:
-        asyncio.run(self._serve())
+        self.lifespan: WatchedLifespan | None = None
+        try:
+            asyncio.run(self._serve())
+        except SystemExit:
+            # uvicorn's startup() calls sys.exit(3) when the lifespan startup failed; asyncio lets
+            # a SystemExit out of the loop at once.
+            if self.lifespan is not None and self.lifespan.failure is not None:
+                self._startup_failed(self.lifespan.failure, self.lifespan.traceback)
+            raise
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi  # gunicorn calls whatever load() returned "wsgi"
         self.config.load()  # uvicorn's own ASGI 2/3 detection and wrappers; serve() keeps the result
-        self.config.loaded_app = metrics.instrument_asgi(self.config.loaded_app)
+        self.config.loaded_app = metrics.instrument_asgi(JsonServerErrors(self.config.loaded_app))
         if self.busy is not None:
             self.config.loaded_app = MarkedAsgiApp(self.config.loaded_app, self.busy)
+        websockets = WebSocketSessions(self.config.loaded_app)
+        self.lifespan = WatchedLifespan(websockets)
+        self.config.loaded_app = self.lifespan
         server = Server(config=self.config)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGQUIT, self.handle_exit, signal.SIGQUIT, None)
@@ -88,9 +106,22 @@ class AsgiWorker(Worker):
             await asyncio.sleep(0.005)
         if server.started and self.on_serving is not None:
             self.on_serving()
+        watcher = asyncio.create_task(close_at_drain(websockets, Path(self.cfg.worker_tmp_dir) / DRAIN_FILE))
         await serving
+        watcher.cancel()
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
+    def _startup_failed(self, failure: str, traceback: str | None) -> None:
+        """The app's own startup (where it loads its model) failed: the app failed to load, exit
+        4 as for an import error, so gunicorn halts instead of respawning it for ever."""
+        hint = "fix the app's startup (its lifespan handler or @app.on_event(\"startup\")); the traceback is in the asgi_startup_failed line"
+        message = f"the ASGI app's lifespan startup failed: {failure.strip().splitlines()[-1]}"
+        fields = {"traceback": traceback} if traceback else {}
+        logs.get_logger("asgi").error("asgi_startup_failed", error=failure, hint=hint, **fields)
+        if self.on_startup_failed is not None:
+            self.on_startup_failed(message, hint)
+        sys.exit(Arbiter.APP_LOAD_ERROR)
 
     async def _heartbeat(self) -> None:
         self.notify()

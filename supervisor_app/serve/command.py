@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from supervisor_app import cpus, exitcodes, logs, process
+from supervisor_app import cpus, exitcodes, logs, process, signal_policy
 from supervisor_app.config import Config
 from supervisor_app.config.metrics import load_metrics_config
 from supervisor_app.config.serve import ServeConfig, describe, load_serve_config
@@ -27,6 +27,7 @@ from supervisor_app.serve import gpus, requirements
 from supervisor_app.serve import nginx as nginx_conf
 from supervisor_app.serve.connections import raise_open_file_limit
 from supervisor_app.serve.outputs import now_iso, relay_streams
+from supervisor_app.serve.module_names import did_you_mean
 from supervisor_app.serve.preflight import check_port_free, find_nginx, give_to_nginx_workers, nginx_argv
 from supervisor_app.serve.supervision import Supervisor, SupervisorSettings
 from supervisor_app.supervision.children import Child
@@ -36,6 +37,7 @@ MASTER_PROCESS_NAME = "smc-gunicorn"  # /proc/PID/comm of the forked master
 
 
 def run(config: Config, args: list[str]) -> int:
+    signal_policy.install_before_loop()
     serve_config = load_serve_config(config)
     if args:
         raise UsageError(f"smc serve takes no arguments, got {' '.join(args)!r}",
@@ -71,9 +73,18 @@ def serve(config: Config, serve_config: ServeConfig, sidecars: tuple[Any, ...] =
             using=serve_config.program,
             why="SAGEMAKER_PROGRAM names a file the code dir does not have (often the training script)",
         )
-    worker_env = requirements.install(serve_config, config.environ, log)
-    if detected.devices:
-        worker_env[gpus.ENV] = ",".join(detected.devices)
+    worker_env, private_site = requirements.install(serve_config, config.environ, log)
+    try:
+        return _serve_with(config, serve_config, worker_env, detected.devices, nginx_path, workers, log, sidecars)
+    finally:
+        if private_site is not None:  # a read-only prefix: installed for this run only
+            shutil.rmtree(private_site, ignore_errors=True)
+
+
+def _serve_with(config: Config, serve_config: ServeConfig, worker_env: dict[str, str], devices: Any,
+                nginx_path: str, workers: int, log: Any, sidecars: tuple[Any, ...]) -> int:
+    if devices:
+        worker_env[gpus.ENV] = ",".join(devices)
     if worker_env:  # a private install dir on PYTHONPATH, the GPUs to pin workers to
         config = dataclasses.replace(config, environ=MappingProxyType({**config.environ, **worker_env}))
     try:
@@ -184,26 +195,27 @@ def _fit_open_file_limit(worker_connections: int, log: Any) -> int:
 def _check_model(config: ServeConfig) -> None:
     if config.multi_model:
         return  # no model at start: POST /models brings them (serve/mme)
-    if not config.model_dir.is_dir():
-        raise ConfigError(
-            f"model directory {config.model_dir} does not exist",
-            hint="SageMaker unpacks model.tar.gz there; locally mount it: docker run -v $PWD/model:/opt/ml/model "
-            "IMAGE serve (or set SAGEMAKER_BASE_DIR)",
-        )
     if config.code_dir_requested and config.code_dir_requested.startswith("s3://"):
         logs.get_logger("serve").warning(
             "submit_directory_ignored", submit_dir=config.code_dir_requested, code_dir=str(config.code_dir),
             why="serve does not download code; package it in model.tar.gz under code/",
         )
     if config.wsgi_app or config.asgi_app:
-        return  # the worker imports the user's app and reports what is wrong with it
+        # An app may need no model (it loads its own, or none): /opt/ml/model is not required. The
+        # worker imports the app and reports what is wrong with it.
+        return
+    if not config.model_dir.is_dir():
+        raise ConfigError(
+            f"model directory {config.model_dir} does not exist",
+            hint="SageMaker unpacks model.tar.gz there; locally mount it: docker run -v $PWD/model:/opt/ml/model "
+            "IMAGE serve (or set SAGEMAKER_BASE_DIR)",
+        )
     path = config.code_dir / f"{config.module_name}.py"
     if not path.is_file() and not (config.code_dir / config.module_name / "__init__.py").is_file():
-        where = f"SAGEMAKER_SUBMIT_DIRECTORY={config.code_dir_requested}" if config.code_dir_requested else \
-            "MODEL_DIR/code, i.e. code/ inside model.tar.gz"
         raise AppLoadError(
-            f"handler module {path} not found",
-            hint=f"put your handler at {path} (looked in {where}), or set SAGEMAKER_PROGRAM to its file name",
+            f"handler module {config.module_name}.py not found in {' or '.join(map(str, config.code_dirs_searched))}"
+            + did_you_mean(config.module_name, config.code_dirs_searched),
+            hint=f"put your handler in one of them ({config.code_dir_rule}), or set SAGEMAKER_PROGRAM to its file name",
         )
 
 

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -115,8 +116,14 @@ class JsonLogger(GunicornLogger):
         pass
 
 
+_SNAKE_CASE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
 class _ToStructlog(logging.Handler):
-    """The user's `logging` calls as JSON lines that carry the request's inference id."""
+    """The user's `logging` calls (and those of the libraries in the worker: uvicorn, the app's
+    framework) as JSON lines that carry the request's inference id. A message that is a snake_case
+    fact is the event, as smc's own; any other sentence ("Exception in ASGI application") goes into
+    `message` of the event `log`, so every event stays a snake_case name."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -126,7 +133,11 @@ class _ToStructlog(logging.Handler):
         method = record.levelname.lower()
         if method not in ("debug", "info", "warning", "error", "critical"):
             method = "info"
-        getattr(self.log, method)(record.getMessage(), logger=record.name, exc_info=record.exc_info or None)
+        text = record.getMessage()
+        if _SNAKE_CASE.fullmatch(text):
+            getattr(self.log, method)(text, logger=record.name, exc_info=record.exc_info or None)
+        else:
+            getattr(self.log, method)("log", message=text.strip(), logger=record.name, exc_info=record.exc_info or None)
 
 
 def route_user_logging(level: int) -> None:
@@ -259,7 +270,7 @@ class ModelServer(BaseApplication):
         if config.wsgi_app or config.asgi_app:
             spec, kind = (config.wsgi_app, "WSGI") if config.wsgi_app else (config.asgi_app, "ASGI")
             try:
-                app = load_user_app(config.code_dir, spec, kind)
+                app = load_user_app(config.code_dir, spec, kind, config.code_dirs_searched, config.code_dir_rule)
             except AppLoadError as exc:
                 self._fail("handler_import_failed", exc)
             self.log.info(f"{kind.lower()}_app_loaded", app=spec, code_dir=str(config.code_dir))
@@ -299,6 +310,8 @@ def _worker_ready(worker: Any, notify_fd: int) -> None:
     if hasattr(worker, "on_serving"):
         # ASGI: ready once uvicorn serves, i.e. after the app's lifespan startup loaded the model.
         worker.on_serving = lambda: notify(notify_fd, "worker_ready")
+        worker.on_startup_failed = lambda message, hint: notify(notify_fd, "app_load_failed", message=message,
+                                                                hint=hint)
     else:
         notify(notify_fd, "worker_ready")
 

@@ -95,7 +95,13 @@ class Context:
     def get_response_headers(self, idx: int = 0) -> dict[str, str]:
         return dict(self.response_headers)
 
-    def set_response_content_type(self, idx: int, value: str) -> None:
+    def set_response_content_type(self, idx: int | str = 0, value: str | None = None) -> None:
+        """MMS's form (idx, value), or just (value): the index is always 0 here."""
+        if value is None:
+            if not isinstance(idx, str):
+                raise TypeError("set_response_content_type takes (value) or (idx, value), "
+                                f"e.g. set_response_content_type('text/event-stream'); got ({idx!r})")
+            value = idx
         self.response_content_type = value
 
     def get_response_content_type(self, idx: int = 0) -> str | None:
@@ -243,6 +249,13 @@ def is_stream(body: Any) -> bool:
     return isinstance(body, Iterator) or type(body).__module__.partition(".")[0] not in ("numpy", "pandas")
 
 
+def _is_predicted_stream(prediction: Any) -> bool:
+    """predict_fn's stream without an output_fn: an iterator, alone or as (iterator, content_type)."""
+    if isinstance(prediction, tuple) and len(prediction) == 2 and isinstance(prediction[1], str):
+        return isinstance(prediction[0], Iterator)
+    return isinstance(prediction, Iterator)
+
+
 class InferenceService:
     """One loaded model in one worker: turns a request into a Result or a HandlerError."""
 
@@ -266,8 +279,16 @@ class InferenceService:
             data = _decode_text(body, params) if kind in _TEXT_TYPES else body  # as the toolkit does
             result = self._hook("transform_fn", (self.model, data, kind, preferred), context, bad_input=ValueError)
             return self._result(result, preferred, context)
-        # Choose the response type before running the model when the default encoder will answer.
-        chosen = preferred if handlers.has("output_fn") else self._choose(accept)
+        # Choose the response type before running the model when the default encoder will answer;
+        # an Accept it cannot encode (text/event-stream) is refused only if predict_fn's answer
+        # turns out not to be a stream, which needs no encoder.
+        unencodable: HandlerError | None = None
+        chosen = preferred
+        if not handlers.has("output_fn"):
+            try:
+                chosen = self._choose(accept)
+            except HandlerError as exc:
+                unencodable = exc
         if handlers.has("input_fn"):
             data = body
             if kind in _TEXT_TYPES:
@@ -276,8 +297,10 @@ class InferenceService:
         else:
             data = self._default("input_fn", lambda: content.decode(body, content_type, self.use_numpy))
         prediction = self._hook("predict_fn", (data, self.model), context)
-        if not handlers.has("output_fn") and isinstance(prediction, Iterator):
+        if not handlers.has("output_fn") and _is_predicted_stream(prediction):
             return self._result(prediction, chosen, context, "predict_fn")  # a stream: no encoder
+        if unencodable is not None:
+            raise unencodable
         if handlers.has("output_fn"):
             result = self._hook("output_fn", (prediction, chosen), context)
         else:

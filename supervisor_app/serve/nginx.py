@@ -21,6 +21,7 @@ from pathlib import Path
 from supervisor_app.serve.nginx_shared import (
     ACCESS_FORMAT,
     HEADER_BUFFERS_DIRECTIVE,
+    STREAMED_BODY_LOCATION,
     access_log_maps,
     error_pages,
     temp_paths,
@@ -32,7 +33,6 @@ DRAIN_FILE = "draining"
 CONF_FILE = "nginx.conf"
 SOCKET_NAME = "gunicorn.sock"  # gunicorn binds it, nginx proxies to it
 BODY_DIR = "nginx/body"  # client_body_temp_path, relative to the run dir
-STREAMED_BODY_LOCATION = "/_smc_streamed_body"
 STREAMED_BODY_MIN_BYTES = 10_000_000  # by digit count: Content-Length of 8 digits or more
 
 _LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn

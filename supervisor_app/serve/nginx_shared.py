@@ -50,6 +50,9 @@ ERRORS: dict[int, tuple[int, str, str]] = {
 }
 URI_ERROR_PAGES = (400, 414, 505)  # nginx has no URI for these: see the module docstring
 URI_ERROR_PREFIX = "/_smc_error/"
+# Where serve mode streams big bodies to the worker (serve/nginx.py); the access log names the
+# client's path instead.
+STREAMED_BODY_LOCATION = "/_smc_streamed_body"
 
 
 def json_return(status: int, message: str) -> str:
@@ -87,6 +90,7 @@ def access_log_maps() -> str:
     }}
     map $uri $smc_log_path {{
         ~^{URI_ERROR_PREFIX} $smc_request_path;
+        ~^{STREAMED_BODY_LOCATION}/ $smc_request_path;
         default $uri;
     }}
     map $request $smc_request_method {{

@@ -14,6 +14,7 @@ with pip's own message, never a hang. CA_REPOSITORY_ARN points pip at a CodeArti
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -50,15 +51,26 @@ def wanted(config: ServeConfig) -> Path | None:
     return path
 
 
-def install(config: ServeConfig, environ: Mapping[str, str], log: Any) -> dict[str, str]:
-    """Install requirements.txt if there is one; returns the environment the workers need."""
+def install(config: ServeConfig, environ: Mapping[str, str], log: Any) -> tuple[dict[str, str], Path | None]:
+    """Install requirements.txt if there is one; returns the environment the workers need, and
+    the private install dir that the caller removes when smc ends (None when none was made)."""
     path = wanted(config)
     if path is None:
         if (config.code_dir / REQUIREMENTS).is_file():
             log.info("requirements_skipped", path=str(config.code_dir / REQUIREMENTS),
                      why="SMC_INSTALL_REQUIREMENTS=false")
-        return {}
+        return {}, None
     target, private = _target(config)
+    try:
+        return _install(config, environ, log, path, target, private), target.parent if private else None
+    except BaseException:
+        if private:
+            shutil.rmtree(target.parent, ignore_errors=True)
+        raise
+
+
+def _install(config: ServeConfig, environ: Mapping[str, str], log: Any, path: Path, target: Path,
+             private: bool) -> dict[str, str]:
     index_url = shown_index = None
     if environ.get("CA_REPOSITORY_ARN"):
         from supervisor_app import codeartifact  # only then pay for urllib and ssl

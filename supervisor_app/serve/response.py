@@ -6,13 +6,23 @@ callable, stream: the head goes out with the first non-empty piece, then each pi
 produced. Without a Content-Length the pieces are HTTP/1.1 chunks, so nginx tells a complete
 stream (last chunk) from a broken one (connection closed first) and passes that on to the client.
 `X-Accel-Buffering: no` makes nginx forward each piece at once instead of filling its buffers.
+
+A client that stops reading fills nginx's buffers and then the socket's, and a blocking send would
+hold the worker until gunicorn killed it as hung (a crash, counted toward SMC_WORKER_CRASH_LIMIT:
+a few stalled readers could end the server). So sends wait in short polls, beating the heartbeat,
+and a send that makes no progress for the invocation timeout ends that one answer instead
+(`client_stalled`, the connection closed without its last chunk).
 """
 
 from __future__ import annotations
 
+import select
+import socket
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from supervisor_app import logs
 
 # Hop-by-hop headers (RFC 9110 7.6.1) describe one connection; an app must not set them
 # (PEP 3333) and the worker decides framing itself, so they are dropped from the app's headers.
@@ -22,6 +32,7 @@ HOP_BY_HOP = frozenset({
 })
 _LARGE_PIECE_BYTES = 64 * 1024  # above this a piece is sent apart from its chunk framing, not copied
 _HEARTBEAT_EVERY_S = 1.0
+_SEND_POLL_S = 1.0  # a blocked send wakes this often to beat the heartbeat and check the stall limit
 LAST_CHUNK = b"0\r\n\r\n"
 
 
@@ -57,8 +68,9 @@ def buffered_bytes(status: str, headers: list[tuple[str, str]], body: bytes) -> 
 class ResponseWriter:
     """start_response, write() and the body of one response on one client socket."""
 
-    def __init__(self, sock: Any, head_only: bool, heartbeat: Callable[[], None]) -> None:
+    def __init__(self, sock: Any, head_only: bool, heartbeat: Callable[[], None], stall_s: float = 60.0) -> None:
         self.sock = sock
+        self.stall_s = stall_s  # a send with no progress for this long ends the answer
         self.head_only = head_only
         self.heartbeat = heartbeat
         self.status = ""
@@ -73,6 +85,31 @@ class ResponseWriter:
             raise exc_info[1].with_traceback(exc_info[2])  # PEP 3333: too late to change the answer
         self.status, self.headers = status, headers
         return self.write
+
+    def sendall(self, data: bytes | bytearray | memoryview) -> None:
+        """socket.sendall that gives up on a client that stops reading (see the module docstring).
+        MSG_DONTWAIT rather than a socket timeout: the socket stays blocking for the reads that
+        watch for the client leaving (serve/streaming.py), and a send with room costs no poll."""
+        view = memoryview(data).cast("B")
+        stalled_since = 0.0
+        while view:
+            try:
+                view = view[self.sock.send(view, socket.MSG_DONTWAIT):]
+                stalled_since = 0.0
+                continue
+            except BlockingIOError:
+                pass
+            now = time.monotonic()
+            stalled_since = stalled_since or now
+            if now - stalled_since >= self.stall_s:
+                logs.get_logger("worker").warning("client_stalled", status=self.status.split(" ", 1)[0],
+                                                  bytes_sent=self.bytes_sent, stalled_s=round(now - stalled_since, 1),
+                                                  why="the client stopped reading the answer; its connection is closed")
+                raise StreamAborted()
+            poller = select.poll()
+            poller.register(self.sock, select.POLLOUT)
+            poller.poll(_SEND_POLL_S * 1000)
+            self.heartbeat()
 
     def buffered(self, body: Iterable[bytes]) -> bytes:
         return buffered_bytes(self.status, self.headers, b"" if self.head_only else b"".join(body))
@@ -101,10 +138,10 @@ class ResponseWriter:
 
     def finish(self) -> None:
         if not self.head_sent:
-            self.sock.sendall(buffered_bytes(self.status, self.headers, b""))
+            self.sendall(buffered_bytes(self.status, self.headers, b""))
             self.head_sent = True
         elif self.chunked and not self.head_only:
-            self.sock.sendall(LAST_CHUNK)
+            self.sendall(LAST_CHUNK)
 
     def _send_head_with(self, data: bytes) -> None:
         if not self.status:
@@ -120,23 +157,23 @@ class ResponseWriter:
         head = head_bytes(self.status, headers, "\r\n".join(extra), version="HTTP/1.1")
         self.head_sent = True
         if self.head_only:
-            self.sock.sendall(head)
+            self.sendall(head)
         elif len(data) < _LARGE_PIECE_BYTES:
-            self.sock.sendall(head + self._framed(data))
+            self.sendall(head + self._framed(data))
             self.bytes_sent += len(data)
         else:
-            self.sock.sendall(head)
+            self.sendall(head)
             self._send_piece(data)
 
     def _send_piece(self, data: bytes) -> None:
         if len(data) < _LARGE_PIECE_BYTES:
-            self.sock.sendall(self._framed(data))
+            self.sendall(self._framed(data))
         elif self.chunked:
-            self.sock.sendall(b"%x\r\n" % len(data))
-            self.sock.sendall(data)
-            self.sock.sendall(b"\r\n")
+            self.sendall(b"%x\r\n" % len(data))
+            self.sendall(data)
+            self.sendall(b"\r\n")
         else:
-            self.sock.sendall(data)
+            self.sendall(data)
         self.bytes_sent += len(data)
 
     def _framed(self, data: bytes) -> bytes:

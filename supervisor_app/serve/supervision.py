@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor_app import exitcodes
+from supervisor_app import exitcodes, signal_policy
 from supervisor_app.serve.drain import Drain
 from supervisor_app.serve.probes import http_ping_answers, tcp_port_answers, unix_socket_answers
 from supervisor_app.supervision.children import Child, State
@@ -43,6 +43,9 @@ class SupervisorSettings:
 
 
 class Supervisor(Loop):
+    stop_signals = signal_policy.STOP  # TERM, INT and QUIT drain; HUP, USR1, USR2 are ignored
+    ignored_signals = signal_policy.IGNORED
+
     def __init__(self, gunicorn: Child, nginx: Child, settings: SupervisorSettings, outputs: Outputs) -> None:
         super().__init__((gunicorn, nginx), settings.policy, outputs, settings.notify_fd)
         self.gunicorn = gunicorn

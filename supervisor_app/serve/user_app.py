@@ -12,6 +12,7 @@ from typing import Any
 
 from supervisor_app.errors import AppLoadError
 from supervisor_app.serve.handlers import import_user_module
+from supervisor_app.serve.module_names import did_you_mean
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -20,12 +21,22 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return module.removesuffix(".py"), attribute or "app"
 
 
-def load_user_app(code_dir: Path, spec: str, kind: str = "WSGI") -> Any:
-    """The app object `spec` names; kind is "WSGI" (SMC_WSGI_APP) or "ASGI" (SMC_ASGI_APP)."""
+def load_user_app(code_dir: Path, spec: str, kind: str = "WSGI", searched: tuple[Path, ...] = (),
+                  rule: str = "") -> Any:
+    """The app object `spec` names; kind is "WSGI" (SMC_WSGI_APP) or "ASGI" (SMC_ASGI_APP).
+    searched and rule: where serve looked for it, and why there (config/serve.py), for the hint."""
     module_name, attribute = parse_spec(spec)
     env = f"SMC_{kind}_APP"
-    hint = f"put {module_name}.py (defining `{attribute}`) in {code_dir}, or fix {env}={spec}"
-    module = import_user_module(code_dir, module_name, hint, what=f"{kind} app module")
+    places = " or ".join(map(str, searched or (code_dir,)))
+    hint = f"put {module_name}.py (defining `{attribute}`) in {places}" + (f" ({rule})" if rule else "") + \
+        f", or fix {env}={spec}"
+    try:
+        module = import_user_module(code_dir, module_name, hint, what=f"{kind} app module")
+    except AppLoadError as exc:
+        close = did_you_mean(module_name, searched or (code_dir,))
+        if close and "not found" in exc.message:
+            raise AppLoadError(exc.message + close, hint=exc.hint) from None
+        raise
     app = getattr(module, attribute, None)
     if app is None:
         raise AppLoadError(

@@ -69,7 +69,8 @@ class NginxWorker(SyncWorker):
                 self.alive = False
             environ = build_environ(*request)
             environ["smc.client"] = client  # streams watch it for the client leaving (serve/streaming.py)
-            writer = self._writer = ResponseWriter(client, environ["REQUEST_METHOD"] == "HEAD", self.tmp.notify)
+            writer = self._writer = ResponseWriter(client, environ["REQUEST_METHOD"] == "HEAD", self.tmp.notify,
+                                                   stall_s=self._stall_s())
             self._respond(environ, writer)
         except (BadRequest, BodyError) as exc:
             self._send_quietly(client, buffered_bytes("400 Bad Request", [("Content-Type", "application/json")],
@@ -97,12 +98,18 @@ class NginxWorker(SyncWorker):
         result = self.wsgi(environ, writer.start_response)
         try:
             if type(result) is list and not writer.head_sent:
-                writer.sock.sendall(writer.buffered(result))  # the fast path: one send
+                writer.sendall(writer.buffered(result))  # the fast path: one send
             else:
                 writer.stream(result)
         finally:
             if hasattr(result, "close"):
                 result.close()  # for a generator: GeneratorExit in the handler, e.g. when the client left
+
+    def _stall_s(self) -> float:
+        # The invocation timeout: below gunicorn's own (timeout + 5 s), so a stalled client ends
+        # its answer before the arbiter could take the worker for hung.
+        config = getattr(self.app, "config", None)
+        return float(getattr(config, "timeout_s", 60.0))
 
     @staticmethod
     def _send_quietly(client: Any, data: bytes) -> None:

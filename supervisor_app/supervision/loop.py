@@ -19,7 +19,7 @@ import os
 import selectors
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from supervisor_app import exitcodes, process
@@ -29,6 +29,11 @@ from supervisor_app.supervision.types import Outcome, Outputs, Phase, Policy, ba
 
 
 class Loop:
+    # The signals that stop the loop (a drained stop) and those it ignores with a line saying why;
+    # serve's come from signal_policy.py, train's programs stop on TERM and INT only.
+    stop_signals: tuple[int, ...] = process.STOP_SIGNALS
+    ignored_signals: Mapping[int, str] = {}
+
     def __init__(self, children: Sequence[Child], policy: Policy, outputs: Outputs, notify_fd: int | None = None) -> None:
         self.children: tuple[Child, ...] = tuple(children)
         self.main_children: tuple[Child, ...] = self.children  # the ones a stop asks first (sidecars come after)
@@ -86,7 +91,7 @@ class Loop:
     def _install_signals(self) -> int:
         read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-        for signum in (*process.STOP_SIGNALS, signal.SIGCHLD):
+        for signum in (*self.stop_signals, *self.ignored_signals, signal.SIGCHLD):
             signal.signal(signum, lambda s, f: None)  # NO work here: the wakeup fd carries the number
         self.selector.register(read_fd, selectors.EVENT_READ, ("signals", None))
         return read_fd
@@ -163,8 +168,10 @@ class Loop:
         if signal.SIGCHLD in data:
             self._reap()
         for signum in data:
-            if signum in process.STOP_SIGNALS:
+            if signum in self.stop_signals:
                 self._on_stop_signal(signum)
+            elif signum in self.ignored_signals:
+                self.log.info("signal_ignored", signal=process.signal_name(signum), why=self.ignored_signals[signum])
 
     def _on_stop_signal(self, signum: int) -> None:
         name = process.signal_name(signum)

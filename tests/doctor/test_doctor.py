@@ -269,3 +269,32 @@ def test_byo_wsgi_app_is_imported_and_checked(smc, tmp_path):
     assert by_check(report, "handler")["status"] == "ok"
     code_, report = doctor(smc, "serve", env={**env, "SMC_WSGI_APP": "predictor:nope"})
     assert code_ == 1 and "has no attribute 'nope'" in by_check(report, "handler")["message"]
+
+
+@pytest.mark.parametrize(("source", "status"), [("app = lambda scope, receive, send: None\n", "ok"),
+                                                ("import no_such_module_xyz\n", "fail")], ids=["good", "broken"])
+def test_doctor_imports_the_asgi_app_serve_will_import(smc, tmp_path, source, status):
+    """An app in the image's code dir, no model: doctor looked in /opt/ml/model/code, warned about
+    inference.py and model.tar.gz and passed (rc 0) an image whose `serve` then failed (issue 24
+    item 3). It now imports the app from where serve will (config/serve.py's one rule)."""
+    base = tmp_path / "ml"
+    (base / "code").mkdir(parents=True)
+    (base / "code" / "main.py").write_text(source)
+    code, report = doctor(smc, "serve", env={"SAGEMAKER_BASE_DIR": str(base), "SMC_NGINX": NGINX,
+                                             "SMC_ASGI_APP": "main:app"})
+    finding = by_check(report, "handler")
+    assert finding["status"] == status, finding
+    assert (code == 0) == (status == "ok"), report
+    if status == "fail":
+        assert "ModuleNotFoundError" in finding["message"], finding
+
+
+def test_no_entry_point_does_not_tell_a_serving_image_to_name_train_py(smc, tmp_path):
+    """doctor on a serve-only image suggested SAGEMAKER_PROGRAM=train.py, which serve would then
+    read as its handler's name (issue 24 item 8)."""
+    base = tmp_path / "ml"
+    (base / "code").mkdir(parents=True)
+    code, report = doctor(smc, env={"SAGEMAKER_BASE_DIR": str(base), "SMC_NGINX": NGINX})
+    finding = by_check(report, "entry_point")
+    assert finding["status"] == "warn" and "SAGEMAKER_PROGRAM=train.py" not in finding["hint"], finding
+    assert "smc doctor serve" in finding["hint"], finding

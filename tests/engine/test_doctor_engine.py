@@ -41,3 +41,16 @@ def test_doctor_reports_programs_file_errors_with_file_and_line(smc, opt_ml, tmp
     assert found["programs_file"]["status"] in ("ok", "warn")
     assert found["engine_command"]["status"] == "ok"
     assert code == 0
+
+
+def test_doctor_fails_an_engine_script_path_with_a_typo(smc, opt_ml, tmp_path):
+    """doctor said "can be started" for `python3 /app/serv.py` (a typo), while serve gave up after
+    its restarts (issue 24 item 3): the script an interpreter is asked to run must exist."""
+    script = tmp_path / "engine.py"
+    script.write_text("print('up')\n")
+    code, found = _doctor(smc, opt_ml, SMC_ENGINE_COMMAND=f"python3 -u {tmp_path / 'engin.py'} --port 8000")
+    assert code == 1 and found["engine_command"]["status"] == "fail", found
+    assert "engin.py" in found["engine_command"]["message"] and "does not exist" in found["engine_command"]["message"]
+    for good in (f"python3 -u {script} --port 8000", f"exec python3 {script}", "python3 -m http.server 8000"):
+        code, found = _doctor(smc, opt_ml, SMC_ENGINE_COMMAND=good)
+        assert found["engine_command"]["status"] == "ok", (good, found)

@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 from tests.conftest import free_port
 from tests.serve.conftest import descendants, request
@@ -316,3 +317,42 @@ def test_every_error_nginx_makes_is_json_with_the_clients_method_and_path(start_
     logged = logged_errors(server, wanted=len(CASES))
     assert LOGGED <= logged, logged
     assert not [r for r in server.events("request") if r["path"].startswith("/_smc_error")]
+
+
+def test_engine_stderr_keeps_its_stated_level_and_the_tail_starts_at_a_line(start_engine, tmp_path):
+    """Every engine stderr line was a warning (an access line per health check became a warning a
+    second), and stderr_tail started mid-line (issue 24 item 7)."""
+    script = tmp_path / "noisy_engine.py"
+    script.write_text(
+        "import sys\n"
+        "for i in range(40):\n"
+        "    print(f'line-{i:03d}-' + 'x' * 90, file=sys.stderr)\n"
+        "print('INFO:     engine says hello', file=sys.stderr)\n"
+        "print('2026-01-01T00:00:00Z ERROR engine says boom', file=sys.stderr)\n"
+        "print('a plain line', file=sys.stderr)\n"
+        "sys.exit(7)\n")
+    server = start_engine(command=f"python3 {script}", wait=False, env={"SMC_ENGINE_MAX_RESTARTS": "0"})
+    assert server.wait_exit(20) == 1
+    tail = server.events("engine_failed")[0]["stderr_tail"]
+    assert tail.startswith("line-") and tail.endswith("a plain line"), tail
+    levels = {r["message"][:30]: r["level"] for r in server.lines() if r.get("component") == "engine" and "message" in r}
+    assert levels["INFO:     engine says hello"] == "info"
+    assert levels["2026-01-01T00:00:00Z ERROR eng"] == "error"
+    assert levels["a plain line"] == "info"
+    assert levels["line-000-" + "x" * 21] == "info"
+
+
+def test_an_engine_run_by_smc_python_logs_the_pid_that_serves(start_engine, smc_binary):
+    """`smc python engine.py` (an image without Python) starts a launcher, the onefile bootloader:
+    the logged child_pid was not the process that serves (issue 24 item 6)."""
+    from tests.engine.conftest import STAND_IN
+
+    port = free_port()
+    server = start_engine(command=f"{smc_binary} python {STAND_IN} --port {port}",
+                          env={"SMC_ENGINE_URL": f"http://127.0.0.1:{port}"})
+    healthy = server.events("engine_healthy")[0]
+    serving = healthy.get("serving_pid")
+    assert serving and serving != healthy["child_pid"], healthy
+    parent = int(Path(f"/proc/{serving}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert parent == healthy["child_pid"], (parent, healthy)  # the bootloader's Python child
+    assert server.stop() == 0

@@ -156,3 +156,15 @@ def test_concurrent_big_uploads_all_arrive_whole(start_server):
     with ThreadPoolExecutor(6) as pool:
         results = list(pool.map(lambda size: _upload(server.port, size, timeout=60), sizes))
     assert [(status, json.loads(body)["length"]) for status, body, _ in results] == [(200, size) for size in sizes]
+
+
+def test_a_streamed_body_is_logged_with_the_clients_path(start_server):
+    """Bodies of 10 MB and more go through an internal location that streams them to the worker;
+    the access log named that location (/_smc_streamed_body/invocations) instead of the client's
+    path (issue 24 item 16)."""
+    server = start_server("stream", env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    status, body, _ = _upload(server.port, 12 * MIB)
+    assert status == 200, body[:300]
+    time.sleep(1.2)  # nginx flushes its buffered access log at least once a second
+    logged = server.wait_event("request", status=200)
+    assert (logged["method"], logged["path"]) == ("POST", "/invocations"), logged

@@ -35,7 +35,19 @@ def test_missing_handler_exits_4_with_hint(start_server, opt_ml):
     code, failed = _failure(server)
     assert code == 4
     assert "inference.py not found" in failed["error"]
-    assert "SAGEMAKER_PROGRAM" in failed["hint"]
+    assert str(opt_ml / "model" / "code") in failed["error"] and str(opt_ml / "code") in failed["error"]
+    assert "SAGEMAKER_PROGRAM" in failed["hint"] and "SAGEMAKER_SUBMIT_DIRECTORY" in failed["hint"]
+
+
+def test_a_handler_in_the_images_code_dir_is_served(start_server, opt_ml):
+    """The same rule as for apps (issue 24 item 1): code/ in model.tar.gz first, then /opt/ml/code."""
+    from tests.serve.conftest import HANDLERS
+
+    (opt_ml / "code").mkdir(exist_ok=True)
+    shutil.copy(HANDLERS / "echo.py", opt_ml / "code" / "inference.py")
+    server = start_server(None)
+    assert server.invoke({"x": 1}).status == 200
+    assert server.wait_event("model_loaded")["module"] == str(opt_ml / "code" / "inference.py")
 
 
 def test_handler_raising_on_import_exits_4_with_line(start_server):
@@ -224,3 +236,16 @@ def test_smc_killed_hard_takes_its_children_along(start_server):
     assert all(proc_state(pid) in (None, "Z") for pid in children)
     assert server.ping(timeout=1) is None  # the port is free again
 
+
+
+def test_a_misspelt_handler_or_app_module_gets_a_did_you_mean(start_server, opt_ml):
+    """handlr.py beside handler.py got no hint (issue 24 item 8)."""
+    code = opt_ml / "model" / "code"
+    code.mkdir(parents=True, exist_ok=True)
+    (code / "handler.py").write_text("def model_fn(d):\n    return 1\ndef predict_fn(x, m):\n    return x\n")
+    server = start_server(None, env={"SAGEMAKER_PROGRAM": "handlr.py"}, wait=False)
+    code_, failed = _failure(server)
+    assert code_ == 4 and f"did you mean {code / 'handler.py'}?" in failed["error"], failed
+    app = start_server(None, env={"SMC_WSGI_APP": "handlr:app"}, wait=False)
+    code_, failed = _failure(app)
+    assert code_ == 4 and f"did you mean {code / 'handler.py'}?" in failed["error"], failed

@@ -114,3 +114,24 @@ def test_invoke_has_the_timeout_and_payload_limit_of_invocations(mme):
     big = _invoke(server, "slow", "1" * (1024 * 1024 + 1))
     assert big.status == 413
     assert _invoke(server, "slow", "0.01").status == 200  # the worker survived both
+
+
+def test_a_model_name_that_loads_is_usable_in_every_route(mme):
+    """Names are UTF-8 in paths, percent-encoded or not (issue 24 item 12): a Unicode name used to
+    load (200), then every route read its path as Latin-1, so it could never be invoked,
+    described or unloaded, and its memory was never reclaimed."""
+    from urllib.parse import quote
+
+    server = mme()
+    for name in ("模型-ü", "with space", "q?mark#hash%"):
+        url = make_model(server.base, name, (1, 1, 1), 0)
+        assert load(server, name, url).status == 200
+        path = "/models/" + quote(name, safe="")
+        answer = server.request("POST", path + "/invoke", "1,2,3\n", {"Content-Type": "text/csv", "Accept": "text/csv"})
+        assert (answer.status, answer.body) == (200, b"6.0\n"), (name, answer.body)
+        assert server.request("GET", path).json() == {"modelName": name, "modelUrl": url}
+        assert server.request("DELETE", path).status == 200, name
+        assert server.request("GET", path).status == 404
+    assert server.request("GET", "/models").json() == {"models": []}
+    lone = load(server, "\ud800", make_model(server.base, "x"))
+    assert lone.status == 400 and "UTF-8" in lone.json()["message"]

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -86,6 +87,25 @@ def test_read_only_prefix_installs_into_a_private_dir(start_server, opt_ml, tmp_
     assert server.invoke([1]).json()["smc_parity_pkg"][0] == "private"
     started = server.events("requirements_install_started")[0]
     assert started["private_target"] is True and "smc-requirements-" in started["target"]
+    private = Path(started["target"]).parent
+    assert private.is_dir()
+    assert server.stop() == 0
+    assert not private.exists(), "the private install dir outlived smc"  # issue 24 item 16
+
+
+def test_a_failed_private_install_leaves_no_dir_behind(start_server, opt_ml, tmp_path):
+    import tempfile
+
+    env = requirements_env(tmp_path, prefix="/proc/smc-read-only-prefix")
+    with_requirements(opt_ml, "smc-no-such-package==1.0\n", "")
+    run_tmp = Path(tempfile.mkdtemp(prefix="smc-r-"))
+    try:
+        server = start_server(None, env={**env, "PARITY_MODULES": "json", "TMPDIR": str(run_tmp)}, wait=False)
+        assert server.wait_exit(timeout=60) == 1
+        assert server.events("requirements_install_started")[0]["private_target"] is True
+        assert not list(run_tmp.glob("smc-requirements-*"))
+    finally:
+        shutil.rmtree(run_tmp, ignore_errors=True)
 
 
 def test_unresolvable_requirements_fail_start_up_with_pips_error(start_server, opt_ml, tmp_path):

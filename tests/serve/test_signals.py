@@ -154,3 +154,55 @@ def test_sigterm_during_start_up_exits_with_its_code_and_says_so(start_server, t
     assert server.events("stopped_by_signal")[0]["signal"] == "SIGTERM", server.output()
     time.sleep(0.2)  # its reaper (init here) may take a moment
     assert proc_state(probe_pid) in (None, "Z"), "the GPU probe outlived smc"
+
+
+def test_sigquit_is_a_drained_stop(start_server):
+    """SIGQUIT (nginx's and gunicorn's graceful stop) used to end smc at once, cutting the request
+    in flight, logging nothing and leaving its run directory (issue 24 item 15)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    run_tmp = Path(tempfile.mkdtemp(prefix="smc-q-"))  # short: the run dir holds unix sockets
+    run_tmp.chmod(0o755)  # nginx's workers (another user) look into the run dir
+    server = start_server("echo", env={"TMPDIR": str(run_tmp)})
+    assert list(run_tmp.glob("smc-serve-*"))
+    thread, results = _in_flight(server, 1.5)
+    server.proc.send_signal(signal.SIGQUIT)
+    thread.join()
+    assert isinstance(results[0], Response) and results[0].status == 200, results
+    assert server.wait_exit(20) == 0, server.output()
+    assert server.events("stop_requested")[0]["signal"] == "SIGQUIT"
+    assert not list(run_tmp.glob("smc-serve-*"))
+    shutil.rmtree(run_tmp, ignore_errors=True)
+
+
+def test_sighup_sigusr1_and_sigusr2_are_ignored_and_logged(start_server):
+    server = start_server("echo")
+    thread, results = _in_flight(server, 1.0)
+    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        server.proc.send_signal(sig)
+        time.sleep(0.05)
+    thread.join()
+    assert isinstance(results[0], Response) and results[0].status == 200, results
+    for name in ("SIGHUP", "SIGUSR1", "SIGUSR2"):
+        assert server.wait_event("signal_ignored", signal=name)["why"]
+    assert server.proc.poll() is None and server.ping() == 200
+    assert server.stop() == 0
+
+
+def test_during_start_up_sighup_is_ignored_and_sigquit_stops(start_server, tmp_path):
+    """Before the supervision loop takes the signals over, the same decisions hold."""
+    from tests.serve.test_parity_features import fake_nvidia_smi
+
+    mark = tmp_path / "probe-started"
+    server = start_server("echo", wait=False, env=fake_nvidia_smi(tmp_path, f"touch {mark}; exec sleep 30"))
+    deadline = time.monotonic() + 20
+    while not mark.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert mark.exists(), server.output()
+    server.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert server.proc.poll() is None, server.output()
+    assert server.stop(signal.SIGQUIT, timeout=10) == 128 + signal.SIGQUIT
+    assert server.events("stopped_by_signal")[0]["signal"] == "SIGQUIT", server.output()

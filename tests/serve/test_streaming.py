@@ -119,3 +119,24 @@ def test_client_leaving_stops_a_handler_busy_between_yields(start_server, tmp_pa
     assert marker.exists() and waited_s < 4, server.output()  # not after the 8 s sleep
     assert server.wait_event("stream_finished", inference_id="gone-2")["outcome"] == "client_disconnected"
     assert stream(server.port, {"mode": "tokens", "n": 1}).complete
+
+
+def test_predict_fn_streams_a_tuple_or_a_generator_typed_through_the_context(start_server):
+    """docs/streaming.md promised predict_fn's (iterable, content_type); it was a 500 from the
+    default output_fn, and set_response_content_type needed MMS's (idx, value) form (issue 24
+    item 4). An SSE client's Accept: text/event-stream is no 406 when predict_fn streams."""
+    server = start_server("predict_stream")
+    for accept in (None, "text/event-stream"):
+        answer = server.invoke({"mode": "tuple"}, accept=accept)
+        assert answer.status == 200, answer.body
+        assert answer.headers["content-type"] == "text/event-stream"
+        assert answer.body.decode().count("data: ") == 3 and answer.headers.get("transfer-encoding") == "chunked"
+    by_context = server.invoke({"mode": "context"}, accept="text/event-stream")
+    assert (by_context.status, by_context.headers["content-type"]) == (200, "text/event-stream"), by_context.body
+    assert by_context.body == b'data: {"token": 0}\n\ndata: {"token": 1}\n\n'
+    mms = server.invoke({"mode": "mms"})
+    assert (mms.status, mms.headers["content-type"]) == (200, "application/jsonlines"), mms.body
+    assert mms.body == b'{"i": 0}\n{"i": 1}\n'
+    assert server.invoke({"mode": "plain"}).json() == [1, 2]
+    refused = server.invoke({"mode": "plain"}, accept="text/event-stream")  # no stream, no encoder for it
+    assert refused.status == 406 and refused.json()["status"] == 406

@@ -12,7 +12,9 @@ SMC_ENGINE_MAX_RESTARTS; then smc stops with exit 1, the cause and the engine's 
 from __future__ import annotations
 
 import collections
+import json
 import os
+import re
 import signal
 import time
 from collections.abc import Sequence
@@ -20,6 +22,7 @@ from typing import Any
 
 from supervisor_app import exitcodes, process
 from supervisor_app.serve.engine.health import HealthPoller
+from supervisor_app.serve.engine.listener import serving_pid
 from supervisor_app.serve.probes import http_ping_answers
 from supervisor_app.serve.supervision import Supervisor, SupervisorSettings
 from supervisor_app.supervision.children import Child, LineRelay, State
@@ -29,6 +32,10 @@ from supervisor_app.supervision.types import Outcome, Outputs, Phase, backoff_s
 _NGINX_PROBES_BEFORE_RESTART = 3
 _TAIL_LINES = 20
 _TAIL_BYTES = 2048
+# A level word near a line's start, as logging, uvicorn, vLLM, TGI and Go/Rust loggers write it.
+_STATED_LEVEL = re.compile(rb"(?i)(?:^|[\s\[|=\"])(debug|info|warn|warning|error|err|critical|fatal|panic)\b")
+_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning", "error": "error",
+           "err": "error", "critical": "critical", "fatal": "critical", "panic": "critical"}
 
 
 class GroupChild(Child):
@@ -40,11 +47,20 @@ class GroupChild(Child):
 
 
 class TailRelay(LineRelay):
-    """Relays like LineRelay and keeps the last lines, for the cause when the engine fails."""
+    """Relays the engine's stderr like LineRelay, and keeps the last lines for the cause when the
+    engine fails. Servers log everything to stderr (uvicorn's access lines, one per health check),
+    so a line keeps the level it states ("INFO:", "[error]", "level=warning") or is info, not the
+    warning LineRelay gives other programs' stderr."""
 
     def __init__(self, *args: Any, tail: collections.deque[str], **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.tail = tail
+
+    def _wrap(self, line: bytes) -> bytes:
+        record = json.loads(super()._wrap(line))
+        match = _STATED_LEVEL.search(line[:48])  # after a timestamp, before the message
+        record["level"] = _LEVELS[match.group(1).lower().decode()] if match else "info"
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
 
     def _write(self, lines: Sequence[bytes]) -> None:
         for line in lines:
@@ -65,8 +81,15 @@ def _group_alive(pgid: int) -> bool:
 
 
 def tail_text(lines: collections.deque[str]) -> str:
-    text = "\n".join(lines)
-    return text[-_TAIL_BYTES:]
+    """The last whole lines within _TAIL_BYTES: a tail that starts mid-line reads as garbage."""
+    kept: list[str] = []
+    size = 0
+    for line in reversed(lines):
+        if kept and size + len(line) + 1 > _TAIL_BYTES:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    return "\n".join(reversed(kept))[-_TAIL_BYTES:]  # only one line longer than the limit is cut
 
 
 class EngineSupervisor(Supervisor):
@@ -165,9 +188,13 @@ class EngineSupervisor(Supervisor):
         self.healthy_since = self.healthy_since or now
         self.ready_file.touch()
         self.ready = True
+        # serving_pid: the process that listens on the engine's port, which a launcher
+        # (`smc python engine.py`, a wrapper script) is not; first time per start only.
+        served_by = serving_pid(self.plan.port, self.engine.pid) if first and self.engine.pid else None
         self.log.info("engine_healthy", child=self.engine.name, child_pid=self.engine.pid,
                       elapsed_s=round(now - self.engine.started_at, 3),
-                      since_start_s=round(now - self.started, 3), first=first)
+                      since_start_s=round(now - self.started, 3), first=first,
+                      **({"serving_pid": served_by} if served_by and served_by != self.engine.pid else {}))
         if self.phase is Phase.BOOTING and self.nginx.state is State.RUNNING:
             self.phase = Phase.SERVING
 

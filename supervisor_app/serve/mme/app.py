@@ -97,7 +97,12 @@ class MmeApp:
         if path.startswith("/models/"):
             rest = path[len("/models/"):]
             invoke = rest.endswith("/invoke")
-            name = rest[: -len("/invoke")] if invoke else rest
+            try:
+                # PATH_INFO is the path's bytes read as Latin-1 (PEP 3333); names are UTF-8 on the wire.
+                name = (rest[: -len("/invoke")] if invoke else rest).encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                return _error(start_response, 404, f"no route {path!r}: a model name in a path is UTF-8, "
+                                                   "percent-encoded or not")
             try:
                 check_name(name)
             except RequestError:
@@ -256,7 +261,9 @@ class MmeApp:
         return _json(start_response, 200, {"status": f'Model "{name}" unregistered'})
 
     def _route(self) -> None:
-        self.invoke_routes = {f"/models/{name}/invoke": self.models[name] for name in self.visible}
+        # Keyed as PATH_INFO spells them: the UTF-8 bytes read as Latin-1 (the same text for ASCII names).
+        self.invoke_routes = {f"/models/{name}/invoke".encode().decode("latin-1"): self.models[name]
+                              for name in self.visible}
 
     def _drop(self, name: str) -> None:
         loaded = self.models.pop(name, None)

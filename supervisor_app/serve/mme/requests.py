@@ -37,6 +37,11 @@ def check_name(name: object) -> str:
         raise RequestError(400, "model_name must be a non-empty string")
     if len(name) > MAX_NAME_CHARS:
         raise RequestError(400, f"model_name is {len(name)} characters; at most {MAX_NAME_CHARS} are allowed")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError(400, f"model_name {name!r} is not valid Unicode text (a lone surrogate): names are "
+                                "UTF-8 in the paths /models/{name} and /models/{name}/invoke") from None
     if name in (".", "..") or _BAD_NAME_CHARS.search(name):
         raise RequestError(400, f"model_name {name!r} is not allowed: no '/', '\\', control characters, "
                                 "'.' or '..' (it becomes a URL path segment)")
