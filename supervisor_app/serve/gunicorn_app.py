@@ -28,6 +28,7 @@ from supervisor_app.errors import AppLoadError
 from supervisor_app.metrics import layout as metrics_layout
 from supervisor_app.metrics import recorder as metrics
 from supervisor_app.serve import early_signals, gpus
+from supervisor_app.serve import handler_context
 from supervisor_app.serve import handlers as handler_module
 from supervisor_app.serve.marked_worker import MarkedWorker
 from supervisor_app.serve.nginx import SOCKET_NAME
@@ -224,7 +225,7 @@ class ModelServer(BaseApplication):
         gpu = getattr(worker, "smc_gpu", None)
         if gpu is not None:
             gpus.pin_this_worker(gpu)
-            handler_module.set_worker_gpu(0)  # the one visible device
+            handler_context.set_worker_gpu(0)  # the one visible device
             self.log.info("worker_gpu_assigned", worker_pid=os.getpid(), gpu=gpu, cuda_visible_devices=gpu, gpu_id=0)
 
     def _gpu_hooks(self) -> dict[str, Any]:

@@ -186,15 +186,16 @@ class EngineSupervisor(Supervisor):
         self.engine.to(State.RUNNING)
         self.health_failures = 0
         self.healthy_since = self.healthy_since or now
-        self.ready_file.touch()
-        self.ready = True
         # serving_pid: the process that listens on the engine's port, which a launcher
         # (`smc python engine.py`, a wrapper script) is not; first time per start only.
         served_by = serving_pid(self.plan.port, self.engine.pid) if first and self.engine.pid else None
+        # The line before the ready file: whoever sees /ping 200 finds engine_healthy logged.
         self.log.info("engine_healthy", child=self.engine.name, child_pid=self.engine.pid,
                       elapsed_s=round(now - self.engine.started_at, 3),
                       since_start_s=round(now - self.started, 3), first=first,
                       **({"serving_pid": served_by} if served_by and served_by != self.engine.pid else {}))
+        self.ready_file.touch()
+        self.ready = True
         if self.phase is Phase.BOOTING and self.nginx.state is State.RUNNING:
             self.phase = Phase.SERVING
 
