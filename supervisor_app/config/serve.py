@@ -6,6 +6,7 @@ derived limits are computed here so every layer agrees (see ServeConfig.*_timeou
 
 from __future__ import annotations
 
+import ast
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 
@@ -109,8 +110,8 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
             "the container (cgroup quota and CPU affinity).", G),
     Setting("program", ("SAGEMAKER_PROGRAM",), parse_str, DEFAULT_PROGRAM,
             "Handler module (`.py` optional) with model_fn/input_fn/predict_fn/output_fn or transform_fn. "
-            "When the named file is not in the code dir but inference.py is (an image whose ENV names "
-            "its training script), inference.py is used and the log says so.", G),
+            "When the named file is not in the code dir, or defines no handler hook, and inference.py is "
+            "there (an image whose ENV names its training script), inference.py is used and the log says so.", G),
     Setting("wsgi_app", ("SMC_WSGI_APP",), parse_str, None,
             "Serve your own WSGI app instead of the handler contract: `module:attribute` in the code dir, "
             "e.g. `predictor:app` of a Flask \"bring your own container\" project (Flask is bundled). "
@@ -282,9 +283,10 @@ def load_serve_config(config: Config) -> ServeConfig:
     modules = (app.partition(":")[0].removesuffix(".py"),) if app else (program, DEFAULT_PROGRAM)
     searched = _code_dirs(layout, submit)
     code_dir = next((d for d in searched if any(_module_exists(d, m) for m in modules)), searched[0])
-    if not _module_exists(code_dir, program) and _module_exists(code_dir, DEFAULT_PROGRAM):
+    if not app and _module_exists(code_dir, DEFAULT_PROGRAM) and not _is_handler(code_dir, program):
         # One image serves as both training and inference container, and SAGEMAKER_PROGRAM
-        # (ENV in the Dockerfile) names the training script: use the handler that is there.
+        # (ENV in the Dockerfile) names the training script, which is missing here or (in the
+        # image's /opt/ml/code) sits beside inference.py: use the handler that is there.
         program = DEFAULT_PROGRAM
     return ServeConfig(
         model_dir=layout.model_dir,
@@ -309,6 +311,29 @@ def _code_dirs(layout: Layout, submit: str | None) -> tuple[Path, ...]:
     if submit and not submit.startswith("s3://"):
         return (Path(submit),)
     return (layout.model_code_dir, layout.code_dir)
+
+
+_HOOKS = frozenset({"model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn"})
+
+
+def _is_handler(code_dir: Path, program: str) -> bool:
+    """Whether the module exists and defines a handler hook at its top level. Read with ast,
+    nothing imported: a training script defines none. A module ast cannot read counts as a
+    handler, so its import says what is wrong with it."""
+    name = program[:-3] if program.endswith(".py") else program
+    path = code_dir / f"{name}.py"
+    if not path.is_file():
+        return (code_dir / name / "__init__.py").is_file()
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return True
+    defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    defined |= {target.id for node in tree.body if isinstance(node, ast.Assign)
+                for target in node.targets if isinstance(target, ast.Name)}
+    defined |= {alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
+                for alias in node.names}
+    return bool(defined & _HOOKS)
 
 
 def _module_exists(code_dir: Path, program: str) -> bool:

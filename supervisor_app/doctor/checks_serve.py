@@ -57,7 +57,8 @@ def check_handler(config: Config, serve: ServeConfig) -> list[Finding]:
         findings.append(
             warn(
                 "handler",
-                f"SAGEMAKER_PROGRAM={serve.program_requested} is not in {serve.code_dir}; serve uses {serve.program}",
+                f"SAGEMAKER_PROGRAM={serve.program_requested} is not a handler in {serve.code_dir} (missing, or no "
+                f"model_fn/predict_fn/transform_fn...); serve uses {serve.program}",
                 "fine when the image's ENV names the training script; otherwise fix SAGEMAKER_PROGRAM",
                 str(loaded.path),
             )

@@ -85,7 +85,15 @@ def start(config: MetricsConfig, run_dir: Path, workers: int, out: BinaryIO) -> 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     exporter: Exporter
-    timeout = 10  # a client that stalls cannot hold the (single) exporter thread for long
+    timeout = 10  # a client that stalls holds its own thread for 10 s at most, never a scrape
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (400 for a broken request line, 414, 501 for a method other
+        than GET/HEAD) as JSON like every other answer of smc, not its HTML page."""
+        phrase = self.responses.get(code, ("Error", ""))[0]
+        self.close_connection = True
+        self._send(code, "application/json", json.dumps(
+            {"error": phrase, "status": code, "message": message or explain or phrase}).encode())
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         if self.path.split("?", 1)[0] != "/metrics":
@@ -101,6 +109,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -109,10 +119,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass  # scrapes are not worth a log line each
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    # A thread per connection: one idle or slow client no longer delays every scrape by its 10 s.
+    daemon_threads = True
+    block_on_close = False
+
+
 def _bind(port: int, exporter: Exporter) -> http.server.HTTPServer:
     handler = type("MetricsHandler", (_Handler,), {"exporter": exporter})
     try:
-        server = http.server.HTTPServer(("0.0.0.0", port), handler)
+        server = _Server(("0.0.0.0", port), handler)
     except OSError as exc:
         raise BootError(f"metrics port {port} cannot be opened ({exc.strerror})",
                         hint="set SMC_METRICS_PORT to a free port, or unset it to turn /metrics off") from None

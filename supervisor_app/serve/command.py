@@ -25,7 +25,7 @@ from supervisor_app.errors import AppLoadError, BootError, ConfigError, SmcError
 from supervisor_app.metrics import start_exporter
 from supervisor_app.serve import gpus, requirements
 from supervisor_app.serve import nginx as nginx_conf
-from supervisor_app.serve.connections import raise_open_file_limit
+from supervisor_app.serve.connections import fit_open_file_limit
 from supervisor_app.serve.outputs import now_iso, relay_streams
 from supervisor_app.serve.module_names import did_you_mean
 from supervisor_app.serve.preflight import check_port_free, find_nginx, give_to_nginx_workers, nginx_argv
@@ -69,9 +69,10 @@ def serve(config: Config, serve_config: ServeConfig, sidecars: tuple[Any, ...] =
         log.warning(
             "handler_program_fallback",
             requested=serve_config.program_requested,
-            missing_in=str(serve_config.code_dir),
+            code_dir=str(serve_config.code_dir),
             using=serve_config.program,
-            why="SAGEMAKER_PROGRAM names a file the code dir does not have (often the training script)",
+            why="SAGEMAKER_PROGRAM names a file that is not in the code dir or defines no handler hook "
+                "(often the training script)",
         )
     worker_env, private_site = requirements.install(serve_config, config.environ, log)
     try:
@@ -110,7 +111,8 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
         give_to_nginx_workers(temp_dir)
     socket_path = run_dir / nginx_conf.SOCKET_NAME
     conf_path = run_dir / nginx_conf.CONF_FILE
-    nofile = _fit_open_file_limit(serve_config.worker_connections, log)
+    nofile = fit_open_file_limit(nginx_conf.worker_rlimit_nofile(serve_config.worker_connections),
+                                 serve_config.worker_connections, log)
     conf_path.write_text(nginx_conf.render_nginx_conf(nginx_conf.NginxSettings(
         run_dir=run_dir, socket_path=socket_path, port=serve_config.port,
         max_body_bytes=serve_config.max_payload_bytes, timeout_s=serve_config.timeout_s,
@@ -178,18 +180,6 @@ def _master_main(config: Config, serve_config: ServeConfig, run_dir: Path, notif
     except Exception:  # a bug in smc: say so with the traceback, never a bare crash
         log.exception("internal_error", hint="this is a bug in smc; please report it with this traceback")
         return exitcodes.FAILURE
-
-
-def _fit_open_file_limit(worker_connections: int, log: Any) -> int:
-    """nginx and gunicorn inherit smc's RLIMIT_NOFILE: raise it so worker_connections fit.
-    Returns the limit nginx's workers should ask for (no more than smc could get)."""
-    wanted = nginx_conf.worker_rlimit_nofile(worker_connections)
-    soft, hard = raise_open_file_limit(wanted)
-    if soft < wanted:
-        log.warning("open_file_limit_low", soft=soft, hard=hard, wanted=wanted,
-                    why=f"fewer than {worker_connections} client connections fit "
-                        "(SMC_NGINX_WORKER_CONNECTIONS); raise it with docker run --ulimit nofile=N:N")
-    return min(soft, wanted)
 
 
 def _check_model(config: ServeConfig) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import resource
 from pathlib import Path
+from typing import Any
 
 _TCP_TABLES = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
 _ESTABLISHED = "01"
@@ -43,3 +44,15 @@ def raise_open_file_limit(wanted: int) -> tuple[int, int]:
         except (ValueError, OSError):
             pass
     return soft, hard
+
+
+def fit_open_file_limit(wanted: int, worker_connections: int, log: Any) -> int:
+    """nginx and gunicorn (or the engine) inherit smc's RLIMIT_NOFILE: raise it towards `wanted`,
+    say so when the hard limit stops it, and return what nginx's workers may ask for
+    (worker_rlimit_nofile above the hard limit fails with a critical line on every start)."""
+    soft, hard = raise_open_file_limit(wanted)
+    if soft < wanted:
+        log.warning("open_file_limit_low", soft=soft, hard=hard, wanted=wanted,
+                    why=f"fewer than {worker_connections} client connections fit "
+                        "(SMC_NGINX_WORKER_CONNECTIONS); raise it with docker run --ulimit nofile=N:N")
+    return min(soft, wanted)

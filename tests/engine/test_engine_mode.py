@@ -356,3 +356,23 @@ def test_an_engine_run_by_smc_python_logs_the_pid_that_serves(start_engine, smc_
     parent = int(Path(f"/proc/{serving}/stat").read_text().rsplit(")", 1)[1].split()[1])
     assert parent == healthy["child_pid"], (parent, healthy)  # the bootloader's Python child
     assert server.stop() == 0
+
+
+def test_a_low_open_file_limit_is_said_and_nginx_asks_for_no_more_than_it_can_get(smc_binary, opt_ml):
+    """Engine mode asked nginx for worker_rlimit_nofile above the hard limit (nginx logged a
+    critical setrlimit failure on every start in Docker) and never logged open_file_limit_low as
+    handler mode does (issue 24 item 5). prlimit makes the hard limit 1500 here."""
+    from tests.engine.conftest import engine_command
+    from tests.serve.conftest import Server
+
+    engine_port = free_port()
+    env = {"SMC_ENGINE_URL": f"http://127.0.0.1:{engine_port}", "SMC_ENGINE_COMMAND": engine_command(engine_port),
+           "SMC_NGINX_WORKER_CONNECTIONS": "4096"}
+    server = Server(smc_binary, opt_ml, free_port(), env, wrapper=["prlimit", "--nofile=1500:1500"])
+    try:
+        server.wait_ready()
+        low = server.events("open_file_limit_low")
+        assert low and low[0]["hard"] == 1500 and low[0]["wanted"] > 1500, low
+        assert "setrlimit" not in server.output(), server.output()[-2000:]
+    finally:
+        assert server.stop() == 0

@@ -160,3 +160,32 @@ def test_asgi_apps_are_counted_too(start_server, opt_ml):
     assert samples["smc_stream_first_byte_seconds_count"] == 1  # only the streamed answer
     assert samples["smc_invocations_in_flight"] == 0
     assert samples["smc_invocation_duration_seconds_sum"] >= 0.2  # the stream's two gaps
+
+
+def test_an_idle_connection_does_not_delay_a_scrape_and_errors_are_json(start_server):
+    """One idle connection to the metrics port made every scrape wait its 10 s timeout (one
+    connection at a time), and http.server's 400/414/501 answers were HTML (issue 24 item 14)."""
+    import socket
+
+    metrics_port = free_port()
+    server = start_server("echo", env={"SMC_METRICS_PORT": str(metrics_port)})
+    assert server.invoke("1").status == 200
+    with socket.create_connection(("127.0.0.1", metrics_port)) as idle:
+        idle.sendall(b"GET /metr")  # a request line that never ends
+        started = time.monotonic()
+        _scrape(metrics_port)
+        assert time.monotonic() - started < 2
+    for method, path, status in (("PUT", "/metrics", 501), ("GET", "/" + "m" * 70000, 414)):
+        with socket.create_connection(("127.0.0.1", metrics_port), timeout=10) as conn:
+            conn.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(f"HTTP/1.0 {status}".encode()) or head.startswith(f"HTTP/1.1 {status}".encode()), head
+        assert b"application/json" in head, head
+        assert json.loads(body)["status"] == status, body
+    with socket.create_connection(("127.0.0.1", metrics_port), timeout=10) as conn:
+        conn.sendall(b"GET /metrics extra HTTP/1.1\r\n\r\n")  # one word too many
+        answer = conn.recv(65536)
+    assert b" 400 " in answer.split(b"\r\n", 1)[0] and b"application/json" in answer, answer

@@ -295,6 +295,25 @@ def test_program_naming_the_training_script_falls_back_to_inference_py(start_ser
     assert fallback["requested"] == "train.py" and fallback["using"] == "inference.py"
 
 
+def test_program_naming_a_training_script_beside_inference_py_in_the_images_code_dir(start_server, opt_ml):
+    """The examples' layout: /opt/ml/code holds train.py and inference.py, ENV SAGEMAKER_PROGRAM
+    names train.py, model.tar.gz has no code/. Since serve also looks in /opt/ml/code, train.py was
+    found there and imported as the handler ('train.py defines no model_fn')."""
+    from tests.serve.conftest import install_handler
+
+    install_handler(opt_ml, "echo")
+    handler = opt_ml / "model" / "code" / "inference.py"
+    (opt_ml / "code" / "inference.py").write_text(handler.read_text())
+    (opt_ml / "code" / "train.py").write_text("import sys\nprint('training', sys.argv)\n")
+    handler.unlink()
+    (opt_ml / "model" / "code").rmdir()
+    server = start_server(None, env={"SAGEMAKER_PROGRAM": "train.py"})
+    assert server.invoke("1").status == 200
+    fallback = server.wait_event("handler_program_fallback")
+    assert fallback["requested"] == "train.py" and fallback["using"] == "inference.py"
+    assert fallback["code_dir"] == str(opt_ml / "code")
+
+
 def test_program_that_exists_is_used_as_named(start_server, opt_ml):
     server = start_server("example", env={"SAGEMAKER_PROGRAM": "inference.py"})
     assert server.invoke("1,2,3\n", content_type="text/csv").status == 200

@@ -18,6 +18,7 @@ from supervisor_app.config.engine import EngineConfig
 from supervisor_app.config.serve import ServeConfig
 from supervisor_app.errors import BootError
 from supervisor_app.serve import nginx as nginx_conf
+from supervisor_app.serve.connections import fit_open_file_limit
 from supervisor_app.serve.engine.health import HealthPoller
 from supervisor_app.serve.engine.nginx_conf import EngineNginxSettings, render_engine_nginx_conf
 from supervisor_app.serve.engine.plan import EnginePlan, plan_engine
@@ -89,11 +90,14 @@ def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_
     if os.geteuid() == 0:
         give_to_nginx_workers(temp_dir)
     conf_path = run_dir / nginx_conf.CONF_FILE
+    # As in handler mode: the limit raised as far as the hard limit allows, said when it falls short.
+    nofile = fit_open_file_limit(nginx_conf.worker_rlimit_nofile(serve_config.worker_connections),
+                                 serve_config.worker_connections, log)
     conf_path.write_text(render_engine_nginx_conf(EngineNginxSettings(
         run_dir=run_dir, port=serve_config.port, engine_host=plan.host, engine_port=plan.port,
         invocations_path=plan.invocations_path, max_body_bytes=serve_config.max_payload_bytes,
         timeout_s=serve_config.timeout_s, worker_connections=serve_config.worker_connections,
-        keepalive_s=serve_config.keepalive_s, log_ping=serve_config.log_ping,
+        keepalive_s=serve_config.keepalive_s, log_ping=serve_config.log_ping, rlimit_nofile=nofile,
     )))
     notify_read, notify_write = os.pipe2(os.O_CLOEXEC)
     engine = GroupChild(plan.name, list(plan.argv), engine_env(config, plan), stop_signal=plan.stop_signal)

@@ -44,6 +44,7 @@ class EngineNginxSettings:
     worker_connections: int
     keepalive_s: int
     log_ping: bool
+    rlimit_nofile: int = 0  # worker_rlimit_nofile; 0: what worker_connections needs
 
 
 def _upstream_host(host: str) -> str:
@@ -77,7 +78,7 @@ worker_processes 1;
 daemon off;
 pid {run}/nginx.pid;
 error_log stderr warn;
-worker_rlimit_nofile {max(1024, s.worker_connections * 2)};
+worker_rlimit_nofile {s.rlimit_nofile or max(1024, s.worker_connections * 2 + 64)};
 
 events {{
     worker_connections {s.worker_connections};
