@@ -70,6 +70,18 @@ def images(docker_engine, smc_binary: Path) -> dict[str, str]:
     return {name: image_name(name) for name in EXAMPLES}
 
 
+def json_events(stdout: str) -> list[dict]:
+    """The JSON lines of smc's output (other lines skipped)."""
+    events = []
+    for line in stdout.splitlines():
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return events
+
+
 def image_sizes() -> list[tuple[str, int]]:
     sizes = []
     for image in ["smc-base:latest", *(image_name(e) for e in EXAMPLES)]:

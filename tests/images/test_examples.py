@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.images.conftest import MODEL_FILE, docker, job_mounts, write_job
+from tests.images.conftest import MODEL_FILE, docker, job_mounts, json_events, write_job
 
 pytestmark = pytest.mark.docker
 
@@ -26,17 +26,6 @@ STOP_LIMIT_S = 10
 # The images set SAGEMAKER_PROGRAM=train.py for `smc train`; `smc serve` reads the same variable as
 # its handler module, so serving names the handler explicitly (as the SDK's Model(env=) does).
 SERVE_ENV = ["-e", "SAGEMAKER_PROGRAM=inference.py"]
-
-
-def json_events(stdout: str) -> list[dict]:
-    events = []
-    for line in stdout.splitlines():
-        if line.startswith("{"):
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return events
 
 
 def post(url: str, body: str, content_type: str, accept: str, timeout_s: float = 30) -> tuple[int, str]:

@@ -174,13 +174,3 @@ def explain(result: subprocess.CompletedProcess) -> str:
     """What a failed run printed: the whole story of a container or chroot that did not start."""
     return f"exit code {result.returncode}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
 
-
-def json_lines(text: str) -> list[dict]:
-    events = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return events

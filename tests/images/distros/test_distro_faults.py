@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.images.conftest import docker
-from tests.images.distros.conftest import chrooted, explain, json_lines, model_dir, write_job
+from tests.images.conftest import json_events
+from tests.images.distros.conftest import chrooted, explain, model_dir, write_job
 
 pytestmark = pytest.mark.docker
 
@@ -36,7 +37,7 @@ def job_mounts(base: Path) -> list[str]:
 def failed_event(result) -> dict:
     """smc's JSON error line of a command that stopped before its work began."""
     events = [
-        e for e in json_lines(result.stdout + "\n" + result.stderr) if e.get("event") == "command_failed"
+        e for e in json_events(result.stdout + "\n" + result.stderr) if e.get("event") == "command_failed"
     ]
     assert events, f"no command_failed JSON line:\n{explain(result)}"
     return events[0]

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.images.conftest import docker
-from tests.images.distros.conftest import DISTROS, explain, json_lines, model_dir, write_job
+from tests.images.conftest import json_events
+from tests.images.distros.conftest import DISTROS, explain, model_dir, write_job
 from tests.train.distributed.dockercluster import Cluster
 
 pytestmark = pytest.mark.docker
@@ -58,7 +59,7 @@ def train(containers, image: str, base: Path, *env: str) -> tuple[dict, list[dic
     )
     assert result.returncode == 0, f"smc train failed:\n{explain(result)}"
     assert (base / "output" / "success").is_file(), explain(result)
-    return json.loads((base / "model" / "report.json").read_text()), json_lines(result.stdout)
+    return json.loads((base / "model" / "report.json").read_text()), json_events(result.stdout)
 
 
 def started(events: list[dict]) -> dict:
