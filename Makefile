@@ -13,7 +13,10 @@ BUILD_VENV ?= $(CACHE_DIR)/build-$(shell cat requirements/build.txt requirements
 HOSTPY_VENV ?= $(CACHE_DIR)/build-$(shell cat requirements/build.txt requirements/runtime.txt | sha256sum | cut -c1-12)
 TEST_VENV ?= $(CACHE_DIR)/test-$(shell cat requirements/test.txt requirements/runtime.txt | sha256sum | cut -c1-12)
 PY := $(TEST_VENV)/bin/python
-SOURCES := $(shell find supervisor_app -name '*.py') spec/smc.spec requirements/build.txt requirements/runtime.txt $(PYTHON_BUILD_FILES)
+# The worker bundle's fallback libraries (requirements/worker.txt), resolved for CPython 3.9.
+WORKER_LIBS ?= $(CACHE_DIR)/worker-libs-$(shell cat requirements/worker.txt | sha256sum | cut -c1-12)
+WORKER_BUNDLE := .pyi-work/smc-worker.zip
+SOURCES := $(shell find supervisor_app -name '*.py') spec/smc.spec requirements/build.txt requirements/runtime.txt $(PYTHON_BUILD_FILES) $(WORKER_BUNDLE)
 
 .PHONY: venvs binary test demo bench images clean help
 
@@ -42,9 +45,19 @@ $(HOSTPY_VENV)/.ok: requirements/build.txt requirements/runtime.txt
 
 venvs: $(BUILD_VENV)/.ok $(TEST_VENV)/.ok
 
+$(WORKER_LIBS)/.ok: requirements/worker.txt $(BUILD_VENV)/.ok
+	rm -rf $(WORKER_LIBS) && $(BUILD_VENV)/bin/pip install -q --disable-pip-version-check --no-deps \
+		--only-binary=:all: --python-version 3.9 --implementation py --target $(WORKER_LIBS) -r requirements/worker.txt
+	touch $@
+
+# What smc serve hands to the image's own Python (build/worker_bundle.py); the spec bundles it.
+$(WORKER_BUNDLE): $(WORKER_LIBS)/.ok $(BUILD_VENV)/.ok build/worker_bundle.py $(shell find supervisor_app -name '*.py')
+	@mkdir -p .pyi-work
+	$(BUILD_VENV)/bin/python build/worker_bundle.py $@ $$($(BUILD_VENV)/bin/python -c 'import gunicorn, os; print(os.path.dirname(os.path.dirname(gunicorn.__file__)))') $(WORKER_LIBS)
+
 dist/smc: $(BUILD_VENV)/.ok $(SOURCES)
 	@mkdir -p .pyi-work
-	SETUPTOOLS_USE_DISTUTILS=stdlib flock .pyi-work/.lock $(BUILD_VENV)/bin/pyinstaller --noconfirm --log-level WARN \
+	SMC_WORKER_BUNDLE=$(CURDIR)/$(WORKER_BUNDLE) SETUPTOOLS_USE_DISTUTILS=stdlib flock .pyi-work/.lock $(BUILD_VENV)/bin/pyinstaller --noconfirm --log-level WARN \
 		--distpath dist --workpath .pyi-work spec/smc.spec
 	@ls -l dist/smc
 
@@ -52,7 +65,7 @@ binary: dist/smc
 
 dist/smc-hostpy: $(HOSTPY_VENV)/.ok $(SOURCES)
 	@mkdir -p .pyi-work-hostpy
-	SETUPTOOLS_USE_DISTUTILS=stdlib flock .pyi-work-hostpy/.lock $(HOSTPY_VENV)/bin/pyinstaller --noconfirm --log-level ERROR \
+	SMC_WORKER_BUNDLE=$(CURDIR)/$(WORKER_BUNDLE) SETUPTOOLS_USE_DISTUTILS=stdlib flock .pyi-work-hostpy/.lock $(HOSTPY_VENV)/bin/pyinstaller --noconfirm --log-level ERROR \
 		--distpath .pyi-work-hostpy/dist --workpath .pyi-work-hostpy spec/smc.spec
 	cp .pyi-work-hostpy/dist/smc $@
 

@@ -22,7 +22,8 @@ import json, socket, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from supervisor_app import logs
-from supervisor_app.serve import handlers, worker, wsgi
+from supervisor_app.serve import worker
+from supervisor_app.worker import handlers, wsgi
 
 logs.configure(20, "json")
 model_dir = Path(tempfile.mkdtemp())

@@ -1,4 +1,7 @@
-"""Exit codes, in the tradition of sysexits, tini and gunicorn's arbiter."""
+"""Exit codes, in the tradition of sysexits, tini and gunicorn's arbiter, and their words."""
+
+import os
+import signal
 
 OK = 0
 FAILURE = 1  # the job or the server failed; the reason is in the log (and the failure file)
@@ -14,3 +17,31 @@ SIGNAL_BASE = 128  # 128 + n: stopped by signal n, as a shell reports it
 
 def from_signal(signum: int) -> int:
     return SIGNAL_BASE + signum
+
+
+def exit_code(status: int) -> int:
+    """Shell convention: the exit code, or 128 + n for a child killed by signal n."""
+    if os.WIFSIGNALED(status):
+        return from_signal(os.WTERMSIG(status))
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return FAILURE
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def describe_exit(code: int) -> str:
+    """An exit code in words: 'exit code 3', 'killed by SIGKILL'. Who sent a SIGKILL (smc, the OOM
+    killer, another process) is supervision/causes.py's to say, from the memory cgroup's counter."""
+    if code > SIGNAL_BASE and code - SIGNAL_BASE < signal.NSIG:
+        return f"killed by {signal_name(code - SIGNAL_BASE)}"
+    if code == NOT_FOUND:
+        return "exit code 127: command not found"
+    if code == NOT_EXECUTABLE:
+        return "exit code 126: not executable"
+    return f"exit code {code}"

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from supervisor_app import exitcodes, tls
+# Re-exported: the words for an exit live in exitcodes.py, which the worker side imports too.
+from supervisor_app.exitcodes import describe_exit, exit_code, signal_name  # noqa: F401
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -267,34 +269,6 @@ def reap(block: bool = False) -> list[tuple[int, int]]:
             return reaped
         reaped.append((pid, status))
         flags = os.WNOHANG
-
-
-def exit_code(status: int) -> int:
-    """Shell convention: the exit code, or 128 + n for a child killed by signal n."""
-    if os.WIFSIGNALED(status):
-        return exitcodes.from_signal(os.WTERMSIG(status))
-    if os.WIFEXITED(status):
-        return os.WEXITSTATUS(status)
-    return exitcodes.FAILURE
-
-
-def signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
-def describe_exit(code: int) -> str:
-    """An exit code in words: 'exit code 3', 'killed by SIGKILL'. Who sent a SIGKILL (smc, the OOM
-    killer, another process) is supervision/causes.py's to say, from the memory cgroup's counter."""
-    if code > exitcodes.SIGNAL_BASE and code - exitcodes.SIGNAL_BASE < signal.NSIG:
-        return f"killed by {signal_name(code - exitcodes.SIGNAL_BASE)}"
-    if code == exitcodes.NOT_FOUND:
-        return "exit code 127: command not found"
-    if code == exitcodes.NOT_EXECUTABLE:
-        return "exit code 126: not executable"
-    return f"exit code {code}"
 
 
 def is_pid1() -> bool:

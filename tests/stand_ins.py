@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# The queries smc sends (supervisor_app/serve/gpus.py and train/resources.py, as the toolkits do).
+# The queries smc sends (supervisor_app/worker/gpus.py and train/resources.py, as the toolkits do).
 NVIDIA_SMI_SERVE_ARGS = "--query-gpu=index --format=csv,noheader,nounits"
 NVIDIA_SMI_TRAIN_ARGS = "--list-gpus"
 NEURON_LS_ARGS = "-j"

@@ -47,6 +47,16 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "PREFIX/lib/python3.X/site-packages, which smc python, train and serve put on sys.path.",
     ),
     Setting(
+        "python",
+        ("SMC_PYTHON",),
+        parse_str,
+        "",
+        "The Python that runs user code in train and serve (entry points, inference.py, SMC_WSGI_APP, "
+        "SMC_ASGI_APP, requirements.txt): a path or command name, or `embedded` for smc's own. Default: "
+        "python3 on PATH, unless SMC_PREFIX holds packages installed with `smc python -m pip` (then the "
+        "embedded interpreter, which they were installed for); with no python3, the embedded interpreter.",
+    ),
+    Setting(
         "tmp_dir",
         ("TMPDIR",),
         parse_str,
@@ -63,6 +73,7 @@ class Config:
     log_format: str
     prefix: Path
     tmp_dir: Path
+    python: str  # SMC_PYTHON as given; interpreter.py applies the rule
     environ: Mapping[str, str]  # read-only snapshot, passed on to children
 
     @property
@@ -78,5 +89,6 @@ def load_config(environ: Mapping[str, str]) -> Config:
         log_format=values["log_format"],
         prefix=Path(values["prefix"]),
         tmp_dir=Path(values["tmp_dir"]),
+        python=values["python"],
         environ=MappingProxyType(dict(environ)),
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor_app.config.settings import (
@@ -15,6 +14,7 @@ from supervisor_app.config.settings import (
     read_settings,
 )
 from supervisor_app.errors import ConfigError
+from supervisor_app.worker.settings import MmeSettings
 
 G = "serve (multi-model)"
 
@@ -60,16 +60,7 @@ MME_SETTINGS: tuple[Setting, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class MmeConfig:
-    model_roots: tuple[Path, ...]
-    memory_limit_mb: int | None
-    memory_headroom_mb: int
-    sync_timeout_s: float | None
-    handler_dirs: tuple[Path, ...]  # where the image's handler may be, first match wins
-
-
-def load_mme_config(environ: Mapping[str, str], base_dir: Path, submit_dir: str | None) -> MmeConfig | None:
+def load_mme_config(environ: Mapping[str, str], base_dir: Path, submit_dir: str | None) -> MmeSettings | None:
     """None unless SAGEMAKER_MULTI_MODEL=true."""
     values = read_settings(MME_SETTINGS, environ)
     if not values["enabled"]:
@@ -81,7 +72,7 @@ def load_mme_config(environ: Mapping[str, str], base_dir: Path, submit_dir: str 
         handler_dirs = (Path(submit_dir),)
     else:
         handler_dirs = (base_dir / "code", base_dir / "models" / "code")
-    return MmeConfig(
+    return MmeSettings(
         model_roots=tuple(Path(root) for root in roots),
         memory_limit_mb=values["memory_limit_mb"],
         memory_headroom_mb=values["memory_headroom_mb"],
@@ -90,4 +81,4 @@ def load_mme_config(environ: Mapping[str, str], base_dir: Path, submit_dir: str 
     )
 
 
-__all__ = ["MME_SETTINGS", "MmeConfig", "load_mme_config"]
+__all__ = ["MME_SETTINGS", "load_mme_config"]

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 
 from supervisor_app.config.core import Config
-from supervisor_app.config.mme import MmeConfig, load_mme_config
+from supervisor_app.config.mme import load_mme_config
+from supervisor_app.worker.settings import MmeSettings
 from supervisor_app.config.settings import (
     Setting,
     choice,
@@ -233,7 +234,7 @@ class ServeConfig:
     metrics_port: int
     metrics_interval_s: float
     metrics_namespace: str
-    multi_model: MmeConfig | None = None  # SAGEMAKER_MULTI_MODEL=true: the /models API (config/mme.py)
+    multi_model: MmeSettings | None = None  # SAGEMAKER_MULTI_MODEL=true: the /models API (config/mme.py)
 
     @property
     def module_name(self) -> str:

@@ -47,15 +47,6 @@ TRAIN_SETTINGS: tuple[Setting, ...] = (
         "train",
     ),
     Setting(
-        "python",
-        ("SMC_PYTHON",),
-        parse_str,
-        "",
-        "Interpreter for .py entry points and requirements.txt: a path or command name, or `embedded` "
-        "for smc's own Python. Default: python3 on PATH, else the embedded interpreter.",
-        "train",
-    ),
-    Setting(
         "stop_grace_s",
         ("SMC_STOP_GRACE_SECONDS",),
         parse_seconds,
@@ -272,6 +263,7 @@ def load_train_config(config: Config, job_files: bool = True) -> TrainConfig:
         tmp_dir=config.tmp_dir,
         environ=config.environ,
         log_level=config.log_level,
+        python=config.python,
         hyperparameters=MappingProxyType(hyperparameters),
         not_string_keys=tuple(not_strings),
         undecoded_keys=tuple(undecoded),

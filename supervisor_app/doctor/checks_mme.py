@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from supervisor_app import usersite
 from supervisor_app.config import Config
-from supervisor_app.config.mme import MmeConfig
+from supervisor_app.worker.settings import MmeSettings
 from supervisor_app.config.serve import ServeConfig
 from supervisor_app.doctor.findings import Finding, fail, ok, warn
 from supervisor_app.errors import SmcError
 
 
-def check_multi_model(config: Config, serve: ServeConfig, mme: MmeConfig) -> list[Finding]:
-    from supervisor_app.serve.mme import models
+def check_multi_model(config: Config, serve: ServeConfig, mme: MmeSettings) -> list[Finding]:
+    from supervisor_app.worker.mme import models
 
     findings = []
     roots = ", ".join(str(root) for root in mme.model_roots)

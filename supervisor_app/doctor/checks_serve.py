@@ -5,8 +5,10 @@ from __future__ import annotations
 from supervisor_app import usersite
 from supervisor_app.config import Config
 from supervisor_app.config.serve import ServeConfig
+from supervisor_app.doctor.checks_python import check_handler_in
 from supervisor_app.doctor.findings import Finding, fail, ok, warn
 from supervisor_app.errors import SmcError
+from supervisor_app.interpreter import Interpreter
 
 
 def check_model_dir(serve: ServeConfig) -> Finding:
@@ -21,8 +23,9 @@ def check_model_dir(serve: ServeConfig) -> Finding:
     return ok("model_dir", f"{model_dir} holds {sum(1 for _ in model_dir.iterdir())} entries", str(model_dir))
 
 
-def check_handler(config: Config, serve: ServeConfig) -> list[Finding]:
-    from supervisor_app.serve import handlers
+def check_handler(config: Config, serve: ServeConfig, python: Interpreter | None) -> list[Finding]:
+    """python: the interpreter that serves (None: it cannot run, doctor said why under `python`)."""
+    from supervisor_app.worker import handlers
 
     module = serve.code_dir / f"{serve.module_name}.py"
     app = serve.wsgi_app or serve.asgi_app
@@ -37,9 +40,12 @@ def check_handler(config: Config, serve: ServeConfig) -> list[Finding]:
                 "code/ in model.tar.gz",
             )
         ]
+    if python is not None and not python.embedded:
+        findings = [check_handler_in(python, config, serve)]
+        return findings + _program_and_requirements(serve, findings[0].path, python)
     usersite.prepare(config.prefix, config.environ)
     if serve.wsgi_app or serve.asgi_app:
-        from supervisor_app.serve.user_app import load_user_app
+        from supervisor_app.worker.user_app import load_user_app
 
         spec, kind = (serve.wsgi_app, "WSGI") if serve.wsgi_app else (serve.asgi_app, "ASGI")
         try:
@@ -53,16 +59,22 @@ def check_handler(config: Config, serve: ServeConfig) -> list[Finding]:
         return [fail("handler", exc.message, exc.hint, str(module))]
     names = ", ".join(sorted(loaded.hooks))
     findings = [ok("handler", f"{loaded.path.name} imports and defines {names}", str(loaded.path))]
-    if serve.program != serve.program_requested:
+    return findings + _program_and_requirements(serve, str(loaded.path), python)
+
+
+def _program_and_requirements(serve: ServeConfig, handler_path: str, python: Interpreter | None) -> list[Finding]:
+    findings = []
+    if serve.program != serve.program_requested and not (serve.wsgi_app or serve.asgi_app):
         findings.append(
             warn(
                 "handler",
                 f"SAGEMAKER_PROGRAM={serve.program_requested} is not a handler in {serve.code_dir} (missing, or no "
                 f"model_fn/predict_fn/transform_fn...); serve uses {serve.program}",
                 "fine when the image's ENV names the training script; otherwise fix SAGEMAKER_PROGRAM",
-                str(loaded.path),
+                handler_path,
             )
         )
+    pip = "smc python -m pip" if python is None or python.embedded else f"{python.argv[0]} -m pip"
     requirements = serve.code_dir / "requirements.txt"
     if requirements.exists():
         findings.append(
@@ -70,7 +82,7 @@ def check_handler(config: Config, serve: ServeConfig) -> list[Finding]:
                 "handler_requirements",
                 f"{requirements} exists; smc serve pip-installs it at every start"
                 if serve.install_requirements else f"{requirements} exists; SMC_INSTALL_REQUIREMENTS=false skips it",
-                "install at image build time (RUN smc python -m pip install -r requirements.txt): a start-time "
+                f"install at image build time (RUN {pip} install -r requirements.txt): a start-time "
                 "install costs start-up time and fails where the endpoint has no package index (VPC)",
                 str(requirements),
             )

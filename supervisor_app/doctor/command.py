@@ -13,6 +13,7 @@ from supervisor_app.config.serve import ServeConfig, load_serve_config
 from supervisor_app.doctor import checks_env, checks_serve, checks_train, report
 from supervisor_app.doctor.checks_launchers import check_launchers
 from supervisor_app.doctor.checks_mme import check_multi_model
+from supervisor_app.doctor.checks_python import check_python
 from supervisor_app.doctor.findings import FAIL, Finding, fail
 from supervisor_app.doctor.image import check_image
 from supervisor_app.errors import SmcError, UsageError
@@ -51,6 +52,8 @@ def collect(config: Config, modes: set[str]) -> list[Finding]:
         except SmcError as exc:
             findings.append(fail("serve_config", exc.message, exc.hint))
     findings.append(checks_env.check_user(serve))
+    python, python_findings = check_python(config, serving="serve" in modes)
+    findings += python_findings
     findings += checks_env.check_codeartifact(config)
     if "train" in modes:
         findings += checks_train.check_layout(config)
@@ -72,7 +75,7 @@ def collect(config: Config, modes: set[str]) -> list[Finding]:
     from supervisor_app.doctor.checks_engine import check_engine, engine_mode  # engine mode, SMC_PROGRAMS
 
     if serve is not None and not serve.multi_model and not engine_mode(config):
-        findings += checks_serve.check_handler(config, serve)
+        findings += checks_serve.check_handler(config, serve, python)
     findings += check_engine(config, serve)
     return findings
 

@@ -1,7 +1,8 @@
 """`smc serve`: check what can be checked up front, then supervise gunicorn and nginx.
 
-The gunicorn master is a fork of this process (supervision/children.py fork_call) running
-_master_main: no second start of the onefile binary.
+Under the embedded interpreter the gunicorn master is a fork of this process
+(supervision/children.py fork_call) running _master_main: no second start of the onefile binary.
+Under the image's Python it is that interpreter running the worker bundle (serve/worker_plan.py).
 """
 
 from __future__ import annotations
@@ -17,23 +18,25 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from supervisor_app import cpus, exitcodes, logs, process, signal_policy
+from supervisor_app import cpus, exitcodes, interpreter, logs, process, signal_policy
 from supervisor_app.config import Config
 from supervisor_app.config.metrics import load_metrics_config
 from supervisor_app.config.serve import ServeConfig, describe, load_serve_config
 from supervisor_app.errors import AppLoadError, BootError, ConfigError, SmcError, UsageError
-from supervisor_app.metrics import start_exporter
-from supervisor_app.serve import gpus, requirements
 from supervisor_app.serve import nginx as nginx_conf
+from supervisor_app.serve import requirements, worker_launch
 from supervisor_app.serve.connections import fit_open_file_limit
 from supervisor_app.serve.outputs import now_iso, relay_streams
-from supervisor_app.serve.module_names import did_you_mean
 from supervisor_app.serve.preflight import check_port_free, find_nginx, give_to_nginx_workers, nginx_argv
 from supervisor_app.serve.supervision import Supervisor, SupervisorSettings
+from supervisor_app.serve.worker_plan import master_plan, worker_settings
 from supervisor_app.supervision.children import Child
 from supervisor_app.supervision.types import Outputs, Policy
+from supervisor_app.worker import gpus
+from supervisor_app.worker.boot import MASTER_PROCESS_NAME
+from supervisor_app.worker.module_names import did_you_mean
+from supervisor_app.worker.settings import WorkerSettings
 
-MASTER_PROCESS_NAME = "smc-gunicorn"  # /proc/PID/comm of the forked master
 
 
 def run(config: Config, args: list[str]) -> int:
@@ -74,16 +77,30 @@ def serve(config: Config, serve_config: ServeConfig, sidecars: tuple[Any, ...] =
             why="SAGEMAKER_PROGRAM names a file that is not in the code dir or defines no handler hook "
                 "(often the training script)",
         )
-    worker_env, private_site = requirements.install(serve_config, config.environ, log)
+    python = choose_python(config, log)
+    worker_env, private_site = requirements.install(serve_config, config.environ, log, python)
     try:
-        return _serve_with(config, serve_config, worker_env, detected.devices, nginx_path, workers, log, sidecars)
+        return _serve_with(config, serve_config, worker_env, detected.devices, nginx_path, workers, log, sidecars,
+                           python.interpreter)
     finally:
         if private_site is not None:  # a read-only prefix: installed for this run only
             shutil.rmtree(private_site, ignore_errors=True)
 
 
+def choose_python(config: Config, log: Any) -> requirements.ChosenPython:
+    """The Python that runs the workers (interpreter.py's rule), started once to check it can."""
+    chosen = interpreter.choose(config.python, config.environ.get("PATH"), config.prefix)
+    found = interpreter.probe(chosen, config.environ)
+    if not chosen.embedded:
+        interpreter.require_worker_version(chosen, found)
+    log.info("python_chosen", python=chosen.name, version=found.version_text, executable=found.executable,
+             embedded=chosen.embedded, why=chosen.reason)
+    return requirements.ChosenPython(chosen, found)
+
+
 def _serve_with(config: Config, serve_config: ServeConfig, worker_env: dict[str, str], devices: Any,
-                nginx_path: str, workers: int, log: Any, sidecars: tuple[Any, ...]) -> int:
+                nginx_path: str, workers: int, log: Any, sidecars: tuple[Any, ...],
+                python: interpreter.Interpreter) -> int:
     if devices:
         worker_env[gpus.ENV] = ",".join(devices)
     if worker_env:  # a private install dir on PYTHONPATH, the GPUs to pin workers to
@@ -94,13 +111,13 @@ def _serve_with(config: Config, serve_config: ServeConfig, worker_env: dict[str,
         raise BootError(f"cannot create smc's run directory in {serve_config.tmp_dir}: {exc.strerror}",
                         hint="set TMPDIR to a writable directory (nginx.conf and the gunicorn socket go there)") from None
     try:
-        return _supervise(config, serve_config, run_dir, nginx_path, workers, log, sidecars)
+        return _supervise(config, serve_config, run_dir, nginx_path, workers, log, sidecars, python)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_path: str, workers: int,
-               log: object, sidecars: tuple[Any, ...] = ()) -> int:
+               log: object, sidecars: tuple[Any, ...], python: interpreter.Interpreter) -> int:
     # 0711: nginx workers (another user when started as root) may reach the socket and the ready
     # file by name, but not list or write the directory.
     run_dir.chmod(0o711)
@@ -121,10 +138,15 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
         asgi=bool(serve_config.asgi_app),
     )))
     notify_read, notify_write = os.pipe()
-    gunicorn = Child(
-        "gunicorn", ["smc", "serve", "(gunicorn master)"], dict(config.environ), stop_signal=signal.SIGTERM,
-        pass_fds=(notify_write,), target=functools.partial(_master_main, config, serve_config, run_dir, notify_write, workers),
-    )
+    settings = worker_settings(serve_config, run_dir, workers, config.log_level, python)
+    plan = master_plan(settings, python, dict(config.environ) if python.embedded else process.foreign_env(config.environ),
+                       notify_write)
+    worker_launch.prepare(plan)
+    if plan.argv is None:  # the embedded interpreter: a fork of smc, no second start of the binary
+        gunicorn = Child("gunicorn", ["smc", "serve", "(gunicorn master)"], dict(plan.env), stop_signal=signal.SIGTERM,
+                         pass_fds=(notify_write,), target=functools.partial(_master_main, config, settings, notify_write))
+    else:
+        gunicorn = Child("gunicorn", list(plan.argv), dict(plan.env), stop_signal=signal.SIGTERM, pass_fds=(notify_write,))
     nginx_env = process.foreign_env(config.environ)
     nginx = Child("nginx", nginx_argv(nginx_path, run_dir, conf_path, nginx_env),
                   nginx_env, stop_signal=signal.SIGQUIT)  # QUIT: nginx's graceful stop
@@ -145,7 +167,11 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
     supervisor = supervisor_class(gunicorn, nginx, settings, Outputs(log, now_iso, *relay_streams(config)))
     if sidecars:
         supervisor.add_sidecars(sidecars)
-    exporter = start_exporter(metrics_config, run_dir, workers, sys.stdout.buffer)
+    exporter = None
+    if metrics_config.enabled:  # else http.server is never imported: smc serve starts as fast as before
+        from supervisor_app.metrics.exporter import start as start_exporter
+
+        exporter = start_exporter(metrics_config, run_dir, workers, sys.stdout.buffer)
     try:
         outcome = supervisor.run()
     finally:
@@ -153,7 +179,8 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
             exporter.close()
     process.stop_descendants(serve_config.stop_grace_s, log)  # orphans of handlers (setsid, double fork)
     if outcome.load_error:
-        raise AppLoadError(outcome.load_error["message"], hint=outcome.load_error["hint"])
+        error_class = BootError if outcome.exit_code == exitcodes.BOOT else AppLoadError
+        raise error_class(outcome.load_error["message"], hint=outcome.load_error["hint"])
     if outcome.exit_code:
         log.error("serve_failed", reason=outcome.reason, exit_code=outcome.exit_code,  # type: ignore[attr-defined]
                   cause=outcome.cause or process.describe_exit(outcome.exit_code))
@@ -162,18 +189,18 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
     return outcome.exit_code
 
 
-def _master_main(config: Config, serve_config: ServeConfig, run_dir: Path, notify_fd: int, workers: int) -> int:
+def _master_main(config: Config, settings: WorkerSettings, notify_fd: int) -> int:
     """The gunicorn master, in a fork of the supervisor. Its environment is what workers and user
     code see: config.environ, with the private install dir and GPU pinning added above."""
     os.environ.clear()
     os.environ.update(config.environ)
-    process.set_process_name(MASTER_PROCESS_NAME)
+    process.set_process_name(MASTER_PROCESS_NAME)  # /proc/PID/comm, as worker/boot.py names it
     logs.configure(config.log_level, "json")  # the supervisor relays JSON lines as they are
     log = logs.get_logger("gunicorn")
     try:
-        from supervisor_app.serve.gunicorn_app import run_master  # gunicorn only in this process
+        from supervisor_app.worker.gunicorn_app import run_master  # gunicorn only in this process
 
-        return run_master(serve_config, config.prefix, config.environ, run_dir, notify_fd, workers, config.log_level)
+        return run_master(settings, config.environ, notify_fd)
     except SmcError as exc:
         log.error("command_failed", error=exc.message, hint=exc.hint or None, exit_code=exc.exit_code)
         return exc.exit_code
@@ -184,7 +211,7 @@ def _master_main(config: Config, serve_config: ServeConfig, run_dir: Path, notif
 
 def _check_model(config: ServeConfig) -> None:
     if config.multi_model:
-        return  # no model at start: POST /models brings them (serve/mme)
+        return  # no model at start: POST /models brings them (worker/mme)
     if config.code_dir_requested and config.code_dir_requested.startswith("s3://"):
         logs.get_logger("serve").warning(
             "submit_directory_ignored", submit_dir=config.code_dir_requested, code_dir=str(config.code_dir),

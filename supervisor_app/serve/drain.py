@@ -5,7 +5,7 @@ nginx config checks), so keep-alive clients leave between requests; nginx's own 
 would close idle keep-alive connections at once and cut requests already on their way. The drain
 lasts SMC_DRAIN_SECONDS, half the stop grace at most, and ends early once no client connection is
 open. Requests that started before it were answered `keep-alive`: it waits for them (their
-workers' busy marks, serve/busy.py), and a moment more for their clients' next request, up to a
+workers' busy marks, worker/busy.py), and a moment more for their clients' next request, up to a
 share of the grace that leaves nginx and gunicorn time to stop.
 """
 
@@ -14,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from supervisor_app.serve.busy import busy_since
+from supervisor_app.worker.busy import busy_since
 from supervisor_app.serve.connections import open_client_connections
-from supervisor_app.serve.nginx import DRAIN_FILE
+from supervisor_app.worker.run_dir import DRAIN_FILE
 
 _POLL_S = 0.1  # how often the drain looks for open client connections
 _SETTLE_S = 0.5  # after the last request from before the drain: time for its client's next one

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor_app.worker.run_dir import DRAIN_FILE, SOCKET_NAME
 from supervisor_app.serve.nginx_shared import (
     ACCESS_FORMAT,
     HEADER_BUFFERS_DIRECTIVE,
@@ -29,9 +30,7 @@ from supervisor_app.serve.nginx_shared import (
 
 # Names in smc's private run dir.
 READY_FILE = "ready"
-DRAIN_FILE = "draining"
 CONF_FILE = "nginx.conf"
-SOCKET_NAME = "gunicorn.sock"  # gunicorn binds it, nginx proxies to it
 BODY_DIR = "nginx/body"  # client_body_temp_path, relative to the run dir
 STREAMED_BODY_MIN_BYTES = 10_000_000  # by digit count: Content-Length of 8 digits or more
 

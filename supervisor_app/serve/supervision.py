@@ -136,8 +136,9 @@ class Supervisor(Loop):
             self._on_worker_ready(event.get("pid"))
         elif name == "worker_exited":
             self._on_worker_exit(event)
-        elif name == "app_load_failed":
-            self.load_error = {"message": str(event.get("message", "")), "hint": str(event.get("hint", ""))}
+        elif name in ("app_load_failed", "boot_failed"):  # boot_failed: worker/boot.py, the image's Python
+            self.load_error = {"message": str(event.get("message", "")), "hint": str(event.get("hint", "")),
+                               "kind": name}
 
     def _on_worker_ready(self, worker_pid: Any) -> None:
         if self.phase is Phase.STOPPING or not self.gunicorn.pid:
@@ -199,7 +200,8 @@ class Supervisor(Loop):
         if child is self.gunicorn and (code in (exitcodes.APP_LOAD, exitcodes.BOOT) or (self.load_error and code)):
             # gunicorn halted: the handler or model cannot load, restarting would fail the same way.
             reason = (self.load_error or {}).get("message") or "gunicorn halted: a worker failed to boot"
-            self._stop(Outcome(exitcodes.APP_LOAD if self.load_error else code, reason, self.load_error))
+            booted = self.load_error is None or self.load_error.get("kind") != "boot_failed"
+            self._stop(Outcome(exitcodes.APP_LOAD if self.load_error and booted else code, reason, self.load_error))
             return
         self._restart_or_give_up(child, code, cause)
 

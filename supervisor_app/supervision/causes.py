@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from supervisor_app import exitcodes, process
+from supervisor_app import exitcodes
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -78,5 +78,5 @@ def describe(code: int, *, killed_by_smc: str | None = None, timed_out_s: float 
             return "killed by SIGKILL (not by smc; OOM counter unchanged)"
         return "killed by SIGKILL (not by smc; the memory cgroup's OOM counter is not readable, so whether it was OOM is unknown)"
     if code > exitcodes.SIGNAL_BASE and code - exitcodes.SIGNAL_BASE < signal.NSIG:
-        return f"killed by {process.signal_name(code - exitcodes.SIGNAL_BASE)}"
-    return process.describe_exit(code)
+        return f"killed by {exitcodes.signal_name(code - exitcodes.SIGNAL_BASE)}"
+    return exitcodes.describe_exit(code)

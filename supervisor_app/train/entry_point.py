@@ -14,10 +14,9 @@ import stat
 import tarfile
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor_app import process
+from supervisor_app.interpreter import Interpreter
 from supervisor_app.config.archive import ArchiveLimits
 from supervisor_app.train import archive as archive_module
 from supervisor_app.errors import ConfigError, NotExecutableError, NotFoundError
@@ -25,7 +24,6 @@ from supervisor_app.errors import ConfigError, NotExecutableError, NotFoundError
 # sagemaker-training 5.1.4's rule: a relative path of letters, digits and . _ + - segments,
 # not starting with '-' (an option) or '/' (absolute), without '.' or '..' segments.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._+-]*(/[A-Za-z0-9._+-]+)*$")
-EMBEDDED = "embedded"
 
 
 class Kind(enum.Enum):
@@ -33,12 +31,6 @@ class Kind(enum.Enum):
     PROGRAM = "program"
     SHELL = "shell"
     COMMAND = "command"
-
-
-@dataclass(frozen=True)
-class Python:
-    argv: list[str]  # how to start it: [python3] or smc's own [binary, "python"]
-    embedded: bool
 
 
 def validate_name(name: str | None) -> str:
@@ -94,25 +86,7 @@ def _declares_project(pyproject: Path) -> bool:
     return re.search(r"^\s*\[(project|build-system)\]", text, re.MULTILINE) is not None
 
 
-def find_python(choice: str, path_env: str | None) -> Python:
-    """SMC_PYTHON if set (a path, a command, or `embedded`), else python3 on PATH, else smc's own."""
-    if choice == EMBEDDED:
-        return Python([*process.self_command(), "python"], embedded=True)
-    if choice:
-        found = shutil.which(choice, path=path_env)
-        if found is None:
-            raise ConfigError(
-                f"SMC_PYTHON={choice!r} is not an executable file or a command on PATH",
-                hint="set SMC_PYTHON to the image's interpreter (e.g. /usr/bin/python3), or to 'embedded'",
-            )
-        return Python([found], embedded=False)
-    found = shutil.which("python3", path=path_env)
-    if found is not None:
-        return Python([found], embedded=False)
-    return Python([*process.self_command(), "python"], embedded=True)
-
-
-def build_command(kind: Kind, path: Path, name: str, args: list[str], python: Python) -> list[str]:
+def build_command(kind: Kind, path: Path, name: str, args: list[str], python: Interpreter) -> list[str]:
     if kind is Kind.PACKAGE:
         return [*python.argv, "-m", re.sub(r"\.py$", "", name), *args]
     if kind is Kind.PROGRAM:

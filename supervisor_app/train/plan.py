@@ -17,11 +17,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor_app import interpreter
 from supervisor_app.config.train import TrainConfig
 from supervisor_app.errors import ConfigError
 from supervisor_app.train import entry_point, hyperparams
 from supervisor_app.train.cluster import Cluster, Topology, discover, topology_of
-from supervisor_app.train.entry_point import Python
 from supervisor_app.train.hyperparams import SplitHyperparameters
 from supervisor_app.train.launchers import Launcher, choose
 from supervisor_app.train.resources import Resources
@@ -34,7 +34,7 @@ class TrainPlan:
     framework_module: str | None  # SAGEMAKER_TRAINING_MODULE pkg.mod:fn: a framework image's launcher
     entry_point: str | None  # as configured; checked by entry_point.validate_name before any use
     source: str  # where the code dir's files come from (a directory, a tar.gz, s3://...)
-    python: Python
+    python: interpreter.Interpreter
     python_path: tuple[str, ...]  # the code dir first, then the container's PYTHONPATH
     user_args: tuple[str, ...]  # the user's hyperparameters as argv
     resources: Resources
@@ -61,7 +61,7 @@ def plan_job(train: TrainConfig, resources: Resources) -> TrainPlan:
     split = hyperparams.split(train.hyperparameters)
     if train.framework_module:
         _check_framework_module(train.framework_module)
-    python = entry_point.find_python(train.python, train.environ.get("PATH"))
+    python = interpreter.choose(train.python, train.environ.get("PATH"), train.prefix)
     topology = topology_of(train.resource_config, split.framework)
     # A framework module launches the job itself, as the toolkit's framework containers do.
     launcher = Launcher.PROCESS if train.framework_module else choose(split.framework, topology)

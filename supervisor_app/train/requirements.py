@@ -14,7 +14,8 @@ from typing import Any
 from supervisor_app import process, usersite
 from supervisor_app.errors import UserCodeError
 from supervisor_app.train import runner
-from supervisor_app.train.entry_point import Kind, Python
+from supervisor_app.interpreter import Interpreter
+from supervisor_app.train.entry_point import Kind
 
 REQUIREMENTS = "requirements.txt"
 
@@ -28,7 +29,7 @@ class InstallError(UserCodeError):
         self.stop_signal = stop_signal
 
 
-def pip_command(kind: Kind, code_dir: Path, python: Python, prefix: Path) -> list[str] | None:
+def pip_command(kind: Kind, code_dir: Path, python: Interpreter, prefix: Path) -> list[str] | None:
     has_requirements = (code_dir / REQUIREMENTS).is_file()
     if kind is Kind.PACKAGE:
         targets = ["."] + (["-r", REQUIREMENTS] if has_requirements else [])

@@ -48,8 +48,37 @@ def nginx_required() -> str:
     return path
 
 
+# Which Python serves: smc's embedded one unless a test says otherwise. Modules marked
+# `pytest.mark.both_pythons` run every test twice: embedded, and under a real CPython 3.11 venv
+# standing in for the image's own Python (tests/image_pythons.py), as SMC_PYTHON.
+IMAGE_PYTHON_VERSION = "3.11"
+
+
+def pytest_generate_tests(metafunc):
+    if "serve_python" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_pythons"):
+        metafunc.parametrize("serve_python", ["embedded", "image"], indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def serve_python(request):
+    """SMC_PYTHON for every Server started in this module (see IMAGE_PYTHON_VERSION)."""
+    choice = getattr(request, "param", "embedded")
+    if choice == "image":
+        from tests.image_pythons import image_python
+
+        found = image_python(IMAGE_PYTHON_VERSION)
+        if found is None:
+            pytest.skip(f"no CPython {IMAGE_PYTHON_VERSION} to stand in for the image's Python")
+        choice = str(found)
+    Server.python = choice
+    yield choice
+    Server.python = "embedded"
+
+
 class Server:
     """One `smc serve` process; stdout/stderr go to files so a full pipe never stalls it."""
+
+    python = "embedded"  # SMC_PYTHON (the serve_python fixture sets it per module)
 
     def __init__(self, binary: Path, base: Path, port: int, env: dict[str, str], wrapper: list[str] | None = None):
         self.base = base
@@ -58,7 +87,7 @@ class Server:
         self.err_path = base / "serve.err"
         full_env = clean_env()
         full_env.update({"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port),
-                         "SMC_LOG_FORMAT": "json"})
+                         "SMC_LOG_FORMAT": "json", "SMC_PYTHON": self.python})
         full_env.update(env)
         self.started = time.monotonic()
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:

@@ -68,7 +68,7 @@ def test_sigterm_while_gunicorn_still_forks_workers_stops_at_once(start_server):
     # SIGTERM as soon as the first of four workers is ready: gunicorn is still forking the others,
     # and a worker forked just then used to miss the master's SIGTERM (it arrived before the
     # worker's own handlers) and serve on until the stop grace ran out (exit 124). The window is
-    # narrow: several rounds make a regression likely to show (serve/early_signals.py).
+    # narrow: several rounds make a regression likely to show (worker/early_signals.py).
     for _ in range(6):
         server = start_server("echo", env={"SAGEMAKER_MODEL_SERVER_WORKERS": "4", "SMC_STOP_GRACE_SECONDS": "20"})
         started = time.monotonic()

@@ -8,7 +8,7 @@ import re
 import resource
 from pathlib import Path
 
-from supervisor_app.serve.busy import BusyMark, busy_since, forget
+from supervisor_app.worker.busy import BusyMark, busy_since, forget
 from supervisor_app.serve.connections import open_client_connections, raise_open_file_limit
 from supervisor_app.serve.nginx import DRAIN_FILE, NginxSettings, render_nginx_conf, worker_rlimit_nofile
 from supervisor_app.supervision import causes

@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from supervisor_app.serve import handlers, worker
-from supervisor_app.serve.response import ResponseWriter
+from supervisor_app.serve import worker
+from supervisor_app.worker import handlers
+from supervisor_app.worker.response import ResponseWriter
 
 
 def _writer():
@@ -119,7 +120,7 @@ def test_body_read_is_one_buffer_shared_with_the_handler():
 
 
 def test_a_body_that_stalls_still_gets_heartbeats(monkeypatch):
-    from supervisor_app.serve import bodies
+    from supervisor_app.worker import bodies
 
     monkeypatch.setattr(bodies, "_HEARTBEAT_S", 0.05)
     ours, theirs = socket.socketpair()

@@ -14,7 +14,7 @@ import pytest
 from supervisor_app.config.core import load_config
 from supervisor_app.config.serve import SERVE_SETTINGS, load_serve_config
 from supervisor_app.errors import AppLoadError, ConfigError
-from supervisor_app.serve import content, handlers
+from supervisor_app.worker import content, handlers
 from supervisor_app.serve.nginx import NginxSettings, render_nginx_conf
 from supervisor_app.supervision.children import LineRelay
 from tests.conftest import ROOT
@@ -176,7 +176,7 @@ def test_serve_supervisor_does_not_import_gunicorn_or_flask():
 def test_worker_request_path_parses_what_nginx_sends():
     import socket
 
-    from supervisor_app.serve.worker import build_environ, read_request
+    from supervisor_app.worker.sync_worker import build_environ, read_request
 
     left, right = socket.socketpair()
     with left, right:
@@ -194,7 +194,7 @@ def test_worker_request_path_parses_what_nginx_sends():
 def test_worker_request_path_treats_an_empty_connection_as_a_probe():
     import socket
 
-    from supervisor_app.serve.worker import read_request
+    from supervisor_app.worker.sync_worker import read_request
 
     left, right = socket.socketpair()
     left.close()

@@ -20,7 +20,7 @@ _SCRIPT = r"""
 import importlib, os, queue, signal, sys
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
-from supervisor_app.serve import early_signals
+from supervisor_app.worker import early_signals
 
 module, name = sys.argv[1].rsplit(".", 1)
 worker_class = getattr(importlib.import_module(module), name)
@@ -51,9 +51,9 @@ print(os.waitstatus_to_exitcode(status))
 
 
 @pytest.mark.parametrize(("worker_class", "exit_code"), [
-    ("supervisor_app.serve.marked_worker.MarkedWorker", 0),  # handle_exit: alive is False, it stops
-    ("supervisor_app.serve.mme.worker.MmeWorker", 0),
-    ("supervisor_app.serve.asgi_worker.AsgiWorker", -signal.SIGTERM),  # SIG_DFL until uvicorn serves: it ends
+    ("supervisor_app.worker.marked_worker.MarkedWorker", 0),  # handle_exit: alive is False, it stops
+    ("supervisor_app.worker.mme.mme_worker.MmeWorker", 0),
+    ("supervisor_app.worker.asgi_worker.AsgiWorker", -signal.SIGTERM),  # SIG_DFL until uvicorn serves: it ends
 ])
 def test_a_sigterm_from_before_the_workers_handlers_is_acted_on(worker_class, exit_code, tmp_path):
     result = subprocess.run([sys.executable, "-c", _SCRIPT, worker_class, str(tmp_path)], check=False, cwd=ROOT,

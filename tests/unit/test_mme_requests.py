@@ -1,4 +1,4 @@
-"""Validation of /models requests (pure functions of serve/mme/requests.py)."""
+"""Validation of /models requests (pure functions of worker/mme/requests.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor_app.serve.mme.requests import RequestError, check_name, check_url, page, parse_load
+from supervisor_app.worker.mme.requests import RequestError, check_name, check_url, page, parse_load
 
 
 def _model(root: Path, name: str) -> Path:

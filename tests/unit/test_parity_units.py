@@ -8,7 +8,7 @@ import pytest
 
 from supervisor_app import codeartifact
 from supervisor_app.errors import ConfigError
-from supervisor_app.serve import gpus
+from supervisor_app.worker import gpus
 from supervisor_app.train import intermediate
 
 

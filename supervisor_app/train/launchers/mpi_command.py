@@ -21,7 +21,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from supervisor_app.train.cluster import Cluster
-from supervisor_app.train.entry_point import Kind, Python
+from supervisor_app.interpreter import Interpreter
+from supervisor_app.train.entry_point import Kind
 from supervisor_app.train.launchers.efa import EFA_NCCL_INSTANCES, EFA_RDMA_INSTANCES
 
 CUSTOM_OPTIONS = "sagemaker_mpi_custom_mpi_options"
@@ -59,7 +60,7 @@ def split_custom_options(text: str) -> tuple[str, list[str]]:
     return nccl_debug, rest
 
 
-def program_command(kind: Kind, name: str, args: list[str], python: Python) -> list[str]:
+def program_command(kind: Kind, name: str, args: list[str], python: Interpreter) -> list[str]:
     """What each rank runs: python -m mpi4py (aborts the job on an uncaught exception) for Python
     entry points, /bin/sh -c './name args' for the others, as in the toolkit."""
     if kind is Kind.PACKAGE:

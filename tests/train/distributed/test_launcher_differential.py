@@ -18,14 +18,15 @@ from supervisor_app.train import environment, hyperparams
 from supervisor_app.train.cluster import discover
 from supervisor_app.train.plan import plan_job
 from supervisor_app.train.resources import Resources
-from supervisor_app.train.entry_point import Kind, Python
+from supervisor_app.interpreter import Interpreter
+from supervisor_app.train.entry_point import Kind
 from supervisor_app.train.launchers import Launcher, choose, tf_config_env
 from supervisor_app.train.launchers.mpi_command import EXTRA_EXPORTS, mpirun_command, program_command
 from supervisor_app.train.launchers.torchrun import torchrun_command, torchrun_environment
 
 pytestmark = pytest.mark.toolkit
 ORACLE = Path(__file__).with_name("toolkit_oracle.py")
-PY = Python(argv=("<PY>",), embedded=False)
+PY = Interpreter(argv=("<PY>",), embedded=False, reason="test")
 
 
 def _oracle(toolkit_train: Path, base: Path, kind: str, *extra: str, env: dict | None = None) -> dict:

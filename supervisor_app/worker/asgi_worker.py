@@ -25,12 +25,12 @@ from uvicorn.server import Server
 
 from supervisor_app import logs
 from supervisor_app.metrics import recorder as metrics
-from supervisor_app.serve import early_signals
-from supervisor_app.serve.asgi_errors import JsonServerErrors
-from supervisor_app.serve.asgi_lifespan import WatchedLifespan
-from supervisor_app.serve.asgi_websockets import WebSocketSessions, close_at_drain
-from supervisor_app.serve.busy import BusyMark, MarkedAsgiApp, open_mark
-from supervisor_app.serve.nginx import DRAIN_FILE
+from supervisor_app.worker import early_signals
+from supervisor_app.worker.asgi_errors import JsonServerErrors
+from supervisor_app.worker.asgi_lifespan import WatchedLifespan
+from supervisor_app.worker.asgi_websockets import WebSocketSessions, close_at_drain
+from supervisor_app.worker.busy import BusyMark, MarkedAsgiApp, open_mark
+from supervisor_app.worker.run_dir import DRAIN_FILE
 
 WEBSOCKET_PATH = "/invocations-bidirectional-stream"
 

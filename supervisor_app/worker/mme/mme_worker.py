@@ -1,5 +1,5 @@
 """The gunicorn worker of a multi-model endpoint: smc's NginxWorker plus keeping in step with the
-shared model registry (serve/mme/registry.py).
+shared model registry (worker/mme/registry.py).
 
 gunicorn's sync worker loop calls notify() before every accept and select(); a worker syncs
 there, so it never takes a request with a stale set of models. SIGUSR2 from a sibling that
@@ -13,8 +13,8 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from supervisor_app.serve.mme.registry import SYNC_SIGNAL
-from supervisor_app.serve.marked_worker import MarkedWorker
+from supervisor_app.worker.mme.registry import SYNC_SIGNAL
+from supervisor_app.worker.marked_worker import MarkedWorker
 
 
 class MmeWorker(MarkedWorker):

@@ -2,11 +2,11 @@
 
 The socket lives in smc's private run dir, so every request comes from the nginx smc configured:
 one request per connection, the body sent with Content-Length (buffered by nginx, or streamed as it
-arrives when it is 10 MB or more: serve/nginx.py, serve/bodies.py). For that subset gunicorn's
+arrives when it is 10 MB or more: serve/nginx.py, worker/bodies.py). For that subset gunicorn's
 general HTTP parser, Request/Response objects and config lookups are most of a request's cost
 (about half of the worker's CPU in bench/serve). The body is read into one buffer of its final
 size, so a 1 GB body costs one body of memory and linear time. Responses are written by
-serve/response.py: buffered in one send, or streamed (HTTP/1.1 chunked) when the app returns a
+worker/response.py: buffered in one send, or streamed (HTTP/1.1 chunked) when the app returns a
 generator or calls write(). Everything else is gunicorn's SyncWorker unchanged: accept loop,
 heartbeat, timeouts, graceful exit, max requests.
 """
@@ -23,10 +23,10 @@ from urllib.parse import unquote_to_bytes
 from gunicorn.workers.sync import SyncWorker
 
 from supervisor_app import logs
-from supervisor_app.serve import early_signals
-from supervisor_app.serve.bodies import BodyError, read_body
-from supervisor_app.serve.response import ResponseWriter, StreamAborted, buffered_bytes
-from supervisor_app.serve.wsgi import error_body
+from supervisor_app.worker import early_signals
+from supervisor_app.worker.bodies import BodyError, read_body
+from supervisor_app.worker.response import ResponseWriter, StreamAborted, buffered_bytes
+from supervisor_app.worker.wsgi import error_body
 
 _MAX_HEAD_BYTES = 64 * 1024
 _RECV_BYTES = 256 * 1024  # the head and a body up to about this size arrive in one recv: one syscall
@@ -68,7 +68,7 @@ class NginxWorker(SyncWorker):
             if self.nr >= self.max_requests:
                 self.alive = False
             environ = build_environ(*request)
-            environ["smc.client"] = client  # streams watch it for the client leaving (serve/streaming.py)
+            environ["smc.client"] = client  # streams watch it for the client leaving (worker/streaming.py)
             writer = self._writer = ResponseWriter(client, environ["REQUEST_METHOD"] == "HEAD", self.tmp.notify,
                                                    stall_s=self._stall_s())
             self._respond(environ, writer)
@@ -121,7 +121,7 @@ class NginxWorker(SyncWorker):
 
 def read_request(client: Any, heartbeat: Callable[[], None] | None = None) -> tuple[bytes, list[bytes], io.BytesIO] | None:
     """(request line, header lines, body) from one connection; None if closed before any byte.
-    heartbeat: called while a big body streams in (serve/bodies.py)."""
+    heartbeat: called while a big body streams in (worker/bodies.py)."""
     data = b""
     while True:
         end = data.find(b"\r\n\r\n")

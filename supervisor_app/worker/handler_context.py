@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-_worker_gpu_id: int | None = None  # set in a worker pinned to a GPU (serve/gpus.py), before model_fn
+_worker_gpu_id: int | None = None  # set in a worker pinned to a GPU (worker/gpus.py), before model_fn
 
 
 def set_worker_gpu(gpu_id: int | None) -> None:

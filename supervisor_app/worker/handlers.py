@@ -6,7 +6,7 @@ output_fn(prediction, accept), or transform_fn(model, data, content_type, accept
 last three; each may take one more trailing argument, the request Context. Results may be
 `body` or `(body, content_type)`; a body that is an iterator or generator (any iterable but bytes,
 str, bytearray, memoryview, dict, list, tuple or a numpy array) is a stream: its chunks (bytes or
-str) are sent as they are yielded (serve/streaming.py). Optional: execution_parameters_fn([context]) -> dict.
+str) are sent as they are yielded (worker/streaming.py). Optional: execution_parameters_fn([context]) -> dict.
 
 Status rules (documented in README): ContentError carries its own (400/406/415); an exception
 with an int `status_code` attribute (e.g. the toolkit's GenericInferenceToolkitError) keeps it;
@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from supervisor_app.errors import AppLoadError
-from supervisor_app.serve import content
-from supervisor_app.serve.handler_context import Context
+from supervisor_app.worker import content
+from supervisor_app.worker.handler_context import Context
 
 HOOKS = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn", "execution_parameters_fn",
          "pre_model_fn", "model_warmup_fn")

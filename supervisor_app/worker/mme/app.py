@@ -27,18 +27,16 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-import structlog
 
 from supervisor_app import logs
-from supervisor_app.config.mme import MmeConfig
-from supervisor_app.config.serve import ServeConfig
+from supervisor_app.worker.settings import MmeSettings, WorkerSettings
 from supervisor_app.errors import AppLoadError
-from supervisor_app.serve.mme import memory
-from supervisor_app.serve.mme import models as model_module
-from supervisor_app.serve.mme.models import LoadedModel
-from supervisor_app.serve.mme.registry import Registry
-from supervisor_app.serve.mme.requests import RequestError, check_name, page, parse_load
-from supervisor_app.serve.wsgi import App, error_body
+from supervisor_app.worker.mme import memory
+from supervisor_app.worker.mme import models as model_module
+from supervisor_app.worker.mme.models import LoadedModel
+from supervisor_app.worker.mme.registry import Registry
+from supervisor_app.worker.mme.requests import RequestError, check_name, page, parse_load
+from supervisor_app.worker.wsgi import App, error_body
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -65,7 +63,7 @@ def _error(start_response: StartResponse, status: int, message: str,
 
 
 class MmeApp:
-    def __init__(self, config: ServeConfig, mme: MmeConfig, registry: Registry, workers: int,
+    def __init__(self, config: WorkerSettings, mme: MmeSettings, registry: Registry, workers: int,
                  execution_parameters: dict[str, Any]) -> None:
         self.config = config
         self.mme = mme
@@ -293,13 +291,13 @@ class MmeApp:
         target = environ.get("HTTP_X_AMZN_SAGEMAKER_TARGET_MODEL")
         # Only the keys there are: binding costs microseconds per request on the invoke path.
         if target:
-            structlog.contextvars.bind_contextvars(model=name, target_model=target)
+            logs.bind_context(model=name, target_model=target)
         else:
-            structlog.contextvars.bind_contextvars(model=name)
+            logs.bind_context(model=name)
         try:
             return loaded.app(environ, start_response)
         finally:
-            structlog.contextvars.unbind_contextvars(*_BOUND if target else _BOUND[:1])
+            logs.unbind_context(*_BOUND if target else _BOUND[:1])
 
     # -- keeping this worker in step with the registry ---------------------------------------------
     def sync(self) -> None:

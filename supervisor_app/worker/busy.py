@@ -52,7 +52,7 @@ def open_mark(run_dir: Path) -> BusyMark | None:
 class MarkedAsgiApp:
     """ASGI middleware keeping a worker's busy mark at the start of its oldest HTTP request in
     flight. WebSocket sessions are left out: an open-ended session would hold every drain to its
-    hard stop; they are closed with 1001 when the drain starts instead (serve/asgi_websockets.py)."""
+    hard stop; they are closed with 1001 when the drain starts instead (worker/asgi_websockets.py)."""
 
     def __init__(self, app: Any, mark: BusyMark) -> None:
         self.app = app

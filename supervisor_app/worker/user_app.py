@@ -1,7 +1,7 @@
 """Bring-your-own WSGI app: serve an existing Flask (or any WSGI) app, e.g. the `predictor:app` of
 the nginx + gunicorn + Flask "bring your own container" scripts, unchanged, behind smc's nginx,
 supervision, timeouts and JSON logs (SMC_WSGI_APP=module:attribute, module in the code dir).
-Its answers stream as PEP 3333 describes (serve/response.py): an iterable body is sent piece by
+Its answers stream as PEP 3333 describes (worker/response.py): an iterable body is sent piece by
 piece as produced (chunked when it has no Content-Length), write() works, and hop-by-hop headers
 the app sets are dropped."""
 
@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from supervisor_app.errors import AppLoadError
-from supervisor_app.serve.handlers import import_user_module
-from supervisor_app.serve.module_names import did_you_mean
+from supervisor_app.worker.handlers import import_user_module
+from supervisor_app.worker.module_names import did_you_mean
 
 
 def parse_spec(spec: str) -> tuple[str, str]:

@@ -89,7 +89,7 @@ class ResponseWriter:
     def sendall(self, data: bytes | bytearray | memoryview) -> None:
         """socket.sendall that gives up on a client that stops reading (see the module docstring).
         MSG_DONTWAIT rather than a socket timeout: the socket stays blocking for the reads that
-        watch for the client leaving (serve/streaming.py), and a send with room costs no poll."""
+        watch for the client leaving (worker/streaming.py), and a send with room costs no poll."""
         view = memoryview(data).cast("B")
         stalled_since = 0.0
         while view:

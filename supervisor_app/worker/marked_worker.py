@@ -1,5 +1,5 @@
 """The gunicorn worker class smc runs: NginxWorker plus a busy mark around each request
-(serve/busy.py), which the drain reads. Kept apart from busy.py so the supervisor, which reads
+(worker/busy.py), which the drain reads. Kept apart from busy.py so the supervisor, which reads
 the marks, never imports gunicorn."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from supervisor_app.serve.busy import BusyMark, open_mark
-from supervisor_app.serve.worker import NginxWorker
+from supervisor_app.worker.busy import BusyMark, open_mark
+from supervisor_app.worker.sync_worker import NginxWorker
 
 
 class MarkedWorker(NginxWorker):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from supervisor_app import logs
-from supervisor_app.serve.wsgi import error_body
+from supervisor_app.worker.wsgi import error_body
 
 
 class JsonServerErrors:

@@ -1,6 +1,6 @@
 """The gunicorn master, run in a fork of the `smc serve` supervisor (serve/command.py).
 
-Sync workers (serve/worker.py: a lean request path for nginx) on a unix socket in smc's private run dir. Each worker imports the handler and runs
+Sync workers (worker/sync_worker.py: a lean request path for nginx) on a unix socket in smc's private run dir. Each worker imports the handler and runs
 model_fn once at start (or the master does it once before forking, SMC_PRELOAD_MODEL=true), then
 tells the supervisor through the notify pipe; the supervisor owns readiness (see supervision.py).
 """
@@ -23,18 +23,18 @@ from gunicorn.errors import AppImportError, HaltServer
 from gunicorn.glogging import Logger as GunicornLogger
 
 from supervisor_app import exitcodes, logs, usersite
-from supervisor_app.config.serve import ServeConfig
 from supervisor_app.errors import AppLoadError
 from supervisor_app.metrics import layout as metrics_layout
 from supervisor_app.metrics import recorder as metrics
-from supervisor_app.serve import early_signals, gpus
-from supervisor_app.serve import handler_context
-from supervisor_app.serve import handlers as handler_module
-from supervisor_app.serve.marked_worker import MarkedWorker
-from supervisor_app.serve.nginx import SOCKET_NAME
-from supervisor_app.serve.user_app import load_user_app
-from supervisor_app.serve.worker_exits import reap_workers
-from supervisor_app.serve.wsgi import App
+from supervisor_app.worker import early_signals, gpus
+from supervisor_app.worker import handler_context
+from supervisor_app.worker import handlers as handler_module
+from supervisor_app.worker.marked_worker import MarkedWorker
+from supervisor_app.worker.run_dir import SOCKET_NAME
+from supervisor_app.worker.user_app import load_user_app
+from supervisor_app.worker.worker_exits import reap_workers
+from supervisor_app.worker.settings import WorkerSettings
+from supervisor_app.worker.wsgi import App
 from supervisor_app.supervision.causes import OomCounter
 
 
@@ -147,7 +147,7 @@ def route_user_logging(level: int) -> None:
     root.setLevel(level)
 
 
-def execution_parameters(config: ServeConfig, workers: int) -> dict[str, Any]:
+def execution_parameters(config: WorkerSettings, workers: int) -> dict[str, Any]:
     return {
         "MaxConcurrentTransforms": config.max_concurrent_transforms or workers,
         "BatchStrategy": config.batch_strategy,
@@ -188,11 +188,11 @@ class HeartbeatArbiter(Arbiter):
 
 
 class ModelServer(BaseApplication):
-    def __init__(self, config: ServeConfig, run_dir: Path, notify_fd: int, workers: int) -> None:
+    def __init__(self, config: WorkerSettings, notify_fd: int) -> None:
         self.config = config
-        self.run_dir = run_dir
+        self.run_dir = config.run_dir
         self.notify_fd = notify_fd
-        self.workers = workers
+        self.workers = config.workers
         self.log = logs.get_logger("gunicorn")
         super().__init__()
 
@@ -230,7 +230,7 @@ class ModelServer(BaseApplication):
 
     def _gpu_hooks(self) -> dict[str, Any]:
         """With GPUs, each new worker takes a free GPU in the master (pre_fork) and pins itself to
-        it before loading the model (_post_fork); see serve/gpus.py."""
+        it before loading the model (_post_fork); see worker/gpus.py."""
         devices = gpus.parse_env(os.environ)
         if not devices:
             return {}
@@ -248,10 +248,10 @@ class ModelServer(BaseApplication):
     def _worker_class(self) -> type | str:
         if self.config.asgi_app:
             # By name: uvicorn is imported only in ASGI mode. Its requests carry no busy marks, so
-            # the drain relies on its window alone (serve/busy.py).
-            return "supervisor_app.serve.asgi_worker.AsgiWorker"
+            # the drain relies on its window alone (worker/busy.py).
+            return "supervisor_app.worker.asgi_worker.AsgiWorker"
         if self.config.multi_model:
-            from supervisor_app.serve.mme.worker import MmeWorker
+            from supervisor_app.worker.mme.mme_worker import MmeWorker
 
             return MmeWorker
         return MarkedWorker  # NginxWorker marking requests for the drain
@@ -292,9 +292,9 @@ class ModelServer(BaseApplication):
                                       execution_parameters(config, self.workers)))
 
     def _multi_model_app(self) -> Any:
-        """SAGEMAKER_MULTI_MODEL=true: no model at start; the /models API loads them (serve/mme)."""
-        from supervisor_app.serve.mme.app import MmeApp
-        from supervisor_app.serve.mme.registry import Registry
+        """SAGEMAKER_MULTI_MODEL=true: no model at start; the /models API loads them (worker/mme)."""
+        from supervisor_app.worker.mme.app import MmeApp
+        from supervisor_app.worker.mme.registry import Registry
 
         assert self.config.multi_model is not None
         return metrics.instrument(MmeApp(self.config, self.config.multi_model, Registry(self.run_dir), self.workers,
@@ -317,25 +317,24 @@ def _worker_ready(worker: Any, notify_fd: int) -> None:
         notify(notify_fd, "worker_ready")
 
 
-def run_master(config: ServeConfig, prefix: Path, environ: dict[str, str] | Any, run_dir: Path,
-               notify_fd: int, workers: int, log_level: int) -> int:
-    usersite.prepare(prefix, environ)
-    route_user_logging(log_level)
-    metrics.configure(run_dir / metrics_layout.DIR_NAME)  # exists only when smc serve exports metrics
+def run_master(config: WorkerSettings, environ: dict[str, str] | Any, notify_fd: int) -> int:
+    if config.embedded:  # SMC_PREFIX's packages were installed for smc's own interpreter only
+        usersite.prepare(config.prefix, environ)
+    route_user_logging(config.log_level)
+    metrics.configure(config.run_dir / metrics_layout.DIR_NAME)  # exists only when smc serve exports metrics
     os.set_inheritable(notify_fd, False)  # user subprocesses need not hold the supervisor's pipe
     os.set_blocking(notify_fd, False)  # a stalled supervisor must not stall the master: drop the line
     # stdout is smc's pipe: line buffering makes each print() of user code a line at once.
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=True)
     try:
-        ModelServer(config, run_dir, notify_fd, workers).run()
+        ModelServer(config, notify_fd).run()
     except AppImportError:
         return exitcodes.APP_LOAD  # preload: the master itself failed to load the model
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else exitcodes.FAILURE)
     return exitcodes.OK
-
 
 
 __all__ = ["ModelServer", "notify", "run_master"]

@@ -21,8 +21,8 @@ from types import ModuleType
 from typing import Any
 
 from supervisor_app.errors import AppLoadError
-from supervisor_app.serve import handlers as handler_module
-from supervisor_app.serve.handlers import Context, Handlers, InferenceService, Result
+from supervisor_app.worker import handlers as handler_module
+from supervisor_app.worker.handlers import Context, Handlers, InferenceService, Result
 
 _counter = itertools.count(1)
 _FALLBACK: dict[Path, Handlers] = {}

@@ -18,8 +18,8 @@ from typing import Any
 
 from gunicorn.errors import HaltServer
 
-from supervisor_app import exitcodes, process
-from supervisor_app.serve import busy
+from supervisor_app import exitcodes
+from supervisor_app.worker import busy
 from supervisor_app.supervision import causes
 
 # Exits that are a worker doing what it was asked: a graceful stop, max-requests recycling.
@@ -44,7 +44,7 @@ def reap_workers(arbiter: Any, oom: causes.OomCounter, timeout_s: float,
             worker = arbiter.WORKERS.pop(wpid, None)
             if worker is None:
                 continue  # an orphan re-parented to the master: reaped, not a worker
-            code = process.exit_code(status)
+            code = exitcodes.exit_code(status)
             if arbiter.cfg.worker_tmp_dir:
                 busy.forget(Path(arbiter.cfg.worker_tmp_dir), wpid)
             _report(arbiter, worker, wpid, code, oom, timeout_s, notify)
@@ -68,7 +68,7 @@ def _report(arbiter: Any, worker: Any, wpid: int, code: int, oom: causes.OomCoun
         cause = causes.describe(code, timed_out_s=timeout_s if timed_out else None, oom_kills=oom.new_kills())
         fields: dict[str, Any] = {"worker_pid": wpid, "exit_code": code, "cause": cause}
         if code > exitcodes.SIGNAL_BASE:
-            fields["signal"] = process.signal_name(code - exitcodes.SIGNAL_BASE)
+            fields["signal"] = exitcodes.signal_name(code - exitcodes.SIGNAL_BASE)
             arbiter.log.log_event("error", "worker_killed", **fields)
         else:
             arbiter.log.log_event("error", "worker_exited", **fields)

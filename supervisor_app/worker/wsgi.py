@@ -16,8 +16,8 @@ from http import HTTPStatus
 from typing import Any
 
 from supervisor_app import logs
-from supervisor_app.serve.handlers import Context, HandlerError, InferenceService, Result
-from supervisor_app.serve.streaming import StreamBody
+from supervisor_app.worker.handlers import Context, HandlerError, InferenceService, Result
+from supervisor_app.worker.streaming import StreamBody
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]

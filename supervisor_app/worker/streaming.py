@@ -1,6 +1,6 @@
 """The WSGI body of a streamed handler answer (a generator from transform_fn/output_fn/predict_fn).
 
-The worker sends each chunk as this iterable yields it (serve/response.py). Each wait for the next
+The worker sends each chunk as this iterable yields it (worker/response.py). Each wait for the next
 chunk runs under the invocation deadline, so SAGEMAKER_MODEL_SERVER_TIMEOUT bounds the time to the
 first chunk and every gap between chunks, not the stream's length. While the handler works on a
 chunk, a timer ticks every WATCH_TICK_S: it ends the wait at the deadline, and as soon as nginx has
@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from supervisor_app import logs
-from supervisor_app.serve.response import StreamAborted
+from supervisor_app.worker.response import StreamAborted
 
 
 WATCH_TICK_S = 0.25

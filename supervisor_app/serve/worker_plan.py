@@ -1,0 +1,58 @@
+"""What the worker side is told (WorkerSettings, built from ServeConfig) and how its gunicorn
+master is started: a fork of smc under the embedded interpreter, or the image's Python running
+the worker bundle (serve/worker_launch.py does it). Pure: no processes, no files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor_app.config.serve import ServeConfig
+from supervisor_app.interpreter import Interpreter
+from supervisor_app.worker.boot import BOOT_CODE
+from supervisor_app.worker.run_dir import WORKER_SETTINGS_FILE
+from supervisor_app.worker.settings import WorkerSettings
+
+BUNDLE_DIR = "worker"  # in the run dir: the unpacked worker bundle
+
+
+@dataclass(frozen=True)
+class MasterPlan:
+    """None of argv: fork smc itself (embedded). Else exec argv with env."""
+
+    argv: tuple[str, ...] | None
+    env: Mapping[str, str]
+    settings: WorkerSettings
+    settings_file: Path
+    bundle_dir: Path | None = None  # where the worker bundle is unpacked (the image's Python only)
+
+
+def worker_settings(config: ServeConfig, run_dir: Path, workers: int, log_level: int,
+                    interpreter: Interpreter) -> WorkerSettings:
+    return WorkerSettings(
+        run_dir=run_dir, model_dir=config.model_dir, code_dir=config.code_dir,
+        code_dir_requested=config.code_dir_requested, code_dirs_searched=config.code_dirs_searched,
+        code_dir_rule=config.code_dir_rule, module_name=config.module_name, wsgi_app=config.wsgi_app,
+        asgi_app=config.asgi_app, default_accept=config.default_accept, timeout_s=config.timeout_s,
+        gunicorn_timeout_s=config.gunicorn_timeout_s, stop_grace_s=config.stop_grace_s,
+        max_payload_mb=config.max_payload_mb, batch_strategy=config.batch_strategy,
+        max_concurrent_transforms=config.max_concurrent_transforms, preload_model=config.preload_model,
+        workers=workers, log_level=log_level, embedded=interpreter.embedded, prefix=config.prefix,
+        multi_model=config.multi_model,
+    )
+
+
+def master_plan(settings: WorkerSettings, interpreter: Interpreter, env: Mapping[str, str],
+                notify_fd: int) -> MasterPlan:
+    """env: what user code sees (the image's environment for the image's Python, without the
+    bundle's library path)."""
+    settings_file = settings.run_dir / WORKER_SETTINGS_FILE
+    if interpreter.embedded:
+        return MasterPlan(None, env, settings, settings_file)
+    bundle = settings.run_dir / BUNDLE_DIR
+    argv = (*interpreter.argv, "-c", BOOT_CODE, str(bundle), str(settings_file), str(notify_fd))
+    return MasterPlan(argv, env, settings, settings_file, bundle)
+
+
+__all__ = ["BUNDLE_DIR", "MasterPlan", "master_plan", "worker_settings"]
