@@ -22,7 +22,7 @@ import json, socket, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from supervisor_app import logs
-from supervisor_app.serve import worker
+from supervisor_app.worker import sync_worker as worker
 from supervisor_app.worker import handlers, wsgi
 
 logs.configure(20, "json")

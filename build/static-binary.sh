@@ -23,6 +23,9 @@ command -v patchelf >/dev/null || { echo "static-binary: patchelf missing (apt-g
 # The Makefile names the build venv (keyed on its requirements); ask it instead of repeating the key.
 BUILD_VENV=$(make -s --no-print-directory --eval='print-build-venv: ; @echo $(BUILD_VENV)' print-build-venv)
 [[ -x $BUILD_VENV/bin/pyinstaller ]] || make -s venvs >/dev/null
+# The worker bundle spec/smc.spec packs (smc serve under the image's Python): the Makefile builds it.
+make -s --no-print-directory .pyi-work/smc-worker.zip >/dev/null
+export SMC_WORKER_BUNDLE=$PWD/.pyi-work/smc-worker.zip
 
 if [[ ! -f $STATICX_VENV/.ok ]]; then
     "$PYTHON" -m venv "$STATICX_VENV"
@@ -31,7 +34,7 @@ if [[ ! -f $STATICX_VENV/.ok ]]; then
 fi
 
 # Each step is redone only when a source is newer than its output.
-sources=(spec/smc.spec spec/smc-static.spec requirements "$0")
+sources=(spec/smc.spec spec/smc-static.spec requirements "$0" .pyi-work/smc-worker.zip)
 mapfile -t py_sources < <(find supervisor_app -name '*.py')
 stale() { [[ ! -f $1 ]] || [[ -n $(find "${sources[@]}" "${py_sources[@]}" -newer "$1" -print -quit) ]]; }
 if ! stale "$OUT"; then

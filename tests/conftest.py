@@ -66,3 +66,41 @@ def free_port() -> int:
 @pytest.fixture
 def port() -> int:
     return free_port()
+
+
+# Which Python serves: smc's embedded one unless a test says otherwise. Modules marked
+# `pytest.mark.both_pythons` run every test twice: embedded, and under a real CPython 3.11 venv
+# standing in for the image's own Python (tests/image_pythons.py), as SMC_PYTHON.
+IMAGE_PYTHON_VERSION = "3.11"
+
+
+def pytest_generate_tests(metafunc):
+    if "serve_python" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_pythons"):
+        metafunc.parametrize("serve_python", ["embedded", "image"], indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def serve_python(request):
+    """SMC_PYTHON for every Server started in this module (see IMAGE_PYTHON_VERSION)."""
+    choice = getattr(request, "param", "embedded")
+    if choice == "image":
+        from tests.image_pythons import image_python
+
+        found = image_python(IMAGE_PYTHON_VERSION)
+        if found is None:
+            pytest.skip(f"no CPython {IMAGE_PYTHON_VERSION} to stand in for the image's Python")
+        choice = str(found)
+    from tests.serve.conftest import Server
+
+    Server.python = choice
+    yield choice
+    Server.python = "embedded"
+
+
+@pytest.fixture(autouse=True)
+def _embedded_only(request):
+    """`pytest.mark.embedded_only(reason)`: a test of the embedded interpreter's own ways (its
+    SMC_PREFIX installs, the forked master), skipped when the image's Python serves."""
+    marker = request.node.get_closest_marker("embedded_only")
+    if marker is not None and request.getfixturevalue("serve_python") != "embedded":
+        pytest.skip(marker.args[0] if marker.args else "the embedded interpreter's own behaviour")

@@ -14,6 +14,9 @@ import pytest
 from tests.conftest import ROOT, free_port
 from tests.serve.conftest import request
 
+# Under smc's embedded Python and under a real CPython as the image's (tests/conftest.py).
+pytestmark = pytest.mark.both_pythons
+
 
 def _scrape(port: int) -> dict[str, float]:
     response = request(port, "GET", "/metrics")

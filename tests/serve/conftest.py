@@ -48,33 +48,6 @@ def nginx_required() -> str:
     return path
 
 
-# Which Python serves: smc's embedded one unless a test says otherwise. Modules marked
-# `pytest.mark.both_pythons` run every test twice: embedded, and under a real CPython 3.11 venv
-# standing in for the image's own Python (tests/image_pythons.py), as SMC_PYTHON.
-IMAGE_PYTHON_VERSION = "3.11"
-
-
-def pytest_generate_tests(metafunc):
-    if "serve_python" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_pythons"):
-        metafunc.parametrize("serve_python", ["embedded", "image"], indirect=True, scope="module")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def serve_python(request):
-    """SMC_PYTHON for every Server started in this module (see IMAGE_PYTHON_VERSION)."""
-    choice = getattr(request, "param", "embedded")
-    if choice == "image":
-        from tests.image_pythons import image_python
-
-        found = image_python(IMAGE_PYTHON_VERSION)
-        if found is None:
-            pytest.skip(f"no CPython {IMAGE_PYTHON_VERSION} to stand in for the image's Python")
-        choice = str(found)
-    Server.python = choice
-    yield choice
-    Server.python = "embedded"
-
-
 class Server:
     """One `smc serve` process; stdout/stderr go to files so a full pipe never stalls it."""
 

@@ -6,6 +6,11 @@ import http.client
 import json
 import time
 
+import pytest
+
+# Under smc's embedded Python and under a real CPython as the image's (tests/conftest.py).
+pytestmark = pytest.mark.both_pythons
+
 MIB = 1024 * 1024
 
 
@@ -168,3 +173,5 @@ def test_a_streamed_body_is_logged_with_the_clients_path(start_server):
     time.sleep(1.2)  # nginx flushes its buffered access log at least once a second
     logged = server.wait_event("request", status=200)
     assert (logged["method"], logged["path"]) == ("POST", "/invocations"), logged
+import pytest
+

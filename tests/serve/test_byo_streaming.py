@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.serve.streamclient import stream
+
+# Under smc's embedded Python and under a real CPython as the image's (tests/conftest.py).
+pytestmark = pytest.mark.both_pythons
 
 APPS = ROOT / "tests" / "fixtures" / "apps"
 

@@ -11,7 +11,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.serve.conftest import Response, children_of, cmdline
+
+# Under smc's embedded Python and under a real CPython as the image's (tests/conftest.py).
+pytestmark = pytest.mark.both_pythons
 
 
 def _failure(server, timeout: float = 20) -> tuple[int, dict]:
@@ -123,6 +128,7 @@ def _child_pid(server, name: str) -> int:
     return started[-1]["child_pid"]
 
 
+@pytest.mark.embedded_only("under the image's Python the master is that interpreter (test_image_python.py)")
 def test_the_gunicorn_master_is_a_fork_of_smc_not_a_second_binary_start(start_server):
     """One onefile bootloader start per `smc serve`: the master is forked from smc proper (named
     smc-gunicorn) and shares its unpacked bundle."""

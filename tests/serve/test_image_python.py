@@ -109,7 +109,7 @@ def test_python3_on_path_is_the_default(smc_binary, tmp_path):
     base = tmp_path / "opt_ml"
     (base / "code").mkdir(parents=True)
     _copy(base, "inference.py")
-    env = {"PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {"PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}", "SMC_PYTHON": ""}  # "": the default rule
     server = _serve(smc_binary, base, env)
     try:
         answer = server.invoke(json.dumps(ROWS))
@@ -136,7 +136,7 @@ def test_packages_in_smc_prefix_keep_the_embedded_interpreter(smc_binary, tmp_pa
         "import sys, smc_prefix_only\n"
         "def model_fn(model_dir):\n    return None\n"
         "def predict_fn(data, model):\n    return {'value': smc_prefix_only.VALUE, 'frozen': hasattr(sys, 'frozen')}\n")
-    env = {"PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}", "SMC_PREFIX": str(prefix)}
+    env = {"PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}", "SMC_PREFIX": str(prefix), "SMC_PYTHON": ""}
     server = _serve(smc_binary, base, env)
     try:
         answer = server.invoke(json.dumps({}))
@@ -186,7 +186,7 @@ def test_python_that_fails_to_start(smc_binary, tmp_path):
     base = tmp_path / "opt_ml"
     (base / "code").mkdir(parents=True)
     _copy(base, "inference.py")
-    env = {"PATH": f"{broken.parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {"PATH": f"{broken.parent}{os.pathsep}{os.environ['PATH']}", "SMC_PYTHON": ""}
     failure = _failed(_serve(smc_binary, base, env, wait=False))
     assert failure["exit_code_seen"] == 3, failure
     assert "fails to start" in failure["error"] and "libpython3.11" in failure["error"], failure
@@ -249,6 +249,22 @@ def test_requirements_without_pip_is_a_clear_error(smc_binary, tmp_path):
     assert "no pip" in failure["error"] and "python3-pip" in failure["hint"], failure
 
 
+def _write_wheel(directory: Path, name: str, version: str, files: dict[str, str]) -> Path:
+    """A pure-Python wheel written by hand: an offline index for pip (no build backend needed)."""
+    import zipfile
+
+    directory.mkdir(parents=True, exist_ok=True)
+    info = f"{name}-{version}.dist-info"
+    contents = {**files, f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+                f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: smc-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    contents[f"{info}/RECORD"] = "".join(f"{path},,\n" for path in [*contents, f"{info}/RECORD"])
+    wheel = directory / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in contents.items():
+            archive.writestr(path, text)
+    return wheel
+
+
 def test_requirements_install_with_the_images_pip(smc_binary, tmp_path):
     """requirements.txt goes into the image Python's own site-packages with its own pip (offline:
     a local wheel directory), and the handler imports it."""
@@ -257,22 +273,16 @@ def test_requirements_install_with_the_images_pip(smc_binary, tmp_path):
         pytest.skip("no CPython 3.11")
     import subprocess
 
-    pkg = tmp_path / "pkgsrc"
-    (pkg / "smc_req_probe").mkdir(parents=True)
-    (pkg / "smc_req_probe" / "__init__.py").write_text("VALUE = 42\n")
-    (pkg / "pyproject.toml").write_text('[project]\nname = "smc-req-probe"\nversion = "1.0"\n'
-                                        '[build-system]\nrequires = ["flit_core"]\nbuild-backend = "flit_core.buildapi"\n')
     venv = tmp_path / "venv"
-    subprocess.run([str(python), "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "venv", str(venv)], check=True)
     base = tmp_path / "opt_ml"
     (base / "code").mkdir(parents=True)
     (base / "code" / "inference.py").write_text(
         "import smc_req_probe\ndef model_fn(d):\n    return None\n"
         "def predict_fn(data, model):\n    return {'value': smc_req_probe.VALUE}\n")
     wheels = tmp_path / "wheels"
-    subprocess.run([str(venv / "bin" / "python3"), "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(pkg)],
-                   check=True)
-    (base / "code" / "requirements.txt").write_text(f"--no-index\n--find-links {wheels}\nsmc-req-probe==1.0\n")
+    _write_wheel(wheels, "smc_req_probe", "1.0", {"smc_req_probe/__init__.py": "VALUE = 42\n"})
+    (base / "code" / "requirements.txt").write_text(f"--no-index\n--find-links {wheels}\nsmc_req_probe==1.0\n")
     server = _serve(smc_binary, base, {"SMC_PYTHON": str(venv / "bin" / "python3")})
     try:
         assert server.invoke(json.dumps({})).json() == {"value": 42}

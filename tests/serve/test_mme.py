@@ -6,7 +6,12 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from tests.serve.mme_helpers import load, make_model, mme  # noqa: F401  (fixture)
+
+# Under smc's embedded Python and under a real CPython as the image's (tests/conftest.py).
+pytestmark = pytest.mark.both_pythons
 
 
 def _invoke(server, name, body, content_type="application/json", accept=None, headers=None):

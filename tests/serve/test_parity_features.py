@@ -20,6 +20,9 @@ from tests.fake_codeartifact import FakeCodeArtifact
 from tests.serve.wheels import build_wheel
 from tests.stand_ins import NVIDIA_SMI_SERVE_ARGS, write_tool
 
+# Under smc's embedded Python and under a real CPython as the image's (tests/conftest.py).
+pytestmark = pytest.mark.both_pythons
+
 PARITY = ROOT / "tests" / "fixtures" / "parity"
 
 
@@ -61,6 +64,7 @@ def with_requirements(base, text: str, modules: str) -> None:
     (base / "model" / "code" / "requirements.txt").write_text(text)
 
 
+@pytest.mark.embedded_only("installs into SMC_PREFIX; the image's pip: tests/serve/test_image_python.py")
 def test_requirements_are_installed_before_ping_and_user_packages_win(start_server, opt_ml, tmp_path):
     # itsdangerous is bundled in the binary (flask's dependency): the user's pin must win.
     env = requirements_env(tmp_path, ("smc-parity-pkg", "1.0", "VALUE = 'from requirements'\n"),
@@ -79,6 +83,7 @@ def test_requirements_are_installed_before_ping_and_user_packages_win(start_serv
     assert started[0] == "requirements_installed", started
 
 
+@pytest.mark.embedded_only("installs into SMC_PREFIX; the image's pip: tests/serve/test_image_python.py")
 def test_read_only_prefix_installs_into_a_private_dir(start_server, opt_ml, tmp_path):
     env = requirements_env(tmp_path, ("smc-parity-pkg", "1.0", "VALUE = 'private'\n"),
                            prefix="/proc/smc-read-only-prefix")
@@ -93,6 +98,7 @@ def test_read_only_prefix_installs_into_a_private_dir(start_server, opt_ml, tmp_
     assert not private.exists(), "the private install dir outlived smc"  # issue 24 item 16
 
 
+@pytest.mark.embedded_only("installs into SMC_PREFIX; the image's pip: tests/serve/test_image_python.py")
 def test_a_failed_private_install_leaves_no_dir_behind(start_server, opt_ml, tmp_path):
     import tempfile
 
@@ -108,6 +114,7 @@ def test_a_failed_private_install_leaves_no_dir_behind(start_server, opt_ml, tmp
         shutil.rmtree(run_tmp, ignore_errors=True)
 
 
+@pytest.mark.embedded_only("installs into SMC_PREFIX; the image's pip: tests/serve/test_image_python.py")
 def test_unresolvable_requirements_fail_start_up_with_pips_error(start_server, opt_ml, tmp_path):
     env = requirements_env(tmp_path)
     with_requirements(opt_ml, "smc-no-such-package==1.0\n", "")
@@ -119,6 +126,7 @@ def test_unresolvable_requirements_fail_start_up_with_pips_error(start_server, o
     assert "No matching distribution" in failed["error"], failed
 
 
+@pytest.mark.embedded_only("installs into SMC_PREFIX; the image's pip: tests/serve/test_image_python.py")
 def test_unreachable_index_is_bounded_by_the_timeout(start_server, opt_ml, tmp_path):
     # A "package index" that accepts connections and never answers: pip would wait and retry.
     with socket.socket() as silent:
@@ -214,6 +222,7 @@ def codeartifact(tmp_path):
     server.close()
 
 
+@pytest.mark.embedded_only("installs into SMC_PREFIX; the image's pip: tests/serve/test_image_python.py")
 def test_codeartifact_repository_serves_the_requirements(start_server, opt_ml, tmp_path, codeartifact):
     with_requirements(opt_ml, "smc-parity-pkg==2.0\n", "")
     server = start_server(None, env={**codeartifact.env(), "SMC_PREFIX": str(tmp_path / "prefix"),
@@ -227,6 +236,7 @@ def test_codeartifact_repository_serves_the_requirements(start_server, opt_ml, t
     assert fake_codeartifact.TOKEN not in server.output()  # the token never reaches the log
 
 
+@pytest.mark.embedded_only("installs into SMC_PREFIX; the image's pip: tests/serve/test_image_python.py")
 @pytest.mark.parametrize("env, message", [
     ({"CA_REPOSITORY_ARN": "arn:aws:codeartifact:eu-west-1:123:repository/my-domain"},
      "is not a CodeArtifact repository ARN"),
@@ -242,6 +252,7 @@ def test_codeartifact_errors_are_named(start_server, opt_ml, tmp_path, codeartif
     assert message in failed["error"], failed
 
 
+@pytest.mark.embedded_only("installs into SMC_PREFIX; the image's pip: tests/serve/test_image_python.py")
 def test_sigterm_during_the_install_stops_pip_and_exits(start_server, opt_ml, tmp_path):
     with socket.socket() as silent:  # an index that never answers keeps pip busy
         silent.bind(("127.0.0.1", 0))

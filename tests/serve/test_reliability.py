@@ -11,9 +11,14 @@ import signal
 import socket
 import time
 
+import pytest
+
 from tests.serve.conftest import children_of
 from tests.serve.keepalive_load import KeepAliveLoad
 from tests.serve.nginx_errors import CASES, LOGGED, check_every_case_is_json, logged_errors, raw
+
+# Under smc's embedded Python and under a real CPython as the image's (tests/conftest.py).
+pytestmark = pytest.mark.both_pythons
 
 
 def _gunicorn_pid(server) -> int:

@@ -6,8 +6,13 @@ import shutil
 import threading
 import time
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.serve.conftest import DEMO_MODEL, Response, install_handler
+
+# Under smc's embedded Python and under a real CPython as the image's (tests/conftest.py).
+pytestmark = pytest.mark.both_pythons
 
 
 def test_ping_is_200_with_empty_body_when_model_loaded(echo_server):

@@ -6,7 +6,12 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from tests.serve.streamclient import open_stream, read_chunks, stream
+
+# Under smc's embedded Python and under a real CPython as the image's (tests/conftest.py).
+pytestmark = pytest.mark.both_pythons
 
 
 def test_chunks_arrive_as_the_handler_yields_them(start_server):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from supervisor_app.serve import worker
+from supervisor_app.worker import sync_worker as worker
 from supervisor_app.worker import handlers
 from supervisor_app.worker.response import ResponseWriter
 

@@ -17,7 +17,7 @@ def test_a_stand_in_refuses_arguments_smc_does_not_send(tmp_path):
 
 
 def test_the_queries_are_the_ones_smc_sends():
-    gpus = (ROOT / "supervisor_app" / "serve" / "gpus.py").read_text()
+    gpus = (ROOT / "supervisor_app" / "worker" / "gpus.py").read_text()
     assert '"nvidia-smi", ' + ", ".join(f'"{a}"' for a in stand_ins.NVIDIA_SMI_SERVE_ARGS.split()) in gpus
     resources = (ROOT / "supervisor_app" / "train" / "resources.py").read_text()
     assert f'[tool, "{stand_ins.NVIDIA_SMI_TRAIN_ARGS}"]' in resources
