@@ -51,8 +51,10 @@ def _bad_gateway_map(engine: str) -> str:
     """The 502 message: nginx answers 502 itself only before it sends a head, so an engine that sent
     bytes (a digit 1-9 in $upstream_bytes_received, one count per try) sent an answer nginx could
     not read as HTTP; one that sent none closed the connection or was not listening."""
+    invalid = (f"the engine at {engine} sent something that is not a valid HTTP answer "
+               "(a malformed, oversized or cut-short head); see the log")
     return f"""    map $upstream_bytes_received $smc_engine_bad_gateway {{
-        "~[1-9]" "the engine at {engine} sent something that is not a valid HTTP answer (a malformed, oversized or cut-short head); see the log";
+        "~[1-9]" "{invalid}";
         default "the engine at {engine} closed the connection or is not listening; see the log";
     }}"""
 
