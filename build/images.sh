@@ -3,7 +3,8 @@
 # distribution images.
 #
 #   bash build/images.sh                   all of them
-#   bash build/images.sh tabular sklearn   some: tabular | sklearn | scratch | mme | distros | engine (engine is not in "all": MLServer, ~1 GB)
+#   bash build/images.sh tabular sklearn   some: tabular | sklearn | scratch | mme | fastapi | streaming | tiny-engine |
+#                                          distros | engine (engine is not in "all": MLServer, ~1 GB)
 #
 # `distros`: smc-distro-<suite>:latest for each of DISTROS, debootstrapped with python3 and
 # nginx-light and no smc (tests/images/test_distros.py adds the binary under test); Debian 11 has
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 CACHE_DIR=${CACHE_DIR:-$HOME/.cache/smc}
 TAG=${SMC_IMAGE_TAG:-test}
-ALL=(tabular sklearn scratch mme distros)
+ALL=(tabular sklearn scratch mme fastapi streaming tiny-engine distros)
 DISTROS=(bullseye bookworm trixie)
 names=("$@")
 ((${#names[@]})) || names=("${ALL[@]}")
@@ -74,7 +75,7 @@ build() {
     local name=$1 context=$staging/$1 dockerfile=Dockerfile
     [[ $name == distros ]] && { build_distros; return; }
     case $name in
-        tabular | sklearn | mme | engine)
+        tabular | sklearn | mme | engine | fastapi | streaming | tiny-engine)
             cp -a "examples/$name/." "$context/"
             cp "$binary" "$context/smc"
             ;;

@@ -16,10 +16,10 @@ from pathlib import Path
 
 ACCESS_FORMAT = (
     '{"ts":"$time_iso8601","level":"info","component":"nginx","event":"request",'
-    '"method":"$smc_log_method","path":"$smc_log_path","status":$status,"bytes":$body_bytes_sent,'
+    '"method":"$smc_log_method","path":"$smc_log_path","status":$smc_log_status,"bytes":$body_bytes_sent,'
     '"request_s":$request_time,"upstream_s":"$upstream_response_time",'
     '"inference_id":"$inference_id","target_model":"$http_x_amzn_sagemaker_target_model",'
-    '"remote":"$remote_addr","pid":$pid}'
+    '"remote":"$remote_addr","pid":$pid,"connection":$connection}'
 )
 
 # large_client_header_buffers: one header line (or the request line) up to 16 KiB, all headers up
@@ -80,10 +80,17 @@ def error_pages(*, max_body_bytes: int, timeout_s: float, messages: Mapping[int,
 
 
 def access_log_maps() -> str:
-    """The maps ACCESS_FORMAT reads: the client's method and path, also after nginx redirected the
-    request to one of its error pages, and the inference id (the client's, else nginx's request
-    id)."""
-    return f"""    # The access log's method and path: the client's, also after a redirect to an error page.
+    """The maps ACCESS_FORMAT reads: the status as a JSON number, the client's method and path,
+    also after nginx redirected the request to one of its error pages, and the inference id (the
+    client's, else nginx's request id)."""
+    return f"""    # $status has three digits: 009 (an upstream answer passed on as HTTP/0.9, without a status
+    # line) or 000 (nothing sent) would not be JSON numbers.
+    map $status $smc_log_status {{
+        "000" 0;
+        "~^0+(?<smc_status_digits>[1-9][0-9]*)$" $smc_status_digits;
+        default $status;
+    }}
+    # The access log's method and path: the client's, also after a redirect to an error page.
     map $uri $smc_log_method {{
         ~^{URI_ERROR_PREFIX} $smc_request_method;
         default $request_method;

@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 import json
 import os
-import re
 import selectors
 import signal
 import subprocess
@@ -26,11 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from supervisor_app import process
+from supervisor_app.supervision import nginx_lines
 
 _MAX_LINE = 64 * 1024
-_NGINX_LINE = re.compile(rb"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(\w+)\] (\d+)#\d+: (?:\*\d+ )?(.*)$")
-_NGINX_LEVELS = {b"emerg": "critical", b"alert": "critical", b"crit": "critical", b"error": "error",
-                 b"warn": "warning", b"notice": "info", b"info": "info", b"debug": "debug"}
 
 
 class State(enum.Enum):
@@ -219,11 +216,13 @@ def _become_child(out_fd: int, err_fd: int, keep_fds: Sequence[int], set_death_s
 class LineRelay:
     """Splits a child's output into lines and writes each as JSON to smc's stdout or stderr."""
 
-    def __init__(self, child_name: str, stream: str, out: BinaryIO, now: Callable[[], str]) -> None:
+    def __init__(self, child_name: str, stream: str, out: BinaryIO, now: Callable[[], str],
+                 upstream: str = "upstream") -> None:
         self.child_name = child_name
         self.stream = stream
         self.out = out
         self.now = now
+        self.upstream = upstream  # what nginx proxies to: names its fault events (nginx_lines)
         self.pending = b""
 
     def feed(self, data: bytes) -> None:
@@ -262,11 +261,9 @@ class LineRelay:
         level = "info" if self.stream == "stdout" else "warning"
         record: dict[str, object] = {"ts": self.now(), "level": level, "component": self.child_name,
                                      "event": "output", "stream": self.stream}
-        match = _NGINX_LINE.match(line) if self.child_name == "nginx" else None
-        if match:
-            record["level"] = _NGINX_LEVELS.get(match.group(1), "info")
-            record["pid"] = int(match.group(2))
-            record["message"] = match.group(3).decode("utf-8", "replace")
+        fields = nginx_lines.parse(line, self.upstream) if self.child_name == "nginx" else None
+        if fields:
+            record.update(fields)
         else:
             record["message"] = line.decode("utf-8", "replace")
         return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()

@@ -73,7 +73,8 @@ def test_docs_show_the_example_dockerfile_as_it_is():
     assert marker in text
     block = text.split(marker, 1)[1].split("```", 1)[0]
     assert block == (ROOT / "examples" / "engine" / "Dockerfile").read_text()
-    assert text.count("```dockerfile") == 1  # other snippets are fragments, not Dockerfiles a test builds
+    # every other Dockerfile is marked as an example a test builds; fragments have no `dockerfile` tag
+    assert text.count("```dockerfile") == text.count("-->\n```dockerfile")
 
 
 def test_supervisor_package_is_imported_only_for_a_programs_file():
@@ -85,3 +86,28 @@ def test_supervisor_package_is_imported_only_for_a_programs_file():
             "print('supervisor' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_nginx_reports_of_broken_engine_answers_become_engine_events():
+    from supervisor_app.supervision import nginx_lines
+
+    tail = (', client: 127.0.0.1, server: _, request: "POST /invocations HTTP/1.1", '
+            'upstream: "http://127.0.0.1:8000/v1/x", host: "h"')
+    line = (b"2026/12/06 09:34:26 [error] 25#25: *7 upstream sent no valid HTTP/1.0 header while reading "
+            b"response header from upstream" + tail.encode())
+    record = nginx_lines.parse(line, "engine")
+    assert record["event"] == "engine_answer_not_http" and record["level"] == "error"
+    assert record["connection"] == 7 and record["pid"] == 25
+    assert record["request"] == "POST /invocations HTTP/1.1" and record["upstream_url"] == "http://127.0.0.1:8000/v1/x"
+    assert record["reason"].startswith("the engine's answer is not HTTP")
+    before = nginx_lines.parse(b"2026/12/06 09:34:26 [error] 25#25: *8 upstream sent invalid chunked response "
+                               b"while reading response header from upstream" + tail.encode(), "engine")
+    after = nginx_lines.parse(b"2026/12/06 09:34:26 [error] 25#25: *9 upstream sent invalid chunked response "
+                              b"while reading upstream" + tail.encode(), "engine")
+    assert before["event"] == after["event"] == "engine_chunked_body_invalid"
+    assert "got nothing" in before["reason"] and "got nothing" not in after["reason"]
+    plain = nginx_lines.parse(b"2026/12/06 09:34:26 [emerg] 3#3: bind() failed (98: Address in use)")
+    assert plain == {"level": "critical", "pid": 3, "message": "bind() failed (98: Address in use)"}
+    assert nginx_lines.parse(b"not an nginx line") is None
+    serve_mode = nginx_lines.parse(line)
+    assert serve_mode["event"] == "upstream_answer_not_http" and serve_mode["reason"].startswith("the upstream's")

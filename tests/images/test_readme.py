@@ -1,26 +1,18 @@
-"""The Dockerfiles shown in README.md and docs/*.md are the ones tests/images builds: each block is
-marked with its file (`<!-- example:PATH -->` on the line before the ```dockerfile fence) and equals
-that file."""
+"""The Dockerfiles shown in README.md and docs/*.md are the ones the tests build: each block is
+marked with its file (`<!-- example:PATH -->` on the line before the fence) and equals that file;
+so do the other files the docs show in full (code, requirements), whatever their language."""
 
 from __future__ import annotations
-
-import re
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.images.docs_examples import WALKTHROUGH, dockerfile_blocks, marked_blocks
 
 # Built by tests/images; other example Dockerfiles (examples/mpi, mme, engine) are built by their own tests.
 DOCKERFILES = ["examples/tabular/Dockerfile", "examples/sklearn/Dockerfile", "examples/tabular/Dockerfile.scratch"]
-TESTED = set(DOCKERFILES) | {"examples/mpi/Dockerfile", "examples/mme/Dockerfile", "examples/engine/Dockerfile"}
-BLOCK = re.compile(r"(?:<!-- example:(?P<path>\S+) -->\s*)?```dockerfile\n(?P<body>.*?)```", re.DOTALL)
-
-
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-
-
-def readme_blocks() -> list[tuple[str | None, str]]:
-    return [(m.group("path"), m.group("body")) for doc in DOCS for m in BLOCK.finditer(doc.read_text())]
+TESTED = set(DOCKERFILES) | {"examples/mpi/Dockerfile", "examples/mme/Dockerfile", "examples/engine/Dockerfile"} \
+    | {f"{directory}/Dockerfile" for directory in WALKTHROUGH.values()}
 
 
 def test_the_readme_shows_one_dockerfile():
@@ -30,20 +22,21 @@ def test_the_readme_shows_one_dockerfile():
 
 @pytest.mark.parametrize("path", DOCKERFILES)
 def test_readme_shows_the_tested_dockerfile(path):
-    bodies = [body for marked, body in readme_blocks() if marked == path]
+    bodies = [body for marked, body in dockerfile_blocks() if marked == path]
     assert bodies, f"neither README.md nor docs/ has a `<!-- example:{path} -->` marker before a ```dockerfile block"
     for body in bodies:
         assert body == (ROOT / path).read_text(), f"the docs' copy of {path} differs from the file the tests build"
 
 
 def test_readme_has_no_untested_dockerfile():
-    unmarked = [body.splitlines()[0] for marked, body in readme_blocks() if marked not in TESTED]
+    unmarked = [body.splitlines()[0] for marked, body in dockerfile_blocks() if marked not in TESTED]
     assert not unmarked, f"README.md or docs/ has ```dockerfile blocks that no test builds (first lines: {unmarked}); " \
         "mark each with `<!-- example:PATH -->` of a tested Dockerfile (TESTED in tests/images/test_readme.py)"
 
 
-@pytest.mark.parametrize("path", sorted(TESTED - set(DOCKERFILES)))
-def test_readme_copy_of_other_examples_is_current(path):
-    for marked, body in readme_blocks():
-        if marked == path:
-            assert body == (ROOT / path).read_text(), f"the docs' copy of {path} differs from the file"
+def test_every_file_the_docs_show_is_the_file_in_the_repository():
+    blocks = marked_blocks()
+    assert len(blocks) >= len(TESTED)
+    for doc, path, body in blocks:
+        assert (ROOT / path).is_file(), f"{doc.name} shows {path}, which does not exist"
+        assert body == (ROOT / path).read_text(), f"{doc.name}'s copy of {path} differs from the file"

@@ -26,7 +26,7 @@ from supervisor_app.serve.nginx_shared import (
 _NOT_READY = "the engine is not healthy yet, is restarting, or the server is stopping"
 # The engine's own wording of the statuses that are about it; every other status reads as in serve mode.
 _ENGINE_MESSAGES = {
-    502: "the engine at {engine} closed the connection or is not listening; see the log",
+    502: "$smc_engine_bad_gateway",  # worded by what the engine sent: see _bad_gateway_map
     503: _NOT_READY,
     504: "the engine did not answer within {timeout} s (SAGEMAKER_MODEL_SERVER_TIMEOUT)",
 }
@@ -45,6 +45,18 @@ class EngineNginxSettings:
     keepalive_s: int
     log_ping: bool
     rlimit_nofile: int = 0  # worker_rlimit_nofile; 0: what worker_connections needs
+
+
+def _bad_gateway_map(engine: str) -> str:
+    """The 502 message: nginx answers 502 itself only before it sends a head, so an engine that sent
+    bytes (a digit 1-9 in $upstream_bytes_received, one count per try) sent an answer nginx could
+    not read as HTTP; one that sent none closed the connection or was not listening."""
+    invalid = (f"the engine at {engine} sent something that is not a valid HTTP answer "
+               "(a malformed, oversized or cut-short head); see the log")
+    return f"""    map $upstream_bytes_received $smc_engine_bad_gateway {{
+        "~[1-9]" "{invalid}";
+        default "the engine at {engine} closed the connection or is not listening; see the log";
+    }}"""
 
 
 def _upstream_host(host: str) -> str:
@@ -98,6 +110,7 @@ http {{
     {HEADER_BUFFERS_DIRECTIVE}
 {temp_paths(temp)}
 {access_log_maps()}
+{_bad_gateway_map(engine)}
 
     upstream smc_engine {{
         server {_upstream_host(s.engine_host)}:{s.engine_port} max_fails=0;

@@ -122,6 +122,9 @@ class EngineSupervisor(Supervisor):
     def _relay(self, child: Child, stream: str, out: Any) -> LineRelay:
         if child is self.engine and stream == "stderr":
             return TailRelay(child.name, stream, out, self.now_iso, tail=self.stderr_tail)
+        if child is self.nginx:
+            # nginx's reports about broken engine answers become engine_* events
+            return LineRelay(child.name, stream, out, self.now_iso, upstream="engine")
         return super()._relay(child, stream, out)
 
     def _spawn(self, child: Child) -> None:
