@@ -11,7 +11,8 @@ import pytest
 from tests.conftest import ROOT
 
 # Built by tests/images; other example Dockerfiles (examples/mpi, mme, engine) are built by their own tests.
-DOCKERFILES = ["examples/tabular/Dockerfile", "examples/sklearn/Dockerfile", "examples/tabular/Dockerfile.scratch"]
+DOCKERFILES = ["examples/tabular/Dockerfile", "examples/sklearn/Dockerfile",
+               "examples/tabular/Dockerfile.scratch", "examples/byo-flask/Dockerfile"]
 TESTED = set(DOCKERFILES) | {"examples/mpi/Dockerfile", "examples/mme/Dockerfile", "examples/engine/Dockerfile"}
 BLOCK = re.compile(r"(?:<!-- example:(?P<path>\S+) -->\s*)?```dockerfile\n(?P<body>.*?)```", re.DOTALL)
 
