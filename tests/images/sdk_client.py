@@ -3,8 +3,10 @@
     python sdk_client.py PLAN.json RESULT.json
 
 PLAN: {"image", "workdir", "train_dir", "batch_dir", "port", "steps": [...]}, steps from
-fit | fit_failure | deploy | transform_MultiRecord | transform_SingleRecord. Each step's outcome
-(or its error) goes into RESULT under the step's name, so one broken step does not hide the others.
+fit | fit_failure | deploy | deploy_csv | transform_MultiRecord | transform_SingleRecord. Optional
+keys for images other than the tabular example: "channel" (default "train"), "hyperparameters",
+"serve_env" (the Model's env) and "rows" (what deploy_csv sends). Each step's outcome (or its
+error) goes into RESULT under the step's name, so one broken step does not hide the others.
 The caller sets the offline environment (region, dummy keys, no instance metadata) and PATH.
 """
 
@@ -82,12 +84,12 @@ def fit(sess: LocalSession, plan: dict, out: str, hyperparameters: dict) -> Esti
     estimator = Estimator(image_uri=plan["image"], role=ROLE, instance_count=1, instance_type="local",
                           output_path=f"file://{plan['workdir']}/{out}", hyperparameters=hyperparameters,
                           environment={"SMC_LOG_FORMAT": "json"}, sagemaker_session=sess)
-    estimator.fit({"train": f"file://{plan['train_dir']}"})
+    estimator.fit({plan.get("channel", "train"): f"file://{plan['train_dir']}"})
     return estimator
 
 
 def step_fit(sess: LocalSession, plan: dict, results: dict) -> dict:
-    estimator = fit(sess, plan, "out", HYPERPARAMETERS)
+    estimator = fit(sess, plan, "out", plan.get("hyperparameters", HYPERPARAMETERS))
     results["model_data"] = estimator.model_data
     out = Path(plan["workdir"]) / "out"
     return {"model_data": estimator.model_data, "model_files": names_in(out / "model.tar.gz"),
@@ -121,8 +123,8 @@ def wait_for_ping(port: int, timeout_s: float = 90) -> float:
 
 
 def model(sess: LocalSession, plan: dict, results: dict) -> Model:
-    return Model(image_uri=plan["image"], model_data=results["model_data"], role=ROLE, env=SERVE_ENV,
-                 sagemaker_session=sess, predictor_cls=Predictor)
+    return Model(image_uri=plan["image"], model_data=results["model_data"], role=ROLE,
+                 env=plan.get("serve_env", SERVE_ENV), sagemaker_session=sess, predictor_cls=Predictor)
 
 
 def step_deploy(sess: LocalSession, plan: dict, results: dict) -> dict:
@@ -145,6 +147,23 @@ def step_deploy(sess: LocalSession, plan: dict, results: dict) -> dict:
     return result
 
 
+def step_deploy_csv(sess: LocalSession, plan: dict, results: dict) -> dict:
+    """Deploy + predict for an image that takes CSV only (the bring-your-own Flask predictor)."""
+    predictor = model(sess, plan, results).deploy(1, "local", wait=False)
+    result: dict = {"ping_after_s": round(wait_for_ping(plan["port"]), 2)}
+    try:
+        predictor.serializer, predictor.deserializer = CSVSerializer(), CSVDeserializer()
+        result["csv"] = predictor.predict(plan.get("rows", ROWS))
+        raw = sess.sagemaker_runtime_client.invoke_endpoint(
+            Body=b"{}", EndpointName=predictor.endpoint_name, ContentType="application/json")
+        result["json_status"] = raw["Body"].status
+    finally:
+        started = time.monotonic()
+        predictor.delete_endpoint()
+        result["delete_endpoint_s"] = round(time.monotonic() - started, 2)
+    return result
+
+
 def step_transform(sess: LocalSession, plan: dict, results: dict, strategy: str) -> dict:
     out = Path(plan["workdir"]) / f"transform-{strategy}"
     transformer = model(sess, plan, results).transformer(
@@ -159,6 +178,7 @@ STEPS = {
     "fit": step_fit,
     "fit_failure": step_fit_failure,
     "deploy": step_deploy,
+    "deploy_csv": step_deploy_csv,
     "transform_MultiRecord": lambda s, p, r: step_transform(s, p, r, "MultiRecord"),
     "transform_SingleRecord": lambda s, p, r: step_transform(s, p, r, "SingleRecord"),
 }

@@ -100,9 +100,17 @@ def local_mode(images, tmp_path_factory) -> dict:
     train_dir, batch_dir = write_inputs(work)
     image = f"smc-sdk-e2e:{uuid.uuid4().hex[:8]}"  # a tag of our own: its containers are ours
     docker("tag", images["tabular"], image, check=True)
-    network_existed = docker("network", "inspect", "sagemaker-local").returncode == 0
     plan = {"image": image, "workdir": str(work), "train_dir": str(train_dir), "batch_dir": str(batch_dir),
             "port": free_port(), "steps": STEPS}
+    yield from run_sdk_client(python, work, plan)
+
+
+def run_sdk_client(python: Path, work: Path, plan: dict):
+    """Run sdk_client.py on plan (its image a tag of the caller's own, removed after) and yield its
+    report, with the client's output under "log"; then remove the image's containers, the tag and
+    the SDK's network when this run made it. A generator, for `yield from` in a fixture."""
+    image = plan["image"]
+    network_existed = docker("network", "inspect", "sagemaker-local").returncode == 0
     (work / "plan.json").write_text(json.dumps(plan))
     env = clean_env()
     for name in [k for k in env if k.startswith("AWS_")]:

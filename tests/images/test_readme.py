@@ -10,7 +10,8 @@ from tests.conftest import ROOT
 from tests.images.docs_examples import WALKTHROUGH, dockerfile_blocks, marked_blocks
 
 # Built by tests/images; other example Dockerfiles (examples/mpi, mme, engine) are built by their own tests.
-DOCKERFILES = ["examples/tabular/Dockerfile", "examples/sklearn/Dockerfile", "examples/tabular/Dockerfile.scratch"]
+DOCKERFILES = ["examples/tabular/Dockerfile", "examples/sklearn/Dockerfile",
+               "examples/tabular/Dockerfile.scratch", "examples/byo-flask/Dockerfile"]
 TESTED = set(DOCKERFILES) | {"examples/mpi/Dockerfile", "examples/mme/Dockerfile", "examples/engine/Dockerfile"} \
     | {f"{directory}/Dockerfile" for directory in WALKTHROUGH.values()}
 
