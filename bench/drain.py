@@ -36,7 +36,7 @@ def one_stop(smc: str, drain_s: str, clients: int, think_s: float) -> tuple[int,
     shutil.copy(ROOT / "tests" / "fixtures" / "handlers" / "echo.py", base / "model" / "code" / "inference.py")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_", "SMC_", "_PYI_"))}
-    env.update({"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port), "SMC_DRAIN_SECONDS": drain_s,
+    env.update({"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port), "SMC_PYTHON": "embedded", "SMC_DRAIN_SECONDS": drain_s,
                 "SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
     proc = subprocess.Popen([smc, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -34,7 +34,7 @@ from run import BODY, free_port, make_model, run_wrk, stop  # noqa: E402
 def start(smc: Path, base: Path, extra: dict[str, str], log: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGEMAKER_", "SMC_", "SM_", "PYTHON"))}
-    env.update({"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port),
+    env.update({"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port), "SMC_PYTHON": "embedded",
                 "SAGEMAKER_MODEL_SERVER_WORKERS": "2", **extra})
     with open(log, "ab") as out:
         proc = subprocess.Popen([str(smc), "serve"], env=env, stdout=out, stderr=out, start_new_session=True)

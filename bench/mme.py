@@ -60,7 +60,7 @@ def tree(base: Path, loads: int, model_fn_s: float) -> None:
 def start_smc(smc: Path, base: Path, workers: int, multi: bool, log: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGEMAKER_", "SMC_", "SM_", "PYTHON"))}
-    env.update({"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port),
+    env.update({"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port), "SMC_PYTHON": "embedded",
                 "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers), "SMC_LOG_FORMAT": "json"})
     if multi:
         env["SAGEMAKER_MULTI_MODEL"] = "true"

@@ -225,7 +225,7 @@ def main() -> int:
     shutil.copy(HANDLER, base / "model" / "code" / "inference.py")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_", "SMC_", "_PYI_"))}
-    env.update({"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port), "SMC_LOG_FORMAT": "json",
+    env.update({"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port), "SMC_PYTHON": "embedded", "SMC_LOG_FORMAT": "json",
                 "SAGEMAKER_MODEL_SERVER_WORKERS": "2", "SMC_WORKER_CRASH_LIMIT": "100000", "SMC_DRAIN_SECONDS": "2"})
     log_path = base / "serve.log"
     with open(log_path, "wb") as log:

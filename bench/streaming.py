@@ -70,7 +70,7 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
 
 def start(smc: Path, base: Path, log: Path, env: dict[str, str]) -> tuple[subprocess.Popen, int]:
     port = serve_bench.free_port()
-    full = clean_env({"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port), **env})
+    full = clean_env({"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port), "SMC_PYTHON": "embedded", **env})
     with open(log, "ab") as out:
         proc = subprocess.Popen([str(smc), "serve"], env=full, stdout=out, stderr=out, start_new_session=True)
     return proc, port

@@ -51,7 +51,7 @@ def one_start(smc: Path, base: Path, with_requirements: bool, wheels: Path, time
         (code / "requirements.txt").write_text("benchpkg==1.0\n")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGEMAKER_", "SMC_", "SM_", "PYTHON", "PIP_"))}
-    env.update({"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port), "SMC_LOG_FORMAT": "json",
+    env.update({"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port), "SMC_PYTHON": "embedded", "SMC_LOG_FORMAT": "json",
                 "SAGEMAKER_MODEL_SERVER_WORKERS": "1", "SMC_PREFIX": str(base / "prefix"),
                 "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)})
     start = time.perf_counter()

@@ -139,11 +139,12 @@ def run_wrk(port: int, duration_s: int, connections: int, lua: Path) -> dict[str
 
 
 # -- the three stacks: each start() returns (Popen, port); processes run in their own group ---------
-def start_smc(smc: Path, base: Path, workers: int, log: Path) -> tuple[subprocess.Popen, int]:
+def start_smc(smc: Path, base: Path, workers: int, log: Path, python: str = "embedded") -> tuple[subprocess.Popen, int]:
+    """python: SMC_PYTHON (the embedded interpreter unless a bench compares the image's)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGEMAKER_", "SMC_", "SM_", "PYTHON"))}
     env.update({"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port),
-                "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)})
+                "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers), "SMC_PYTHON": python})
     with open(log, "ab") as out:
         proc = subprocess.Popen([str(smc), "serve"], env=env, stdout=out, stderr=out, start_new_session=True)
     return proc, port

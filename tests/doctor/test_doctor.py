@@ -298,3 +298,61 @@ def test_no_entry_point_does_not_tell_a_serving_image_to_name_train_py(smc, tmp_
     finding = by_check(report, "entry_point")
     assert finding["status"] == "warn" and "SAGEMAKER_PROGRAM=train.py" not in finding["hint"], finding
     assert "smc doctor serve" in finding["hint"], finding
+
+
+# -- which Python runs user code (supervisor_app/interpreter.py) --------------------------------------
+def _serve_tree(base: Path, handler: str) -> dict[str, str]:
+    (base / "model").mkdir(parents=True)
+    (base / "code").mkdir()
+    shutil.copy(ROOT / "tests" / "fixtures" / "image_python" / handler, base / "code" / handler)
+    return {"SAGEMAKER_BASE_DIR": str(base)}
+
+
+def test_doctor_imports_the_handler_under_the_python_that_will_serve(smc, tmp_path):
+    """inference.py imports tabulate, which only the image's Python has: doctor passes it under that
+    Python, names it and its version, and fails it under the embedded one."""
+    from tests.image_pythons import image_python
+
+    python = image_python("3.11")
+    if python is None:
+        pytest.skip("no CPython 3.11")
+    env = _serve_tree(tmp_path / "ml", "inference.py")
+    code, report = doctor(smc, "serve", env={**env, "SMC_PYTHON": str(python)})
+    chosen = by_check(report, "python")
+    assert chosen["status"] == "ok" and "Python 3.11." in chosen["message"] and str(python) in chosen["message"]
+    handler = by_check(report, "handler")
+    assert handler["status"] == "ok" and f"under {python}" in handler["message"], handler
+    code, report = doctor(smc, "serve", env={**env, "SMC_PYTHON": "embedded"})
+    handler = by_check(report, "handler")
+    assert handler["status"] == "fail" and "tabulate" in handler["message"], handler
+    assert "embedded" in by_check(report, "python")["message"]
+
+
+def test_doctor_warns_when_smc_prefix_packages_will_not_be_seen(smc, tmp_path):
+    from tests.image_pythons import image_python
+
+    python = image_python("3.11")
+    if python is None:
+        pytest.skip("no CPython 3.11")
+    prefix = tmp_path / "prefix"
+    (prefix / "lib" / "python3.11" / "site-packages" / "pandas-2.2.3.dist-info").mkdir(parents=True)
+    env = {**_serve_tree(tmp_path / "ml", "inference.py"), "SMC_PREFIX": str(prefix)}
+    _, report = doctor(smc, "serve", env={**env, "SMC_PYTHON": str(python)})
+    found = by_check(report, "python_prefix_packages")
+    assert found["status"] == "warn" and "pandas" in found["message"] and "SMC_PYTHON=embedded" in found["hint"]
+    _, report = doctor(smc, "serve", env={**env, "PATH": f"{python.parent}:{os.environ['PATH']}"})
+    chosen = by_check(report, "python")  # the default rule keeps them: no warning, the reason named
+    assert "smc's embedded Python" in chosen["message"] and "SMC_PREFIX" in chosen["message"], chosen
+    assert not [f for f in report["findings"] if f["check"] == "python_prefix_packages"]
+
+
+def test_doctor_fails_a_python_too_old_to_serve(smc, tmp_path):
+    from tests.image_pythons import find_cpython
+
+    old = find_cpython("3.8")
+    if old is None:
+        pytest.skip("no CPython 3.8")
+    env = _serve_tree(tmp_path / "ml", "inference.py")
+    code, report = doctor(smc, "serve", env={**env, "SMC_PYTHON": str(old)})
+    found = by_check(report, "python")
+    assert code == 1 and found["status"] == "fail" and "3.9 or newer" in found["message"], found

@@ -52,12 +52,13 @@ def test_one_byte_over_the_limit_is_a_json_413_from_nginx(start_server):
 def test_big_bodies_read_in_linear_time_with_no_limit(start_server):
     server = start_server("stream", env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
     _upload(server.port, 4 * MIB)  # warm up
-    timings = {}
-    for size_mb in (25, 100):
-        status, body, elapsed = _upload(server.port, size_mb * MIB)
-        assert status == 200, body[:300]
-        assert json.loads(body)["length"] == size_mb * MIB and json.loads(body)["type"] == "bytes"
-        timings[size_mb] = elapsed
+    timings: dict[int, float] = {}
+    for _ in range(3):  # the best of three: one upload on a shared machine can stall for 0.2 s
+        for size_mb in (25, 100):
+            status, body, elapsed = _upload(server.port, size_mb * MIB)
+            assert status == 200, body[:300]
+            assert json.loads(body)["length"] == size_mb * MIB and json.loads(body)["type"] == "bytes"
+            timings[size_mb] = min(elapsed, timings.get(size_mb, elapsed))
     ratio = timings[100] / timings[25]
     assert ratio < 8, timings  # linear is 4; the old `bytes +=` read was 15; loose for a loaded machine
 

@@ -93,18 +93,28 @@ def post(url: str, body: str) -> tuple[int, str]:
         return response.status, response.read().decode()
 
 
-def test_serve_answers_then_docker_stop_ends_it_with_0(containers, image, distro, tmp_path):
+@pytest.mark.parametrize("python", ["image", "embedded"])
+def test_serve_answers_then_docker_stop_ends_it_with_0(containers, image, distro, tmp_path, python):
+    """By default the image's python3 runs the workers (Debian 11's 3.9, 12's 3.11, 13's 3.13);
+    SMC_PYTHON=embedded, smc's own."""
     model = model_dir(tmp_path / "model")
+    chosen = [] if python == "image" else ["-e", "SMC_PYTHON=embedded"]
     result, box = containers(
         image,
         "serve",
         detach=True,
         publish=True,
-        docker_args=["-v", f"{model}:/opt/ml/model", "-e", "SAGEMAKER_PROGRAM=inference.py"],
+        docker_args=["-v", f"{model}:/opt/ml/model", "-e", "SAGEMAKER_PROGRAM=inference.py", *chosen],
     )
     assert result.returncode == 0, explain(result)
     box.wait_ready()  # fails with the container's log
     assert post(box.url("/invocations"), "3") == (200, "6.0"), box.logs()[-4000:]
+    event = next(e for e in json_events(box.logs()) if e.get("event") == "python_chosen")
+    if python == "image":
+        assert event["embedded"] is False and event["executable"] == "/usr/bin/python3", event
+        assert event["version"].startswith(DISTROS[distro] + "."), event
+    else:
+        assert event["embedded"] is True, event
     stopping = time.monotonic()
     stopped = docker("stop", "-t", "30", box.name, timeout=60)
     elapsed_s = time.monotonic() - stopping
