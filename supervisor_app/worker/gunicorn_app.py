@@ -301,10 +301,32 @@ class ModelServer(BaseApplication):
                                          execution_parameters(self.config, self.workers)))
 
     def _fail(self, event: str, exc: AppLoadError) -> None:
+        exc = _name_the_interpreter(exc, self.config)
         self.log.error(event, error=exc.message, hint=exc.hint, exc_info=exc.__cause__)
         notify(self.notify_fd, "app_load_failed", message=exc.message, hint=exc.hint)
         # gunicorn turns AppImportError into exit code 4 and halts instead of respawning.
         raise AppImportError(exc.message)
+
+
+# What smc's embedded interpreter bundles: an image whose code relied on these without installing
+# them in its own python3 serves under that python3 now, and is told the way back.
+_BUNDLED_WITH_SMC = frozenset({"flask", "werkzeug", "jinja2", "itsdangerous", "click", "blinker", "markupsafe",
+                               "structlog", "uvicorn", "h11", "wsproto"})
+
+
+def _name_the_interpreter(exc: AppLoadError, config: WorkerSettings) -> AppLoadError:
+    cause = exc.__cause__
+    if config.embedded or not isinstance(cause, ModuleNotFoundError) or not cause.name:
+        return exc
+    missing = cause.name.split(".")[0]
+    hint = f"{exc.hint}; {missing} is not installed for {sys.executable}, the Python serving (SMC_PYTHON)"
+    if missing in _BUNDLED_WITH_SMC:
+        hint += f": install it there, or set SMC_PYTHON=embedded to serve with smc's own Python, which bundles {missing}"
+    else:
+        hint += f": install it there ({sys.executable} -m pip install {missing})"
+    named = AppLoadError(exc.message, hint=hint)
+    named.__cause__ = cause
+    return named
 
 
 def _worker_ready(worker: Any, notify_fd: int) -> None:

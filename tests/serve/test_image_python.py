@@ -249,6 +249,26 @@ def test_requirements_without_pip_is_a_clear_error(smc_binary, tmp_path):
     assert "no pip" in failure["error"] and "python3-pip" in failure["hint"], failure
 
 
+def test_an_app_that_relied_on_smcs_bundled_flask_is_told_the_way_back(smc_binary, tmp_path):
+    """An image whose Flask app ran on the embedded interpreter's Flask, now served by its own python3
+    that has no Flask: exit 4, and the hint names SMC_PYTHON=embedded."""
+    base_python = find_cpython("3.11")
+    if base_python is None:
+        pytest.skip("no CPython 3.11")
+    import subprocess
+
+    venv = tmp_path / "bare"
+    subprocess.run([str(base_python), "-m", "venv", "--without-pip", str(venv)], check=True)
+    base = tmp_path / "opt_ml"
+    (base / "code").mkdir(parents=True)
+    _copy(base, "flask_app.py")
+    failure = _failed(_serve(smc_binary, base, {"SMC_PYTHON": str(venv / "bin" / "python3"),
+                                                "SMC_WSGI_APP": "flask_app:app"}, wait=False))
+    assert failure["exit_code_seen"] == 4, failure
+    assert "flask" in failure["error"], failure
+    assert "SMC_PYTHON=embedded" in failure["hint"] and "bundles flask" in failure["hint"], failure
+
+
 def _write_wheel(directory: Path, name: str, version: str, files: dict[str, str]) -> Path:
     """A pure-Python wheel written by hand: an offline index for pip (no build backend needed)."""
     import zipfile
