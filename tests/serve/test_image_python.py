@@ -71,33 +71,25 @@ def test_handler_with_an_image_only_package(smc_binary, tmp_path, python):
         _stop(server)
 
 
-def test_flask_app_with_the_images_flask(smc_binary, tmp_path, python):
+# An app with the image's own framework: (fixture file, setting, the framework's module field).
+APPS = {"flask": ("flask_app.py", "SMC_WSGI_APP", "flask"), "fastapi": ("fastapi_app.py", "SMC_ASGI_APP", "fastapi")}
+
+
+@pytest.mark.parametrize("kind", list(APPS))
+def test_app_with_the_images_framework(smc_binary, tmp_path, python, kind):
+    module, setting, framework = APPS[kind]
     base = tmp_path / "opt_ml"
     (base / "code").mkdir(parents=True)
-    _copy(base, "flask_app.py")
-    server = _serve(smc_binary, base, {"SMC_PYTHON": str(python), "SMC_WSGI_APP": "flask_app:app"})
+    _copy(base, module)
+    server = _serve(smc_binary, base, {"SMC_PYTHON": str(python), setting: f"{module[:-3]}:app"})
     try:
         answer = server.invoke(json.dumps(ROWS))
         assert answer.status == 200, answer.body
         body = answer.json()
         assert body["table"] == TABLE and body["executable"] == str(python)
-        assert body["flask"].startswith(str(python.parent.parent)), body  # the image's Flask, not smc's
-    finally:
-        _stop(server)
-
-
-def test_fastapi_app_with_the_images_fastapi(smc_binary, tmp_path, python):
-    base = tmp_path / "opt_ml"
-    (base / "code").mkdir(parents=True)
-    _copy(base, "fastapi_app.py")
-    server = _serve(smc_binary, base, {"SMC_PYTHON": str(python), "SMC_ASGI_APP": "fastapi_app:app"})
-    try:
-        answer = server.invoke(json.dumps(ROWS))
-        assert answer.status == 200, answer.body
-        body = answer.json()
-        assert body["table"] == TABLE and body["executable"] == str(python)
-        assert body["fastapi"].startswith(str(python.parent.parent)), body
-        assert "/fallback/uvicorn/" in body["uvicorn"], body  # the image has none: smc's copy serves
+        assert body[framework].startswith(str(python.parent.parent)), body  # the image's, not smc's
+        if kind == "fastapi":
+            assert "/fallback/uvicorn/" in body["uvicorn"], body  # the image has none: smc's copy serves
     finally:
         _stop(server)
 
