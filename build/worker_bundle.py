@@ -9,14 +9,24 @@ The zip holds, as source (it must import on CPython 3.9 to 3.13, so no bytecode)
 - fallback/: FALLBACK_SITE's packages (requirements/worker.txt: uvicorn and its parts, resolved for
   the oldest supported Python), put last on sys.path, so the image's own copies win.
 
-Entries are written in sorted order with a fixed timestamp: the same inputs give the same bytes,
-and the file's digest names its unpacked copy.
+Bytecode: each CPython 3.9-3.13 found on the build machine (pyenv's, python3.X on PATH) and the
+interpreter running this script compile the sources into __pycache__ as unchecked-hash .pyc files
+(PEP 552: valid whatever the unpacked files' times), so the image's Python imports smc's worker
+side without compiling it at every start (a container starts once; PYTHONDONTWRITEBYTECODE=1 is
+common in images, and it only stops writing). An interpreter with no .pyc here compiles the source
+as usual: slower to start, nothing else.
+
+Entries are written in sorted order with a fixed timestamp.
 """
 
 from __future__ import annotations
 
 import ast
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -94,6 +104,56 @@ def _top_levels(site: Path) -> list[str]:
     return names
 
 
+def interpreters() -> list[str]:
+    """CPython 3.9-3.13 on this machine (one per minor version), and the one running this script."""
+    found: dict[str, str] = {}
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    for minor in range(9, 14):
+        candidates = sorted(pyenv.glob(f"3.{minor}.*/bin/python3")) if pyenv.is_dir() else []
+        on_path = shutil.which(f"python3.{minor}")
+        chosen = str(candidates[-1]) if candidates else on_path
+        if chosen:
+            found[f"3.{minor}"] = chosen
+    found.setdefault(f"{sys.version_info[0]}.{sys.version_info[1]}", sys.executable)
+    return sorted(found.values())
+
+
+# What the gunicorn master and a sync worker import (the handler contract, WSGI apps, MME): only
+# these get bytecode, which keeps the binary small; the rest (the ASGI server, gunicorn's unused
+# parts) compiles on first import as usual.
+_START_MODULES = (
+    "supervisor_app.worker.boot", "supervisor_app.worker.gunicorn_app", "supervisor_app.worker.marked_worker",
+    "supervisor_app.worker.wsgi", "supervisor_app.worker.user_app", "supervisor_app.worker.mme.app",
+    "supervisor_app.worker.mme.mme_worker", "gunicorn.app.base", "gunicorn.arbiter", "gunicorn.workers.sync",
+    "gunicorn.http.wsgi", "gunicorn.glogging", "gunicorn.sock", "gunicorn.systemd", "gunicorn.pidfile",
+)
+_COMPILE = """
+import py_compile, sys
+stage = sys.argv[1]
+sys.path[0] = stage
+sys.path.append(stage + "/fallback")
+for name in sys.argv[2:]:
+    __import__(name)
+files = sorted({m.__file__ for m in list(sys.modules.values()) if (getattr(m, "__file__", None) or "").startswith(stage)})
+for path in files:
+    py_compile.compile(path, doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+print(len(files))
+"""
+
+
+def _compile(stage: Path, pythons: list[str]) -> list[str]:
+    compiled = []
+    for python in pythons:
+        # -B: the imports themselves write no (timestamp) bytecode; py_compile writes the hash-based one.
+        done = subprocess.run([python, "-B", "-c", _COMPILE, str(stage), *_START_MODULES], capture_output=True,
+                              text=True, check=False, cwd=stage)
+        if done.returncode == 0:
+            compiled.append(f"{python} ({done.stdout.strip()} modules)")
+        else:  # a broken or odd interpreter: its users compile at start, as before
+            print(f"worker bundle: {python} could not compile: {done.stdout[-300:]}{done.stderr[-300:]}")
+    return compiled
+
+
 def build(out: Path, gunicorn_site: Path, fallback_site: Path) -> list[str]:
     entries: list[tuple[str, Path]] = []
     for name, path in closure().items():
@@ -102,12 +162,20 @@ def build(out: Path, gunicorn_site: Path, fallback_site: Path) -> list[str]:
     for top in _top_levels(fallback_site):
         entries += [(f"fallback/{arc}", p) for arc, p in _tree(fallback_site, top)]
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_suffix(".partial")
-    with zipfile.ZipFile(partial, "w") as archive:
-        for arcname, path in sorted(set(entries)):
-            _add(archive, arcname, path)
-    partial.replace(out)
-    return sorted(arc for arc, _ in entries)
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = Path(tmp)
+        for arcname, path in entries:
+            (stage / arcname).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, stage / arcname)
+        compiled = _compile(stage, interpreters())
+        files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
+        partial = out.with_suffix(".partial")
+        with zipfile.ZipFile(partial, "w") as archive:
+            for arcname in files:
+                _add(archive, arcname, stage / arcname)
+        partial.replace(out)
+    print(f"worker bundle: bytecode for {', '.join(compiled) or 'no interpreter'}")
+    return files
 
 
 if __name__ == "__main__":

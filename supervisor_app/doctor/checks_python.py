@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import tempfile
-import zipfile
 from pathlib import Path
 
 from supervisor_app import interpreter, process
@@ -45,23 +44,23 @@ def check_python(config: Config, serving: bool) -> tuple[interpreter.Interpreter
 
 def check_handler_in(python: interpreter.Interpreter, config: Config, serve: ServeConfig) -> Finding:
     """Import the handler or app in the image's Python, as its workers will."""
-    from supervisor_app.serve.worker_launch import bundle_path
+    from supervisor_app.serve.worker_launch import bundle_path, write_boot_script
     from supervisor_app.serve.worker_plan import worker_settings
-    from supervisor_app.worker.check import CHECK_CODE
+    from supervisor_app.worker.boot import SCRIPT_NAME
 
     work = Path(tempfile.mkdtemp(prefix="smc-doctor-", dir=config.tmp_dir))
     try:
-        with zipfile.ZipFile(bundle_path()) as archive:
-            archive.extractall(work / "worker")
+        bundle = bundle_path()
+        write_boot_script(bundle, work / SCRIPT_NAME)
         settings = worker_settings(serve, work, 1, config.log_level, python)
         (work / "worker.json").write_text(settings.to_json(), encoding="utf-8")
-        done = subprocess.run([*python.argv, "-c", CHECK_CODE, str(work / "worker"), str(work / "worker.json")],
+        done = subprocess.run([*python.argv, str(work / SCRIPT_NAME), "--check", str(bundle), str(work / "worker.json")],
                               env=process.foreign_env(config.environ), cwd=str(serve.code_dir) if serve.code_dir.is_dir()
                               else None, stdin=subprocess.DEVNULL, capture_output=True, timeout=CHECK_TIMEOUT_S,
                               check=False)
     except SmcError as exc:
         return fail("handler", exc.message, exc.hint)
-    except (OSError, zipfile.BadZipFile, subprocess.TimeoutExpired) as exc:
+    except (OSError, subprocess.TimeoutExpired) as exc:
         return fail("handler", f"cannot import the handler under {python.name}: {exc}",
                     "check TMPDIR and the interpreter, or set SMC_PYTHON=embedded")
     finally:

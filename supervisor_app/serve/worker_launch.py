@@ -1,8 +1,8 @@
-"""Getting the worker side ready to run under the image's Python: the bundle unpacked into the run
-dir (removed when smc ends; $TMPDIR is the only place written) and the settings file beside it.
+"""Getting the worker side ready to run under the image's Python: the settings file and the boot
+script in the run dir (removed when smc ends; $TMPDIR is the only place written).
 
 The bundle is one zip inside the binary (build/worker_bundle.py, spec/smc.spec), so the binary's
-own start unpacks one file, not hundreds; it is unpacked again only by a serve that needs it.
+own start unpacks one file, not hundreds; the image's Python imports from that zip in place.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from supervisor_app.errors import BootError
 from supervisor_app.serve.worker_plan import MasterPlan
+from supervisor_app.worker.boot import ARCNAME
 
 BUNDLE_NAME = "smc-worker.zip"
 BUNDLE_ENV = "SMC_WORKER_BUNDLE"  # a zip to use instead of the binary's own (smc run from source)
@@ -35,21 +36,22 @@ def bundle_path() -> Path:
     )
 
 
-def prepare(plan: MasterPlan) -> None:
-    """Write the settings file; for the image's Python, unpack the bundle next to it."""
-    plan.settings_file.write_text(plan.settings.to_json(), encoding="utf-8")
-    if plan.bundle_dir is None:
-        return
-    target = plan.bundle_dir
-    source = bundle_path()
+def write_boot_script(source: Path, target: Path) -> None:
+    """worker/boot.py out of the bundle: the one file the image's Python needs on disk."""
     try:
         with zipfile.ZipFile(source) as archive:
-            archive.extractall(target)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise BootError(f"cannot unpack smc's worker bundle {source} into {target}: {exc}",
-                        hint="TMPDIR must be writable and have a few MB free") from None
-    # The run dir is 0711 (nginx workers reach the socket by name only); the image's Python runs as
-    # smc's user and reads the bundle as the owner.
+            target.write_bytes(archive.read(ARCNAME))
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise BootError(f"cannot take smc's worker start script out of {source} into {target}: {exc}",
+                        hint="TMPDIR must be writable; a damaged binary: download smc again") from None
 
 
-__all__ = ["BUNDLE_ENV", "BUNDLE_NAME", "bundle_path", "prepare"]
+def prepare(plan: MasterPlan) -> None:
+    """Write the settings file; for the image's Python, the boot script beside it. The bundle itself
+    stays where the binary unpacked it: the image's Python imports from the zip (worker/boot.py)."""
+    plan.settings_file.write_text(plan.settings.to_json(), encoding="utf-8")
+    if plan.boot_script is not None:
+        write_boot_script(bundle_path(), plan.boot_script)
+
+
+__all__ = ["BUNDLE_ENV", "BUNDLE_NAME", "bundle_path", "prepare", "write_boot_script"]

@@ -10,11 +10,10 @@ from pathlib import Path
 
 from supervisor_app.config.serve import ServeConfig
 from supervisor_app.interpreter import Interpreter
-from supervisor_app.worker.boot import BOOT_CODE
+from supervisor_app.worker.boot import SCRIPT_NAME
 from supervisor_app.worker.run_dir import WORKER_SETTINGS_FILE
 from supervisor_app.worker.settings import WorkerSettings
 
-BUNDLE_DIR = "worker"  # in the run dir: the unpacked worker bundle
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,7 @@ class MasterPlan:
     env: Mapping[str, str]
     settings: WorkerSettings
     settings_file: Path
-    bundle_dir: Path | None = None  # where the worker bundle is unpacked (the image's Python only)
+    boot_script: Path | None = None  # worker/boot.py, copied out of the bundle (the image's Python only)
 
 
 def worker_settings(config: ServeConfig, run_dir: Path, workers: int, log_level: int,
@@ -44,15 +43,15 @@ def worker_settings(config: ServeConfig, run_dir: Path, workers: int, log_level:
 
 
 def master_plan(settings: WorkerSettings, interpreter: Interpreter, env: Mapping[str, str],
-                notify_fd: int) -> MasterPlan:
+                notify_fd: int, bundle_zip: Path) -> MasterPlan:
     """env: what user code sees (the image's environment for the image's Python, without the
     bundle's library path)."""
     settings_file = settings.run_dir / WORKER_SETTINGS_FILE
     if interpreter.embedded:
         return MasterPlan(None, env, settings, settings_file)
-    bundle = settings.run_dir / BUNDLE_DIR
-    argv = (*interpreter.argv, "-c", BOOT_CODE, str(bundle), str(settings_file), str(notify_fd))
-    return MasterPlan(argv, env, settings, settings_file, bundle)
+    script = settings.run_dir / SCRIPT_NAME
+    argv = (*interpreter.argv, str(script), str(bundle_zip), str(settings_file), str(notify_fd))
+    return MasterPlan(argv, env, settings, settings_file, script)
 
 
-__all__ = ["BUNDLE_DIR", "MasterPlan", "master_plan", "worker_settings"]
+__all__ = ["MasterPlan", "master_plan", "worker_settings"]

@@ -1,6 +1,7 @@
 """`smc doctor`'s import of the handler or app, inside the interpreter that will serve it.
 
-Run by doctor/checks_python.py as `python3 -c CHECK_CODE BUNDLE SETTINGS_JSON`: it imports what
+Run by doctor/checks_python.py as `python3 smc_worker_boot.py --check BUNDLE SETTINGS_JSON`
+(worker/boot.py, which puts the bundle on the import path first): it imports what
 a worker would import (inference.py's hooks, or SMC_WSGI_APP / SMC_ASGI_APP) the way a worker
 does, and prints one JSON object: {"status": "ok"|"fail", "message", "hint", "path"}. No model is
 loaded (model_fn is not called), as in the embedded interpreter's doctor.
@@ -9,16 +10,9 @@ loaded (model_fn is not called), as in the embedded interpreter's doctor.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
-from supervisor_app.worker.boot import FALLBACK_DIR
-
-CHECK_CODE = (
-    "import sys; root = sys.argv[1]; sys.path[0] = root; del sys.argv[1]; "
-    "from supervisor_app.worker.check import main; main(root, sys.argv[1:])"
-)
 
 
 def inspect(settings_path: Path) -> dict[str, str]:
@@ -45,12 +39,11 @@ def inspect(settings_path: Path) -> dict[str, str]:
             "path": str(loaded.path)}
 
 
-def main(root: str, args: list[str]) -> None:
-    sys.path.append(os.path.join(root, FALLBACK_DIR))
+def main(settings_path: str) -> None:
     out = sys.stdout
     sys.stdout = sys.stderr  # what user code prints at import must not corrupt the answer
     try:
-        answer = inspect(Path(args[0]))
+        answer = inspect(Path(settings_path))
     except Exception as exc:  # smc's worker code itself failed here: say so, with the cause
         answer = {"status": "fail", "message": f"smc's worker code failed under {sys.executable}: "
                   f"{type(exc).__name__}: {exc}", "hint": "set SMC_PYTHON=embedded, or report this to smc"}
@@ -58,4 +51,4 @@ def main(root: str, args: list[str]) -> None:
     out.flush()
 
 
-__all__ = ["CHECK_CODE", "inspect", "main"]
+__all__ = ["inspect", "main"]
