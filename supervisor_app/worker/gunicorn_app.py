@@ -309,11 +309,14 @@ class ModelServer(BaseApplication):
                                   threaded=batching)
 
     def _batcher(self, handlers: Any, service: Any) -> Any:
+        from functools import partial
+
+        from supervisor_app.worker.batch_predict import run_batch
         from supervisor_app.worker.batching import Batcher
 
         config = self.config
         self.log.info("batching_on", batch_size=config.batch_size, batch_delay_ms=config.batch_delay_ms)
-        return Batcher(service.run_batch, config.batch_size, config.batch_delay_ms / 1000.0, config.timeout_s,
+        return Batcher(partial(run_batch, service), config.batch_size, config.batch_delay_ms / 1000.0, config.timeout_s,
                        logs.get_logger("batcher"))
 
     def _multi_model_app(self) -> Any:

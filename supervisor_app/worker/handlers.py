@@ -243,8 +243,10 @@ class InferenceService:
             prediction = self.batcher.predict(data, context)
         elif handlers.has("predict_fn"):
             prediction = self._hook("predict_fn", (data, self.model), context)
-        else:
-            prediction = self._alone(data, context)
+        else:  # batch_predict_fn without batching on: a batch of one
+            from supervisor_app.worker.batch_predict import predict_alone
+
+            prediction = predict_alone(self, data, context)
         if not handlers.has("output_fn") and _is_predicted_stream(prediction):
             return self._result(prediction, chosen, context, "predict_fn")  # a stream: no encoder
         if unencodable is not None:
@@ -281,42 +283,6 @@ class InferenceService:
         if record_accept != accept:
             kind = content.JSONLINES
         return Result(context.response_status or 200, body, kind, dict(context.response_headers))
-
-    def run_batch(self, inputs: list[Any], contexts: list[Any]) -> list[Any]:
-        """batch_predict_fn over a batch: one prediction or HandlerError per input, in order. A
-        wrong answer as a whole (not a list, wrong length, raising) is one HandlerError for all."""
-        hook = "batch_predict_fn"
-        try:
-            if self.handlers.with_context[hook]:
-                answer = self.handlers.hooks[hook](inputs, self.model, contexts)
-            else:
-                answer = self.handlers.hooks[hook](inputs, self.model)
-        except Exception as exc:
-            error = _handler_error(hook, exc, None)
-            error.__cause__ = exc
-            return [error] * len(inputs)
-        if not isinstance(answer, (list, tuple)):
-            raise HandlerError(500, f"{hook} returned {type(answer).__name__} for {len(inputs)} inputs; return a "
-                               "list with one prediction per input, in order", hook)
-        if len(answer) != len(inputs):
-            raise HandlerError(500, f"{hook} returned {len(answer)} predictions for {len(inputs)} inputs; return "
-                               "one prediction per input, in order", hook)
-        results: list[Any] = []
-        for item in answer:
-            if isinstance(item, BaseException):
-                error = _handler_error(hook, item, None) if isinstance(item, Exception) else \
-                    HandlerError(500, f"{hook} raised {type(item).__name__}", hook)
-                error.__cause__ = item
-                item = error
-            results.append(item)
-        return results
-
-    def _alone(self, data: Any, context: Context) -> Any:
-        """batch_predict_fn without batching on: a batch of one."""
-        result = self.run_batch([data], [context])[0]
-        if isinstance(result, BaseException):
-            raise result
-        return result
 
     def _choose(self, accept: str | None) -> str:
         try:
