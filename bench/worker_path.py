@@ -43,6 +43,8 @@ request = (b"POST /invocations HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 1
 class Worker(worker.NginxWorker):
     def __init__(self):  # only what handle() reads
         self.nr, self.max_requests, self.alive, self.wsgi = 0, 10**9, True, app
+        self.app = None  # _stall_s() reads app.config; None: the default invocation timeout
+        self.tmp = type("Tmp", (), {"notify": staticmethod(lambda: None)})()  # gunicorn's liveness file
         self.cfg = type("Cfg", (), {"worker_tmp_dir": tempfile.gettempdir(), "graceful_timeout": 1})()
 
     def notify(self):

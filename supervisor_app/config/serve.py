@@ -93,6 +93,16 @@ def parse_nonnegative_seconds(name: str, raw: str) -> float:
     return value
 
 
+def parse_nonnegative_ms(name: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} is not a number of milliseconds", hint=f"set {name} to 0 or more, e.g. 5")
+    return value
+
+
 G = "serve"
 
 SERVE_SETTINGS: tuple[Setting, ...] = (
@@ -137,6 +147,13 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
             "API spelling SingleRecord/MultiRecord is accepted).", G),
     Setting("max_concurrent_transforms", ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",), parse_positive_int, None,
             "MaxConcurrentTransforms reported by GET /execution-parameters; default: the worker count.", G),
+    Setting("batch_size", ("SMC_BATCH_SIZE", "SAGEMAKER_TS_BATCH_SIZE"), parse_positive_int, 1,
+            "Dynamic batching of inference.py handlers: the most requests one worker runs as one "
+            "batch_predict_fn call; 1 (default) is off. TorchServe's SAGEMAKER_TS_BATCH_SIZE is read "
+            "when SMC_BATCH_SIZE is unset.", G),
+    Setting("batch_delay_ms", ("SMC_BATCH_DELAY_MS", "SAGEMAKER_TS_MAX_BATCH_DELAY"), parse_nonnegative_ms, 5.0,
+            "With batching on: the longest a request waits for companions before its batch runs, in "
+            "milliseconds (TorchServe's SAGEMAKER_TS_MAX_BATCH_DELAY is read when unset).", G),
     Setting("startup_timeout_s", ("SAGEMAKER_STARTUP_TIMEOUT",), parse_seconds, 600.0,
             "Seconds allowed from start until a worker has loaded the model; then smc gives up (exit 1).", G),
     Setting("install_requirements", ("SMC_INSTALL_REQUIREMENTS",), parse_bool, True,
@@ -213,6 +230,8 @@ class ServeConfig:
     batch: bool
     batch_strategy: str
     max_concurrent_transforms: int | None
+    batch_size: int  # SMC_BATCH_SIZE: 1 = no dynamic batching
+    batch_delay_ms: float
     startup_timeout_s: float
     nginx: str | None
     install_requirements: bool
@@ -279,6 +298,13 @@ def load_serve_config(config: Config) -> ServeConfig:
             f"both SMC_WSGI_APP={values['wsgi_app']} and SMC_ASGI_APP={values['asgi_app']} are set",
             hint="set the one that matches your app: SMC_WSGI_APP for Flask/WSGI, SMC_ASGI_APP for FastAPI/ASGI",
         )
+    if values["batch_size"] > 1 and (values["wsgi_app"] or values["asgi_app"]):
+        app_env = "SMC_WSGI_APP" if values["wsgi_app"] else "SMC_ASGI_APP"
+        raise ConfigError(
+            f"batching (SMC_BATCH_SIZE or SAGEMAKER_TS_BATCH_SIZE = {values['batch_size']}) is for inference.py "
+            f"handlers, but {app_env} serves your own app",
+            hint="unset SMC_BATCH_SIZE/SAGEMAKER_TS_BATCH_SIZE, or serve an inference.py with batch_predict_fn",
+        )
     program_requested = program
     app = values["wsgi_app"] or values["asgi_app"]
     modules = (app.partition(":")[0].removesuffix(".py"),) if app else (program, DEFAULT_PROGRAM)
@@ -300,8 +326,18 @@ def load_serve_config(config: Config) -> ServeConfig:
         **{k: v for k, v in values.items() if k not in ("submit_dir", "program")},
         program=program,
         program_requested=program_requested,
-        multi_model=load_mme_config(config.environ, config.base_dir, submit),
+        multi_model=_no_batching_with_mme(load_mme_config(config.environ, config.base_dir, submit), values["batch_size"]),
     )
+
+
+def _no_batching_with_mme(mme: MmeSettings | None, batch_size: int) -> MmeSettings | None:
+    if mme is not None and batch_size > 1:
+        raise ConfigError(
+            f"batching (SMC_BATCH_SIZE or SAGEMAKER_TS_BATCH_SIZE = {batch_size}) is not available with "
+            "SAGEMAKER_MULTI_MODEL=true",
+            hint="unset SMC_BATCH_SIZE/SAGEMAKER_TS_BATCH_SIZE for a multi-model endpoint",
+        )
+    return mme
 
 
 def _code_dirs(layout: Layout, submit: str | None) -> tuple[Path, ...]:

@@ -26,6 +26,8 @@ class Snapshot:
     model_load_s_sum: float  # every process loads the model once: summed over processes
     model_loads: int
     model_load_s_max: float | None  # the slowest load among live processes
+    batch_sizes: tuple[list[float], float, float] = ([], 0.0, 0.0)  # over layout.BATCH_SIZE_BUCKETS
+    batch_wait: tuple[list[float], float, float] = ([], 0.0, 0.0)  # seconds a request waited for its batch
 
 
 class Aggregator:
@@ -80,8 +82,7 @@ def _add(into: array.array, slots: array.array) -> None:
         into[i] += slots[i]
 
 
-def _histogram(slots: array.array, base: int) -> tuple[list[float], float, float]:
-    n = layout.N_BUCKETS
+def _histogram(slots: array.array, base: int, n: int = layout.N_BUCKETS) -> tuple[list[float], float, float]:
     return list(slots[base:base + n]), slots[base + n], slots[base + n + 1]
 
 
@@ -98,6 +99,8 @@ def _snapshot(total: array.array, alive: int, load_s: float | None) -> Snapshot:
         model_load_s_sum=total[layout.MODEL_LOAD_S],
         model_loads=int(total[layout.MODEL_LOADS]),
         model_load_s_max=load_s,
+        batch_sizes=_histogram(total, layout.BATCH_SIZE, layout.N_BATCH_BUCKETS),
+        batch_wait=_histogram(total, layout.BATCH_WAIT),
     )
 
 

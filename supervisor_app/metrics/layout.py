@@ -26,7 +26,13 @@ MODEL_LOADS = 4
 STATUS = 5  # STATUS + (code - 100): invocations answered with that code
 LATENCY = STATUS + STATUS_MAX - STATUS_MIN + 1  # N_BUCKETS bucket counts (not cumulative), then sum, count
 TTFB = LATENCY + N_BUCKETS + 2  # same shape: time to first byte of streamed answers
-SLOTS = TTFB + N_BUCKETS + 2
+# Dynamic batching (SMC_BATCH_SIZE > 1): requests per batch_predict_fn call, and the time each
+# request waited in the queue for its batch to start (BUCKETS_S again).
+BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+N_BATCH_BUCKETS = len(BATCH_SIZE_BUCKETS) + 1
+BATCH_SIZE = TTFB + N_BUCKETS + 2  # N_BATCH_BUCKETS counts, then sum, count
+BATCH_WAIT = BATCH_SIZE + N_BATCH_BUCKETS + 2  # N_BUCKETS counts, then sum, count
+SLOTS = BATCH_WAIT + N_BUCKETS + 2
 FILE_BYTES = SLOTS * 8
 
 

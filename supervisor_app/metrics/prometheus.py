@@ -21,6 +21,11 @@ def render(snap: Snapshot, workers: int) -> str:
     _histogram(lines, "smc_invocation_duration_seconds",
                "Time in the worker from request to the whole answer (handler included).", snap.latency)
     _histogram(lines, "smc_stream_first_byte_seconds", "Time to the first byte of streamed answers.", snap.ttfb)
+    if snap.batch_sizes[2]:  # only with dynamic batching (SMC_BATCH_SIZE > 1)
+        _histogram(lines, "smc_batch_size", "Requests per batch_predict_fn call.", snap.batch_sizes,
+                   layout.BATCH_SIZE_BUCKETS)
+        _histogram(lines, "smc_batch_wait_seconds", "Time a request waited in the queue for its batch to start.",
+                   snap.batch_wait)
     metric("smc_invocations_in_flight", "gauge", "Invocations a worker is handling now.", [("", snap.in_flight)])
     metric("smc_workers", "gauge", "Worker processes alive.", [("", snap.workers_alive)])
     metric("smc_worker_starts_total", "counter", "Worker processes started (initial ones included).",
@@ -38,12 +43,13 @@ def render(snap: Snapshot, workers: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _histogram(lines: list[str], name: str, doc: str, hist: tuple[list[float], float, float]) -> None:
+def _histogram(lines: list[str], name: str, doc: str, hist: tuple[list[float], float, float],
+               bounds: tuple[float, ...] = layout.BUCKETS_S) -> None:
     buckets, total_s, count = hist
     lines.append(f"# HELP {name} {doc}")
     lines.append(f"# TYPE {name} histogram")
     cumulative = 0.0
-    for bound, n in zip(layout.BUCKETS_S, buckets):
+    for bound, n in zip(bounds, buckets):
         cumulative += n
         lines.append(f'{name}_bucket{{le="{bound:g}"}} {_num(cumulative)}')
     lines.append(f'{name}_bucket{{le="+Inf"}} {_num(count)}')

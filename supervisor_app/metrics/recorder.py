@@ -100,10 +100,29 @@ def observe_stream(ttfb_s: float) -> None:
     slots[base + layout.N_BUCKETS + 1] += 1
 
 
-def instrument(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-    """Wrap a WSGI app so /invocations are counted; the app itself when metrics are off."""
+def observe_batch(size: int, waits_s: list[float]) -> None:
+    """One batch_predict_fn call of `size` requests, which waited waits_s each (worker/batching.py)."""
+    if _dir is None:
+        return
+    slots = _slots()
+    base = layout.BATCH_SIZE
+    slots[base + bisect.bisect_left(layout.BATCH_SIZE_BUCKETS, size)] += 1
+    slots[base + layout.N_BATCH_BUCKETS] += size
+    slots[base + layout.N_BATCH_BUCKETS + 1] += 1
+    base = layout.BATCH_WAIT
+    for wait_s in waits_s:
+        slots[base + layout.bucket_index(wait_s)] += 1
+        slots[base + layout.N_BUCKETS] += wait_s
+        slots[base + layout.N_BUCKETS + 1] += 1
+
+
+def instrument(app: Callable[..., Iterable[bytes]], threaded: bool = False) -> Callable[..., Iterable[bytes]]:
+    """Wrap a WSGI app so /invocations are counted; the app itself when metrics are off.
+    threaded: requests run on several threads (batching), so each request's counting takes a lock."""
     if _dir is None:
         return app
+    if threaded:
+        return _instrument_threaded(app)
     perf_counter = time.perf_counter
     bisect_left = bisect.bisect_left
     bounds = layout.BUCKETS_S
@@ -139,6 +158,38 @@ def instrument(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[by
         slots[latency_sum] += elapsed
         slots[latency_count] += 1
         return result
+
+    return metered
+
+
+def _instrument_threaded(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """instrument() for a worker with request threads: a slot's += is a read and a write, so two
+    threads could lose a count; the lock makes each update whole. Streams are counted as buffered
+    answers are, when the app returns (their TTFB is recorded by the stream itself)."""
+    import threading
+
+    lock = threading.Lock()
+    perf_counter = time.perf_counter
+
+    def metered(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/invocations":
+            return app(environ, start_response)
+        status = [500]
+
+        def recording_start_response(text: str, headers: Any, exc_info: Any = None) -> Any:
+            status[0] = int(text[:3])
+            return start_response(text, headers, exc_info)
+
+        slots = _view if _view is not None else _slots()
+        with lock:
+            slots[layout.IN_FLIGHT] += 1
+        started = perf_counter()
+        try:
+            return app(environ, recording_start_response)
+        finally:
+            with lock:
+                slots[layout.IN_FLIGHT] -= 1
+                observe(status[0], perf_counter() - started)
 
     return metered
 

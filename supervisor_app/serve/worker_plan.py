@@ -38,7 +38,7 @@ def worker_settings(config: ServeConfig, run_dir: Path, workers: int, log_level:
         max_payload_mb=config.max_payload_mb, batch_strategy=config.batch_strategy,
         max_concurrent_transforms=config.max_concurrent_transforms, preload_model=config.preload_model,
         workers=workers, log_level=log_level, embedded=interpreter.embedded, prefix=config.prefix,
-        multi_model=config.multi_model,
+        multi_model=config.multi_model, batch_size=config.batch_size, batch_delay_ms=config.batch_delay_ms,
     )
 
 

@@ -19,8 +19,10 @@ CSV = "text/csv"
 TEXT = "text/plain"
 NPY = "application/x-npy"
 NPZ = "application/x-npz"
-DECODABLE = (JSON, CSV, TEXT, NPY, NPZ)
-ENCODABLE = (JSON, CSV, TEXT, NPY, NPZ)
+JSONLINES = "application/jsonlines"  # one JSON document per line: Batch Transform records
+JSONLINES_TYPES = (JSONLINES, "application/x-jsonlines")
+DECODABLE = (JSON, CSV, TEXT, NPY, NPZ) + JSONLINES_TYPES
+ENCODABLE = (JSON, CSV, TEXT, NPY, NPZ) + JSONLINES_TYPES
 
 
 class ContentError(Exception):
@@ -143,6 +145,8 @@ def decode(body: bytes, content_type: str, use_numpy: bool) -> Any:
         except json.JSONDecodeError as exc:
             raise ContentError(400, f"malformed JSON body: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
         return _numpy().array(data) if use_numpy else data
+    if kind in JSONLINES_TYPES:
+        return decode_json_lines(_text(body, params))
     if kind == CSV:
         rows = [[_number(cell.strip()) for cell in row] for row in csv.reader(io.StringIO(_text(body, params))) if row]
         if use_numpy:
@@ -162,6 +166,19 @@ def decode(body: bytes, content_type: str, use_numpy: bool) -> Any:
     raise ContentError(
         415, f"unsupported Content-Type {content_type!r}; the default input_fn takes {', '.join(DECODABLE)}"
     )
+
+
+def decode_json_lines(text: str) -> list[Any]:
+    """The records of a JSON Lines body, blank lines skipped; a bad one is named by its line number."""
+    records = []
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise ContentError(400, f"malformed JSON Lines body: line {number}: {exc.msg} (column {exc.colno})") from None
+    return records
 
 
 def _plain(obj: Any) -> Any:
@@ -192,6 +209,10 @@ def encode(prediction: Any, kind: str) -> bytes:
     if kind == JSON:
         # json.dumps' default separators, as the toolkit's encoder: byte-identical answers.
         return json.dumps(prediction, default=_plain).encode()
+    if kind in JSONLINES_TYPES:
+        value = prediction.tolist() if callable(getattr(prediction, "tolist", None)) else prediction
+        records = value if isinstance(value, (list, tuple)) else [value]
+        return "".join(json.dumps(record, default=_plain) + "\n" for record in records).encode()
     if kind == CSV:
         value = prediction.tolist() if callable(getattr(prediction, "tolist", None)) else prediction
         rows = value if isinstance(value, (list, tuple)) else [value]
@@ -210,5 +231,5 @@ def encode(prediction: Any, kind: str) -> bytes:
 
 
 def encodable(use_numpy: bool) -> tuple[str, ...]:
-    return ENCODABLE if use_numpy else (JSON, CSV, TEXT)
+    return ENCODABLE if use_numpy else (JSON, CSV, TEXT) + JSONLINES_TYPES
 

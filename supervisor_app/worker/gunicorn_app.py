@@ -188,6 +188,8 @@ class HeartbeatArbiter(Arbiter):
 
 
 class ModelServer(BaseApplication):
+    batcher: Any = None  # worker/batching.Batcher with SMC_BATCH_SIZE > 1; the worker watches it
+
     def __init__(self, config: WorkerSettings, notify_fd: int) -> None:
         self.config = config
         self.run_dir = config.run_dir
@@ -254,6 +256,10 @@ class ModelServer(BaseApplication):
             from supervisor_app.worker.mme.mme_worker import MmeWorker
 
             return MmeWorker
+        if self.config.batch_size > 1:
+            from supervisor_app.worker.batch_worker import BatchingWorker
+
+            return BatchingWorker  # requests on threads, so that batches can form
         return MarkedWorker  # NginxWorker marking requests for the drain
 
     def run(self) -> None:
@@ -280,6 +286,13 @@ class ModelServer(BaseApplication):
             handlers = handler_module.load_handlers(config.code_dir, config.module_name, config.code_dir_requested)
         except AppLoadError as exc:
             self._fail("handler_import_failed", exc)
+        if config.batch_size > 1 and not handlers.has("batch_predict_fn"):
+            self._fail("handler_import_failed", AppLoadError(
+                f"batching is on (SMC_BATCH_SIZE or SAGEMAKER_TS_BATCH_SIZE = {config.batch_size}) but "
+                f"{handlers.path.name} defines no batch_predict_fn",
+                hint="add batch_predict_fn(inputs, model) returning one prediction per input, in order; or "
+                "unset SMC_BATCH_SIZE/SAGEMAKER_TS_BATCH_SIZE to serve with predict_fn one request at a time",
+            ))
         started = time.monotonic()
         try:
             model = handler_module.load_model(handlers, config.model_dir)
@@ -288,8 +301,23 @@ class ModelServer(BaseApplication):
         metrics.model_loaded(time.monotonic() - started)
         service = handler_module.InferenceService(handlers, model, config.model_dir, config.default_accept)
         self.log.info("model_loaded", module=str(handlers.path), hooks=sorted(handlers.hooks))
+        batching = config.batch_size > 1
+        if batching:
+            service.batcher = self.batcher = self._batcher(handlers, service)
         return metrics.instrument(App(service, config.timeout_s, config.max_payload_bytes,
-                                      execution_parameters(config, self.workers)))
+                                      execution_parameters(config, self.workers), threaded=batching),
+                                  threaded=batching)
+
+    def _batcher(self, handlers: Any, service: Any) -> Any:
+        from functools import partial
+
+        from supervisor_app.worker.batch_predict import run_batch
+        from supervisor_app.worker.batching import Batcher
+
+        config = self.config
+        self.log.info("batching_on", batch_size=config.batch_size, batch_delay_ms=config.batch_delay_ms)
+        return Batcher(partial(run_batch, service), config.batch_size, config.batch_delay_ms / 1000.0, config.timeout_s,
+                       logs.get_logger("batcher"))
 
     def _multi_model_app(self) -> Any:
         """SAGEMAKER_MULTI_MODEL=true: no model at start; the /models API loads them (worker/mme)."""

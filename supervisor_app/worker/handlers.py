@@ -7,6 +7,8 @@ last three; each may take one more trailing argument, the request Context. Resul
 `body` or `(body, content_type)`; a body that is an iterator or generator (any iterable but bytes,
 str, bytearray, memoryview, dict, list, tuple or a numpy array) is a stream: its chunks (bytes or
 str) are sent as they are yielded (worker/streaming.py). Optional: execution_parameters_fn([context]) -> dict.
+With SMC_BATCH_SIZE > 1, batch_predict_fn(inputs, model[, contexts]) -> list replaces predict_fn
+(worker/batching.py); without batching, a handler that has only batch_predict_fn gets batches of one.
 
 Status rules (documented in README): ContentError carries its own (400/406/415); an exception
 with an int `status_code` attribute (e.g. the toolkit's GenericInferenceToolkitError) keeps it;
@@ -26,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from supervisor_app.errors import AppLoadError
-from supervisor_app.worker import content
+from supervisor_app.worker import content, records
 from supervisor_app.worker.handler_context import Context
 
 HOOKS = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn", "execution_parameters_fn",
-         "pre_model_fn", "model_warmup_fn")
+         "pre_model_fn", "model_warmup_fn", "batch_predict_fn")
 _ARITY = {"model_fn": 1, "input_fn": 2, "predict_fn": 2, "output_fn": 2, "transform_fn": 4,
-          "execution_parameters_fn": 0, "pre_model_fn": 1, "model_warmup_fn": 2}
+          "execution_parameters_fn": 0, "pre_model_fn": 1, "model_warmup_fn": 2, "batch_predict_fn": 2}
 _TEXT_TYPES = (content.JSON, content.CSV)  # handed to input_fn as str, as the toolkit does
 
 
@@ -122,16 +124,16 @@ def _user_frame(exc: BaseException, path: Path) -> str:
 def _validate(handlers: Handlers) -> None:
     name = handlers.path.name
     if handlers.has("transform_fn"):
-        clash = [h for h in ("input_fn", "predict_fn", "output_fn") if handlers.has(h)]
+        clash = [h for h in ("input_fn", "predict_fn", "output_fn", "batch_predict_fn") if handlers.has(h)]
         if clash:
             raise AppLoadError(
                 f"{name} defines transform_fn together with {', '.join(clash)}",
-                hint="transform_fn replaces input_fn, predict_fn and output_fn: keep either transform_fn "
-                "or the three separate functions",
+                hint="transform_fn replaces input_fn, predict_fn (or batch_predict_fn) and output_fn: keep "
+                "either transform_fn or the separate functions",
             )
     if not handlers.has("model_fn"):
         raise AppLoadError(f"{name} defines no model_fn", hint="add model_fn(model_dir) returning your loaded model")
-    if not handlers.has("predict_fn") and not handlers.has("transform_fn"):
+    if not any(handlers.has(h) for h in ("predict_fn", "transform_fn", "batch_predict_fn")):
         raise AppLoadError(
             f"{name} defines neither predict_fn nor transform_fn",
             hint="add predict_fn(data, model) (input_fn/output_fn are optional), or transform_fn(model, data, "
@@ -194,6 +196,8 @@ def _is_predicted_stream(prediction: Any) -> bool:
 class InferenceService:
     """One loaded model in one worker: turns a request into a Result or a HandlerError."""
 
+    batcher: Any = None  # a worker/batching.Batcher when SMC_BATCH_SIZE > 1
+
     def __init__(self, handlers: Handlers, model: Any, model_dir: Path, default_accept: str) -> None:
         self.handlers = handlers
         self.model = model
@@ -208,6 +212,10 @@ class InferenceService:
 
     def invoke(self, body: bytes, content_type: str, accept: str | None, context: Context) -> Result:
         kind, params = content.parse_media_type(content_type)
+        if kind == content.JSON or kind in content.JSONLINES_TYPES:
+            several = self._records(body, kind)
+            if several is not None:
+                return self._per_record(several, accept, context)
         preferred = content.preferred_type(accept, self.default_accept)
         handlers = self.handlers
         if handlers.has("transform_fn"):
@@ -231,7 +239,14 @@ class InferenceService:
             data = self._hook("input_fn", (data, kind), context, bad_input=ValueError)
         else:
             data = self._default("input_fn", lambda: content.decode(body, content_type, self.use_numpy))
-        prediction = self._hook("predict_fn", (data, self.model), context)
+        if self.batcher is not None:
+            prediction = self.batcher.predict(data, context)
+        elif handlers.has("predict_fn"):
+            prediction = self._hook("predict_fn", (data, self.model), context)
+        else:  # batch_predict_fn without batching on: a batch of one
+            from supervisor_app.worker.batch_predict import predict_alone
+
+            prediction = predict_alone(self, data, context)
         if not handlers.has("output_fn") and _is_predicted_stream(prediction):
             return self._result(prediction, chosen, context, "predict_fn")  # a stream: no encoder
         if unencodable is not None:
@@ -241,6 +256,33 @@ class InferenceService:
         else:
             result = self._default("output_fn", lambda: (content.encode(prediction, chosen), chosen))
         return self._result(result, chosen, context)
+
+    def _records(self, body: bytes, kind: str) -> list[records.Record] | None:
+        """A multi-record body to run record by record (worker/records.py), or None."""
+        if kind == content.JSON:
+            return records.several_documents(body)
+        if self.handlers.has("input_fn") or self.handlers.has("transform_fn"):
+            return records.lines(body)  # JSON Lines to a handler that decodes JSON itself
+        return None  # the default input_fn decodes JSON Lines into a list of records
+
+    def _per_record(self, lines: list[records.Record], accept: str | None, context: Context) -> Result:
+        record_accept = records.record_accept(accept, content.JSONLINES_TYPES)
+
+        def answer(line: bytes) -> tuple[bytes, str]:
+            result = self.invoke(line, content.JSON, record_accept, context)
+            if result.chunks is not None:
+                raise HandlerError(500, "a record's answer was a stream; multi-record bodies need whole answers",
+                                   result.hook)
+            return result.body, result.content_type
+
+        def failed(number: int, exc: Exception) -> HandlerError:
+            assert isinstance(exc, HandlerError)
+            return HandlerError(exc.status, f"record at line {number}: {exc.message}", exc.hook)
+
+        body, kind = records.run(lines, answer, failed, HandlerError)
+        if record_accept != accept:
+            kind = content.JSONLINES
+        return Result(context.response_status or 200, body, kind, dict(context.response_headers))
 
     def _choose(self, accept: str | None) -> str:
         try:

@@ -52,6 +52,8 @@ class WorkerSettings:
     embedded: bool  # smc's own interpreter: SMC_PREFIX's site dirs join sys.path (usersite.py)
     prefix: Path
     multi_model: Optional[MmeSettings] = None
+    batch_size: int = 1  # SMC_BATCH_SIZE: 1 = no dynamic batching (worker/batching.py)
+    batch_delay_ms: float = 0.0
 
     @property
     def max_payload_bytes(self) -> int:

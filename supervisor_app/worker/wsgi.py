@@ -16,6 +16,7 @@ from http import HTTPStatus
 from typing import Any
 
 from supervisor_app import logs
+from supervisor_app.worker.batching import BatchTimeout, set_deadline
 from supervisor_app.worker.handlers import Context, HandlerError, InferenceService, Result
 from supervisor_app.worker.streaming import StreamBody
 
@@ -47,6 +48,7 @@ class App:
         timeout_s: float,
         max_payload_bytes: int,
         execution_parameters: dict[str, Any],
+        threaded: bool = False,
     ) -> None:
         self.service = service
         self.timeout_s = timeout_s
@@ -54,6 +56,10 @@ class App:
         self.execution_defaults = execution_parameters
         self.log = logs.get_logger("app")
         signal.signal(signal.SIGALRM, _on_alarm)
+        if threaded:
+            # Requests run on threads (batching, worker/batch_worker.py), and SIGALRM reaches the main
+            # thread only: the deadline bounds the wait for the batch instead (worker/batching.py).
+            self._with_deadline = self._deadline_for_batch  # type: ignore[method-assign]
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -100,7 +106,7 @@ class App:
             except HandlerError as exc:
                 self._log_failure(exc)
                 return self._error(start_response, exc.status, exc.message, extra)
-            except Deadline:
+            except (Deadline, BatchTimeout):
                 self.log.error("invocation_timed_out", timeout_s=self.timeout_s)
                 return self._error(
                     start_response, 504,
@@ -137,6 +143,10 @@ class App:
             return run()
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _deadline_for_batch(self, run: Callable[[], Any]) -> Any:
+        set_deadline(time.monotonic() + self.timeout_s)
+        return run()
 
     def _log_failure(self, exc: HandlerError) -> None:
         if exc.status >= 500:

@@ -1,0 +1,134 @@
+"""Dynamic batching (SMC_BATCH_SIZE) vs one request per call, with a model of fixed cost per call.
+
+    python bench/batching.py --smc dist/smc        # ~1 min
+
+The handler sleeps 5 ms per call plus 0.1 ms per item (time.sleep releases the GIL, as a GPU
+call does), in predict_fn (unbatched server) and batch_predict_fn (batched server, SMC_BATCH_SIZE=16,
+SMC_BATCH_DELAY_MS=5). Both servers run at once with 2 workers each; wrk rounds alternate between
+them (best of 2), so the ratios are within one run:
+
+- throughput at 32 concurrent clients: batched / unbatched (target >= 4);
+- p50 latency at 1 client: batched - unbatched, which the delay bounds (target <= delay + 1 ms).
+
+The tiny-CSV cost of the request path with batching off is measured by bench/worker_path.py
+(this tree vs another source tree, CPU time in-process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench" / "serve"))
+import run as serve_bench  # noqa: E402  (free_port, stop, run_wrk)
+from ping import wait_ping  # noqa: E402  (bench/ping.py)
+
+BATCH_SIZE = 16
+DELAY_MS = 5.0
+HANDLER = '''
+import time
+
+
+def model_fn(model_dir):
+    return None
+
+
+def _cost(n):
+    time.sleep(0.005 + 0.0001 * n)  # a fixed cost per call, releasing the GIL like a GPU call
+
+
+def predict_fn(data, model):
+    _cost(1)
+    return data
+
+
+def batch_predict_fn(inputs, model):
+    _cost(len(inputs))
+    return list(inputs)
+'''
+LUA = '''
+wrk.method = "POST"
+wrk.body = '{"x": [1.0, 2.0, 3.0]}'
+wrk.headers["Content-Type"] = "application/json"
+'''
+
+
+def start(smc: Path, base: Path, log: Path, env: dict[str, str]) -> tuple[subprocess.Popen, int]:
+    import os
+
+    port = serve_bench.free_port()
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("SAGEMAKER_", "SMC_", "SM_", "PYTHON"))}
+    full.update({"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port),
+                 "SAGEMAKER_MODEL_SERVER_WORKERS": "2", **env})
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([str(smc), "serve"], env=full, stdout=out, stderr=out, start_new_session=True)
+    return proc, port
+
+
+def wrk(port: int, connections: int, duration_s: int, lua: Path) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration_s}s", "--latency", "--timeout", "5s",
+         "-s", str(lua), f"http://127.0.0.1:{port}/invocations"],
+        capture_output=True, text=True, check=True, timeout=duration_s + 30,
+    ).stdout
+    import re
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = serve_bench.parse_duration_ms(re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50_ms": p50, "non_2xx": int(errors.group(1)) if errors else 0}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smc", type=Path, default=ROOT / "dist" / "smc")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk round")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="smc-bench-batching-"))
+    lua = work / "post.lua"
+    lua.write_text(LUA)
+    log = work / "serve.log"
+    servers = {}
+    envs = {"unbatched": {}, "batched": {"SMC_BATCH_SIZE": str(BATCH_SIZE), "SMC_BATCH_DELAY_MS": str(DELAY_MS)}}
+    try:
+        for name, env in envs.items():
+            base = work / name
+            (base / "model" / "code").mkdir(parents=True)
+            (base / "model" / "code" / "inference.py").write_text(HANDLER)
+            servers[name] = start(args.smc.resolve(), base, log, env)
+        for name, (proc, port) in servers.items():
+            wait_ping(port, 30)
+        results: dict[str, dict[str, dict[str, float]]] = {name: {} for name in servers}
+        for clients in (32, 1):
+            for _ in range(args.rounds):
+                for name, (proc, port) in servers.items():
+                    got = wrk(port, clients, args.duration, lua)
+                    best = results[name].get(str(clients))
+                    if best is None or got["rps"] > best["rps"]:
+                        results[name][str(clients)] = got
+                    time.sleep(0.5)
+    finally:
+        for proc, _ in servers.values():
+            serve_bench.stop(proc, group=True)
+    ratio = results["batched"]["32"]["rps"] / results["unbatched"]["32"]["rps"]
+    extra_ms = results["batched"]["1"]["p50_ms"] - results["unbatched"]["1"]["p50_ms"]
+    report = {
+        "results": results,
+        "throughput_ratio_32_clients": round(ratio, 2),
+        "p50_extra_ms_1_client": round(extra_ms, 2),
+        "targets": {"throughput_ratio_32_clients": ">= 4", "p50_extra_ms_1_client": f"<= {DELAY_MS + 1}"},
+        "pass": ratio >= 4 and extra_ms <= DELAY_MS + 1,
+    }
+    print(json.dumps(report, indent=2))
+    return 0 if report["pass"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
