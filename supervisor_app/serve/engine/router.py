@@ -38,7 +38,7 @@ class RouteError(Exception):
 _HOW = "Send a JSON object with one of them, or name the route with X-Amzn-SageMaker-Custom-Attributes: route=/v1/..."
 
 
-def route_for(body: bytes) -> str:
+def route_for(body: bytes | bytearray) -> str:
     """The engine path for a JSON body; RouteError saying why there is none."""
     fields = ", ".join(f"`{field}` -> {path}" for field, path in ROUTES)
     needs = f"SMC_ENGINE_INVOCATIONS_PATH=auto picks the engine route by the JSON body's top-level field ({fields})"
@@ -65,7 +65,7 @@ def _redirect(path: str, query: str) -> bytes:
     return b"HTTP/1.1 200 OK\r\nX-Accel-Redirect: %s\r\nContent-Length: 0\r\n\r\n" % target.encode()
 
 
-def _read_request(conn: socket.socket, pending: bytearray) -> tuple[str, bytes] | None:
+def _read_request(conn: socket.socket, pending: bytearray) -> tuple[str, bytearray] | None:
     """One request from nginx on a keep-alive connection: (target, body), or None at its end. nginx
     always sends Content-Length here (it buffers the body, chunked or not, before this hop)."""
     while b"\r\n\r\n" not in pending:
@@ -91,10 +91,10 @@ def _read_request(conn: socket.socket, pending: bytearray) -> tuple[str, bytes] 
         if not chunk:
             return None
         body += chunk
-    return target, bytes(body)
+    return target, body  # json.loads reads a bytearray as it is: no second copy of a large body
 
 
-def answer(target: str, body: bytes) -> bytes:
+def answer(target: str, body: bytes | bytearray) -> bytes:
     query = target.partition("?")[2]
     try:
         return _redirect(route_for(body), query)
