@@ -219,6 +219,44 @@ def routing(smc: Path, work: Path, duration: int, rounds: int, *flags: str) -> d
             "auto_p50_over_fixed_ms": round(t["smc_auto"]["p50_ms"] - t["smc_fixed_path"]["p50_ms"], 2)}
 
 
+def _rss_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def large_body(smc: Path, work: Path, size_mb: int = 50, samples: int = 3) -> dict[str, object]:
+    """A `size_mb` MB prompt through smc in auto mode: by the body (through the routing hop) and with
+    route= in the custom attribute (no hop); median seconds, and the smc process's peak RSS growth."""
+    stack = Stack("smc", smc, work, env_extra={"SMC_ENGINE_INVOCATIONS_PATH": "auto",
+                                               "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(size_mb + 14)})
+    body = json.dumps({"prompt": "x" * (size_mb * 1024 * 1024), "max_tokens": 1}).encode()
+    try:
+        assert wait_ping(stack.port, 30, since=stack.started, required=False), "smc never ready"
+        children = Path(f"/proc/{stack.proc.pid}/task/{stack.proc.pid}/children").read_text().split()
+        smc_pid = int(children[0]) if children else stack.proc.pid  # the onefile bootloader's Python
+        before = _rss_kib(smc_pid, "VmHWM")
+        times: dict[str, list[float]] = {"by_body": [], "by_attribute": []}
+        for _ in range(samples):
+            for way, headers in (("by_body", {}), ("by_attribute", {"X-Amzn-SageMaker-Custom-Attributes":
+                                                                    "route=/v1/completions"})):
+                conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=60)
+                started = time.perf_counter()
+                conn.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json", **headers})
+                resp = conn.getresponse()
+                resp.read()
+                times[way].append(time.perf_counter() - started)
+                conn.close()
+                assert resp.status == 200, (way, resp.status)
+        return {"body_mb": round(len(body) / 2**20, 1),
+                **{f"{way}_s": round(statistics.median(t), 3) for way, t in times.items()},
+                "smc_peak_rss_growth_mb": round((_rss_kib(smc_pid, "VmHWM") - before) / 1024, 1),
+                "smc_rss_after_mb": round(_rss_kib(smc_pid, "VmRSS") / 1024, 1)}
+    finally:
+        stack.kill()
+
+
 def lifecycle(kind: str, smc: Path, work: Path, warmup_s: float) -> dict[str, float | int | None]:
     stack = Stack(kind, smc, work, "--warmup-s", str(warmup_s))
     result: dict[str, float | int | None] = {}
@@ -276,7 +314,8 @@ def main() -> int:
         work = Path(tmp)
         report: dict[str, object] = {}
         report["routing"] = {"noop_engine": routing(smc, work, args.duration, args.rounds),
-                             "engine_2ms": routing(smc, work, args.duration, args.rounds, "--work-ms", "2")}
+                             "engine_2ms": routing(smc, work, args.duration, args.rounds, "--work-ms", "2"),
+                             "large_body": large_body(smc, work)}
         if args.only == "routing":
             print(json.dumps(report, indent=2))
             if args.json:

@@ -84,13 +84,18 @@ def _read_request(conn: socket.socket, pending: bytearray) -> tuple[str, bytearr
         if name.strip().lower() == "content-length":
             length = int(value.strip() or 0)
     del pending[:head_end]
-    body = bytearray(pending[:length])
-    del pending[:length]
-    while len(body) < length:
-        chunk = conn.recv(min(1 << 20, length - len(body)))
-        if not chunk:
+    # One buffer of the body's size, filled in place: growing one would briefly hold it twice.
+    body = bytearray(length)
+    have = min(length, len(pending))
+    body[:have] = pending[:have]
+    del pending[:have]
+    view = memoryview(body)
+    while have < length:
+        got = conn.recv_into(view[have:], min(1 << 20, length - have))
+        if not got:
             return None
-        body += chunk
+        have += got
+    view.release()
     return target, body  # json.loads reads a bytearray as it is: no second copy of a large body
 
 
@@ -139,7 +144,9 @@ class Router:
                     request = _read_request(conn, pending)
                     if request is None:
                         return
-                    conn.sendall(answer(*request))
+                    reply = answer(*request)
+                    request = None  # not held while the connection waits for its next request
+                    conn.sendall(reply)
             except (OSError, ValueError):
                 return
 
