@@ -8,6 +8,8 @@ One run, same machine, measured side by side:
     (median of --lifecycle-runs; smc's own part read from its engine_healthy log line)
   - kill -9 of the engine -> /ping 200 again; idle SIGTERM -> exit; an engine that exits 7 at once
   - time to the first streamed byte (SSE, chunked) through smc vs direct
+  - auto routing (SMC_ENGINE_INVOCATIONS_PATH=auto) vs a fixed path vs the engine's chat route hit
+    directly, same chat body, side by side (`--only routing` runs just this part)
 
   python bench/engine.py --smc dist/smc [--duration 5] [--rounds 2] [--json out.json]
 
@@ -65,7 +67,7 @@ def engine_argv(port: int, *flags: str) -> list[str]:
 class Stack:
     """One way of running the engine: direct, smc, or standard-supervisor."""
 
-    def __init__(self, kind: str, smc: Path, work: Path, *flags: str) -> None:
+    def __init__(self, kind: str, smc: Path, work: Path, *flags: str, env_extra: dict[str, str] | None = None) -> None:
         self.kind = kind
         self.port = free_port()
         self.engine_port = self.port if kind != "smc" else free_port()
@@ -77,7 +79,7 @@ class Stack:
             (work / "model").mkdir(exist_ok=True)
             env.update({"SAGEMAKER_BASE_DIR": str(work), "SAGEMAKER_BIND_TO_PORT": str(self.port),
                         "SMC_LOG_FORMAT": "json", "SMC_ENGINE_URL": f"http://127.0.0.1:{self.engine_port}",
-                        "SMC_ENGINE_COMMAND": " ".join(command)})
+                        "SMC_ENGINE_COMMAND": " ".join(command), **(env_extra or {})})
             argv = [str(smc), "serve"]
         else:
             bin_dir = ensure_mhcs()
@@ -145,9 +147,9 @@ def parse_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(port: int, duration_s: int, lua: Path) -> dict[str, float]:
+def wrk(port: int, duration_s: int, lua: Path, path: str = "/invocations") -> dict[str, float]:
     out = subprocess.run(["wrk", "-t2", "-c8", f"-d{duration_s}s", "--latency", "--timeout", "5s", "-s", str(lua),
-                          f"http://127.0.0.1:{port}/invocations"],
+                          f"http://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True, check=True, timeout=duration_s + 30).stdout
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
@@ -188,6 +190,71 @@ def throughput(smc: Path, work: Path, duration: int, rounds: int, *flags: str) -
                 stack.kill()
     return {name: {key: round(statistics.median(r[key] for r in runs), 2) for key in runs[0]}
             for name, runs in results.items()}
+
+
+def routing(smc: Path, work: Path, duration: int, rounds: int, *flags: str) -> dict[str, object]:
+    """One chat body three ways: the engine's /v1/chat/completions directly; smc with a fixed
+    SMC_ENGINE_INVOCATIONS_PATH (nginx -> engine); smc with auto (nginx -> routing hop -> engine)."""
+    lua = work / "chat.lua"
+    lua.write_text('wrk.method = "POST"\nwrk.body = \'{"model":"m","messages":[{"role":"user","content":"hi"}]}\'\n'
+                   'wrk.headers["Content-Type"] = "application/json"\n')
+    ways = {"direct": ("direct", {}, "/v1/chat/completions"),
+            "smc_fixed_path": ("smc", {"SMC_ENGINE_INVOCATIONS_PATH": "/v1/chat/completions"}, "/invocations"),
+            "smc_auto": ("smc", {"SMC_ENGINE_INVOCATIONS_PATH": "auto"}, "/invocations")}
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, (kind, env, path) in ways.items():
+            stack = Stack(kind, smc, work, *flags, env_extra=env)
+            try:
+                assert wait_ping(stack.port, 30, since=stack.started, required=False), f"{name} never ready"
+                subprocess.run(["wrk", "-t1", "-c2", "-d1s", "-s", str(lua), f"http://127.0.0.1:{stack.port}{path}"],
+                               capture_output=True, check=True)  # warm-up
+                results[name].append(wrk(stack.port, duration, lua, path))
+            finally:
+                stack.kill()
+    t = {name: {key: round(statistics.median(r[key] for r in runs), 2) for key in runs[0]} for name, runs in results.items()}
+    return {**t, "auto_vs_fixed_rps": round(t["smc_auto"]["rps"] / t["smc_fixed_path"]["rps"], 3),
+            "auto_vs_direct_rps": round(t["smc_auto"]["rps"] / t["direct"]["rps"], 3),
+            "fixed_vs_direct_rps": round(t["smc_fixed_path"]["rps"] / t["direct"]["rps"], 3),
+            "auto_p50_over_fixed_ms": round(t["smc_auto"]["p50_ms"] - t["smc_fixed_path"]["p50_ms"], 2)}
+
+
+def _rss_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def large_body(smc: Path, work: Path, size_mb: int = 50, samples: int = 3) -> dict[str, object]:
+    """A `size_mb` MB prompt through smc in auto mode: by the body (through the routing hop) and with
+    route= in the custom attribute (no hop); median seconds, and the smc process's peak RSS growth."""
+    stack = Stack("smc", smc, work, env_extra={"SMC_ENGINE_INVOCATIONS_PATH": "auto",
+                                               "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(size_mb + 14)})
+    body = json.dumps({"prompt": "x" * (size_mb * 1024 * 1024), "max_tokens": 1}).encode()
+    try:
+        assert wait_ping(stack.port, 30, since=stack.started, required=False), "smc never ready"
+        children = Path(f"/proc/{stack.proc.pid}/task/{stack.proc.pid}/children").read_text().split()
+        smc_pid = int(children[0]) if children else stack.proc.pid  # the onefile bootloader's Python
+        before = _rss_kib(smc_pid, "VmHWM")
+        times: dict[str, list[float]] = {"by_body": [], "by_attribute": []}
+        for _ in range(samples):
+            for way, headers in (("by_body", {}), ("by_attribute", {"X-Amzn-SageMaker-Custom-Attributes":
+                                                                    "route=/v1/completions"})):
+                conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=60)
+                started = time.perf_counter()
+                conn.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json", **headers})
+                resp = conn.getresponse()
+                resp.read()
+                times[way].append(time.perf_counter() - started)
+                conn.close()
+                assert resp.status == 200, (way, resp.status)
+        return {"body_mb": round(len(body) / 2**20, 1),
+                **{f"{way}_s": round(statistics.median(t), 3) for way, t in times.items()},
+                "smc_peak_rss_growth_mb": round((_rss_kib(smc_pid, "VmHWM") - before) / 1024, 1),
+                "smc_rss_after_mb": round(_rss_kib(smc_pid, "VmRSS") / 1024, 1)}
+    finally:
+        stack.kill()
 
 
 def lifecycle(kind: str, smc: Path, work: Path, warmup_s: float) -> dict[str, float | int | None]:
@@ -240,11 +307,20 @@ def main() -> int:
     parser.add_argument("--dying-limit-s", type=float, default=15.0)
     parser.add_argument("--lifecycle-runs", type=int, default=3, help="median of this many start/kill/stop runs")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--only", choices=("routing",), help="run only this part")
     args = parser.parse_args()
     smc = args.smc.resolve()
     with tempfile.TemporaryDirectory(prefix="smc-bench-engine-") as tmp:
         work = Path(tmp)
         report: dict[str, object] = {}
+        report["routing"] = {"noop_engine": routing(smc, work, args.duration, args.rounds),
+                             "engine_2ms": routing(smc, work, args.duration, args.rounds, "--work-ms", "2"),
+                             "large_body": large_body(smc, work)}
+        if args.only == "routing":
+            print(json.dumps(report, indent=2))
+            if args.json:
+                args.json.write_text(json.dumps(report, indent=2) + "\n")
+            return 0
         # Two engines: one that answers at once (all CPU: on a small machine nginx's hop competes with
         # the engine and wrk for the same cores) and one that waits 2 ms per request, as an engine
         # waiting on its accelerator does (the proxy's cost is then what a real endpoint sees).

@@ -22,6 +22,7 @@ from supervisor_app.config.settings import (
     parse_str,
     read_settings,
 )
+from supervisor_app.config.engine_args import flags_from_env, parse_args_prefix
 from supervisor_app.errors import ConfigError
 
 
@@ -46,6 +47,20 @@ def parse_path(name: str, raw: str) -> str:
         raise ConfigError(f"{name}={raw!r} is not a URL path",
                           hint=f"set {name} to a path starting with /, e.g. {name}=/v1/chat/completions")
     return text
+
+
+AUTO_ROUTE = "auto"
+
+
+def parse_invocations_path(name: str, raw: str) -> str:
+    """A fixed engine path, or `auto`: the route chosen per request from the JSON body."""
+    if raw.strip().lower() == AUTO_ROUTE:
+        return AUTO_ROUTE
+    try:
+        return parse_path(name, raw)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, hint=f"set {name} to a path starting with /, e.g. /v1/chat/completions, "
+                                            "or to `auto` (route by the JSON body's messages/prompt/input)") from None
 
 
 def parse_signal(name: str, raw: str) -> int:
@@ -77,8 +92,15 @@ ENGINE_SETTINGS: tuple[Setting, ...] = (
             "the SageMaker port.", G),
     Setting("health_path", ("SMC_ENGINE_HEALTH_PATH",), parse_path, "/health",
             "GET path of the engine's health check: smc's /ping is 200 only while it answers 2xx.", G),
-    Setting("invocations_path", ("SMC_ENGINE_INVOCATIONS_PATH",), parse_path, "/invocations",
-            "Where POST /invocations goes on the engine, e.g. /v1/chat/completions.", G),
+    Setting("invocations_path", ("SMC_ENGINE_INVOCATIONS_PATH",), parse_invocations_path, "/invocations",
+            "Where POST /invocations goes on the engine, e.g. /v1/chat/completions; `auto` picks the "
+            "OpenAI route per request from the JSON body (`messages` -> /v1/chat/completions, `prompt` -> "
+            "/v1/completions, `input` -> /v1/embeddings, else 400), and `route=/v1/...` in "
+            "X-Amzn-SageMaker-Custom-Attributes overrides it. See docs/engines.md.", G),
+    Setting("args_from", ("SMC_ENGINE_ARGS_FROM",), parse_args_prefix, None,
+            "A variable prefix such as SM_VLLM_ or SM_SGLANG_: each variable with it becomes an engine flag "
+            "appended to the command (SM_VLLM_MAX_MODEL_LEN=4096 -> --max-model-len 4096; `true` -> the bare "
+            "flag; `false` -> nothing), in sorted name order, as AWS's vLLM and SGLang images do.", G),
     Setting("max_restarts", ("SMC_ENGINE_MAX_RESTARTS", "ENGINE_MAX_START_RETRIES", "PROCESS_MAX_START_RETRIES"),
             parse_nonnegative, 3,
             "Restarts of a crashed or unhealthy engine before smc gives up and exits 1 with the cause and "
@@ -111,6 +133,12 @@ class EngineConfig:
     health_interval_s: float
     health_failures: int
     programs_file: str | None
+    args_from: str | None = None  # SMC_ENGINE_ARGS_FROM's prefix
+    args: tuple[str, ...] = ()  # the flags its variables make, appended to the engine's command
+
+    @property
+    def auto_route(self) -> bool:
+        return self.invocations_path == AUTO_ROUTE
 
     @property
     def url(self) -> str:
@@ -129,7 +157,9 @@ def load_engine_config(config: Config) -> EngineConfig:
         command = None
     if not values.pop("auto_recovery"):
         values["max_restarts"] = 0
+    if values["args_from"] is not None:
+        values["args"] = flags_from_env(values["args_from"], config.environ)
     return EngineConfig(command=command, host=host, port=port, **values)
 
 
-__all__ = ["ENGINE_SETTINGS", "EngineConfig", "load_engine_config"]
+__all__ = ["AUTO_ROUTE", "ENGINE_SETTINGS", "EngineConfig", "load_engine_config"]

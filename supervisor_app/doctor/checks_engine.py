@@ -44,8 +44,18 @@ def check_engine(config: Config, serve: ServeConfig | None) -> list[Finding]:
     command = program_command or engine.command
     if command is None:
         return findings
+    routed = ("the OpenAI route its JSON body names (auto: messages, prompt, input; or route= in "
+              "X-Amzn-SageMaker-Custom-Attributes)" if engine.auto_route else engine.invocations_path)
     findings.append(ok("engine_url", f"the engine is expected at {engine.url}; /ping follows GET "
-                                     f"{engine.health_path}, /invocations goes to {engine.invocations_path}"))
+                                     f"{engine.health_path}, /invocations goes to {routed}"))
+    if engine.args_from is not None:
+        flags = " ".join(shlex.quote(a) for a in engine.args)
+        findings.append(ok("engine_args", f"{engine.args_from}* variables add {len(engine.args)} argv element(s) "
+                                          f"to the engine command: {flags or '(none set)'}")
+                        if engine.args else
+                        warn("engine_args", f"SMC_ENGINE_ARGS_FROM={engine.args_from} but no variable starting "
+                                            f"with {engine.args_from} is set (or all are `false`)",
+                             f"set e.g. {engine.args_from}MAX_MODEL_LEN=4096, or unset SMC_ENGINE_ARGS_FROM"))
     if serve is not None:
         from supervisor_app.serve.engine.plan import plan_engine
 

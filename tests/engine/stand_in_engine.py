@@ -4,6 +4,12 @@ GET /health: 503 until --warmup-s has passed, then 200 (or --health-status).
 POST /invocations (and /v1/predict): echoes the body and every X-Amzn-* / Custom-Attributes header.
 POST /stream: chunked answer, --chunks chunks --chunk-delay-s apart (server-sent events style).
 POST /sleep?s=N: answers after N seconds.  POST /crash: exits 3 at once.
+POST /v1/chat/completions, /v1/completions, /v1/embeddings (OpenAI routes): answer what they got
+(path, query, byte count, the body's top-level keys, its first bytes, headers, the method); with
+`"stream": true` in the body an SSE answer of --chunks events --chunk-delay-s apart. GET /v1/models
+lists one model (404 with --no-openai, which also drops the /v1 routes).
+--record FILE: appends one JSON line per /v1 request (what it received). --argv-file FILE: writes
+this process's argv as JSON at start.
 --exit-code N: exit N at once, after printing to stderr.  --ignore-term: ignore SIGTERM.
 """
 
@@ -16,7 +22,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-parser = argparse.ArgumentParser()
+parser = argparse.ArgumentParser(allow_abbrev=False)
 parser.add_argument("--port", type=int, default=8000)
 parser.add_argument("--warmup-s", type=float, default=0.0)
 parser.add_argument("--health-status", type=int, default=200)
@@ -27,7 +33,14 @@ parser.add_argument("--chunk-delay-s", type=float, default=0.2)
 parser.add_argument("--work-ms", type=float, default=0.0,
                     help="per /invocations: wait this long, as an engine waiting on its accelerator does")
 parser.add_argument("--unhealthy-file", default=None, help="health answers 500 while this file exists")
-args = parser.parse_args()
+parser.add_argument("--no-openai", action="store_true")
+parser.add_argument("--record", default=None)
+parser.add_argument("--argv-file", default=None)
+args, extra_args = parser.parse_known_args()  # flags from SMC_ENGINE_ARGS_FROM land in extra_args
+if args.argv_file:
+    with open(args.argv_file, "w") as f:
+        json.dump(sys.argv[1:], f)
+OPENAI = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 
 print(f"stand-in engine starting pid={os.getpid()} port={args.port}", flush=True)
 if args.exit_code is not None:
@@ -80,6 +93,8 @@ class Handler(BaseHTTPRequestHandler):
             if args.unhealthy_file and os.path.exists(args.unhealthy_file):
                 return self._send(500, b'{"status":"sick"}')
             return self._send(args.health_status, b'{"status":"ok"}')
+        if path == "/v1/models" and not args.no_openai:
+            return self._send(200, b'{"object":"list","data":[{"id":"stand-in","object":"model"}]}')
         return self._send(404, b'{"error":"not found"}')
 
     def do_POST(self):
@@ -99,6 +114,8 @@ class Handler(BaseHTTPRequestHandler):
             out = json.dumps({"path": url.path, "query": url.query, "bytes": len(body), "headers": echoed,
                               "pid": os.getpid()}).encode()
             return self._send(200, out, headers=extra)
+        if url.path in OPENAI and not args.no_openai:
+            return self._openai(url, body)
         if url.path == "/stream":
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
@@ -118,6 +135,34 @@ class Handler(BaseHTTPRequestHandler):
             print("stand-in engine crashing on request", file=sys.stderr, flush=True)
             os._exit(3)
         return self._send(404, b'{"error":"not found"}')
+
+    def _openai(self, url, body):
+        try:
+            document = json.loads(body)
+            keys = sorted(document) if isinstance(document, dict) else []
+        except ValueError:
+            document, keys = None, []
+        seen = {"path": url.path, "query": url.query, "method": self.command, "bytes": len(body), "keys": keys,
+                "head": body[:32].decode("utf-8", "replace"),
+                "content_type": self.headers.get("Content-Type"),
+                "headers": {k: v for k, v in self.headers.items() if k.lower().startswith("x-amzn-")}}
+        if args.record:
+            with open(args.record, "a") as f:
+                f.write(json.dumps(seen) + "\n")
+        if not (isinstance(document, dict) and document.get("stream")):
+            return self._send(200, json.dumps(seen).encode())
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for i in range(args.chunks):
+            data = f"data: {json.dumps({'path': url.path, 'token': i, 't': time.time()})}\n\n".encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+            time.sleep(args.chunk_delay_s)
+        data = b"data: [DONE]\n\n"
+        self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
+        return None
 
 
 class Server(ThreadingHTTPServer):

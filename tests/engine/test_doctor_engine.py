@@ -54,3 +54,19 @@ def test_doctor_fails_an_engine_script_path_with_a_typo(smc, opt_ml, tmp_path):
     for good in (f"python3 -u {script} --port 8000", f"exec python3 {script}", "python3 -m http.server 8000"):
         code, found = _doctor(smc, opt_ml, SMC_ENGINE_COMMAND=good)
         assert found["engine_command"]["status"] == "ok", (good, found)
+
+
+def test_doctor_shows_auto_routing_and_the_flags_from_env(smc, opt_ml):
+    code, found = _doctor(smc, opt_ml, SMC_ENGINE_COMMAND="python3 -m http.server 8000",
+                          SMC_ENGINE_INVOCATIONS_PATH="auto", SMC_ENGINE_ARGS_FROM="SM_VLLM_",
+                          SM_VLLM_MAX_MODEL_LEN="4096", SM_VLLM_ENABLE_LORA="true", SM_VLLM_ENFORCE_EAGER="false",
+                          SM_VLLM_CHAT_TEMPLATE="a b")
+    assert code == 0, found
+    assert "messages, prompt, input" in found["engine_url"]["message"]
+    assert found["engine_args"]["status"] == "ok"
+    assert "--chat-template 'a b' --enable-lora --max-model-len 4096" in found["engine_args"]["message"]
+    code, found = _doctor(smc, opt_ml, SMC_ENGINE_COMMAND="true", SMC_ENGINE_ARGS_FROM="SM_SGLANG_")
+    assert found["engine_args"]["status"] == "warn"
+    code, found = _doctor(smc, opt_ml, SMC_ENGINE_COMMAND="true", SMC_ENGINE_ARGS_FROM="SMC_")
+    assert code == 1 and found["engine_config"]["status"] == "fail"
+    assert "SMC_ENGINE_ARGS_FROM" in found["engine_config"]["message"]

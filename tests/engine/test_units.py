@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,7 +13,8 @@ from supervisor_app.config import load_config
 from supervisor_app.config.engine import ENGINE_SETTINGS, load_engine_config
 from supervisor_app.errors import ConfigError
 from supervisor_app.serve.engine.nginx_conf import EngineNginxSettings, render_engine_nginx_conf
-from supervisor_app.serve.engine.plan import program_of, shell_argv
+from supervisor_app.config.serve import load_serve_config
+from supervisor_app.serve.engine.plan import plan_engine, program_of, shell_argv
 from tests.conftest import ROOT
 
 
@@ -51,14 +53,17 @@ def test_simple_commands_are_execed_compound_ones_are_not():
     assert program_of("exec engine") is None
 
 
-def test_engine_nginx_conf_passes_nginx_t(tmp_path):
+@pytest.mark.parametrize("auto", [False, True])
+def test_engine_nginx_conf_passes_nginx_t(tmp_path, auto):
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     (tmp_path / "nginx").mkdir()
     conf = render_engine_nginx_conf(EngineNginxSettings(
         run_dir=tmp_path, port=18124, engine_host="127.0.0.1", engine_port=8000,
-        invocations_path="/v1/chat/completions", max_body_bytes=6 * 1024 * 1024, timeout_s=60,
-        worker_connections=64, keepalive_s=5, log_ping=False))
-    assert "proxy_pass http://smc_engine/v1/chat/completions;" in conf
+        invocations_path="auto" if auto else "/v1/chat/completions", max_body_bytes=6 * 1024 * 1024, timeout_s=60,
+        worker_connections=64, keepalive_s=5, log_ping=False,
+        router_socket=tmp_path / "router.sock" if auto else None))
+    assert ("proxy_pass http://smc_router;" in conf) is auto
+    assert ("proxy_pass http://smc_engine/v1/chat/completions;" in conf) is not auto
     assert "proxy_buffering off;" in conf and "proxy_http_version 1.1;" in conf
     (tmp_path / "nginx.conf").write_text(conf)
     result = subprocess.run([nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
@@ -111,3 +116,43 @@ def test_nginx_reports_of_broken_engine_answers_become_engine_events():
     assert nginx_lines.parse(b"not an nginx line") is None
     serve_mode = nginx_lines.parse(line)
     assert serve_mode["event"] == "upstream_answer_not_http" and serve_mode["reason"].startswith("the upstream's")
+
+
+def test_engine_flags_from_env_rule():
+    from supervisor_app.config.engine_args import flags_from_env, parse_args_prefix
+
+    env = {"SM_VLLM_MAX_MODEL_LEN": "4096", "SM_VLLM_ENABLE_LORA": "TRUE", "SM_VLLM_ENFORCE_EAGER": "false",
+           "SM_VLLM_TRUST_REMOTE_CODE": "", "SM_VLLM_CHAT_TEMPLATE": "a b", "SM_SGLANG_X": "1", "OTHER": "2"}
+    assert flags_from_env("SM_VLLM_", env) == ("--chat-template", "a b", "--enable-lora", "--max-model-len", "4096",
+                                              "--trust-remote-code")
+    assert flags_from_env("SM_SGLANG_", env) == ("--x", "1")
+    assert parse_args_prefix("X", " SM_VLLM_ ") == "SM_VLLM_"
+    for bad in ("sm_vllm_", "SM_VLLM", "SMC_", "SM_", "SAGEMAKER_", "S", "SM VLLM_", "_X_"):
+        with pytest.raises(ConfigError, match="SMC_ENGINE_ARGS_FROM"):
+            parse_args_prefix("SMC_ENGINE_ARGS_FROM", bad)
+    with pytest.raises(ConfigError, match="SM_VLLM_-X"):
+        flags_from_env("SM_VLLM_", {"SM_VLLM_-X": "1"})
+
+
+def test_engine_args_are_appended_to_the_command_as_shell_words(tmp_path):
+    import shlex
+
+    config = load_config({"SMC_ENGINE_COMMAND": "true --a", "SMC_ENGINE_ARGS_FROM": "SM_VLLM_",
+                          "SM_VLLM_CHAT_TEMPLATE": "it's $HOME", "SM_VLLM_X": "true"})
+    engine = load_engine_config(config)
+    plan = plan_engine(load_serve_config(config), engine, engine.command, os.environ.get("PATH", ""))
+    assert shlex.split(plan.command) == ["true", "--a", "--chat-template", "it's $HOME", "--x"]
+
+
+def test_route_for_picks_the_first_field_and_says_what_it_looked_for():
+    from supervisor_app.serve.engine.router import RouteError, answer, route_for
+
+    assert route_for(b'{"messages": [], "prompt": "p"}') == "/v1/chat/completions"
+    assert route_for(b'{"prompt": "p", "input": 1}') == "/v1/completions"
+    assert route_for(b'{"input": [1]}') == "/v1/embeddings"
+    for body in (b"", b"[1]", b'{"inputs": 1}', b"\xff", b'"messages"'):
+        with pytest.raises(RouteError) as err:
+            route_for(body)
+        assert all(word in err.value.message for word in ("messages", "prompt", "input", "route=/v1/"))
+    assert b"X-Accel-Redirect: /_smc_engine/v1/embeddings?a=1&b=2\r\n" in answer("/invocations?a=1&b=2", b'{"input":1}')
+    assert answer("/invocations", b"x").startswith(b"HTTP/1.1 400 ")

@@ -14,7 +14,7 @@ from typing import Any
 
 from supervisor_app import logs, process
 from supervisor_app.config import Config
-from supervisor_app.config.engine import EngineConfig
+from supervisor_app.config.engine import AUTO_ROUTE, EngineConfig
 from supervisor_app.config.serve import ServeConfig
 from supervisor_app.errors import BootError
 from supervisor_app.serve import nginx as nginx_conf
@@ -54,6 +54,10 @@ def serve_engine(config: Config, serve_config: ServeConfig, engine_config: Engin
     nginx_path = find_nginx(serve_config)
     check_port_free(serve_config.port)
     _check_engine_port_idle(plan)
+    if engine_config.args_from is not None:
+        # The effective argv, element by element: what a value with spaces became is visible here.
+        log.info("engine_args_from_env", prefix=engine_config.args_from, flags=list(engine_config.args),
+                 argv=list(plan.argv))
     log.info("serve_config", mode="engine", engine_command=plan.command, engine_url=engine_config.url,
              health_path=plan.health_path, invocations_path=plan.invocations_path,
              max_restarts=plan.max_restarts, port=serve_config.port, timeout_s=serve_config.timeout_s,
@@ -93,11 +97,18 @@ def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_
     # As in handler mode: the limit raised as far as the hard limit allows, said when it falls short.
     nofile = fit_open_file_limit(nginx_conf.worker_rlimit_nofile(serve_config.worker_connections),
                                  serve_config.worker_connections, log)
+    router = None
+    if plan.invocations_path == AUTO_ROUTE:
+        from supervisor_app.serve.engine.router import SOCKET_NAME, Router
+
+        router = Router(str(run_dir / SOCKET_NAME))
+        router.start()
     conf_path.write_text(render_engine_nginx_conf(EngineNginxSettings(
         run_dir=run_dir, port=serve_config.port, engine_host=plan.host, engine_port=plan.port,
         invocations_path=plan.invocations_path, max_body_bytes=serve_config.max_payload_bytes,
         timeout_s=serve_config.timeout_s, worker_connections=serve_config.worker_connections,
         keepalive_s=serve_config.keepalive_s, log_ping=serve_config.log_ping, rlimit_nofile=nofile,
+        router_socket=Path(router.path) if router else None,
     )))
     notify_read, notify_write = os.pipe2(os.O_CLOEXEC)
     engine = GroupChild(plan.name, list(plan.argv), engine_env(config, plan), stop_signal=plan.stop_signal)
@@ -128,6 +139,8 @@ def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_
         outcome = supervisor.run()
     finally:
         poller.stop()
+        if router is not None:
+            router.stop()
     process.stop_descendants(serve_config.stop_grace_s, log)  # orphans of the engine (setsid, double fork)
     if outcome.exit_code:
         log.error("serve_failed", reason=outcome.reason, exit_code=outcome.exit_code,  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor_app.serve.engine.router import REDIRECT_PREFIX
 from supervisor_app.serve.nginx import READY_FILE
 from supervisor_app.serve.nginx_shared import (
     ACCESS_FORMAT,
@@ -45,6 +46,7 @@ class EngineNginxSettings:
     keepalive_s: int
     log_ping: bool
     rlimit_nofile: int = 0  # worker_rlimit_nofile; 0: what worker_connections needs
+    router_socket: Path | None = None  # SMC_ENGINE_INVOCATIONS_PATH=auto: the routing hop's unix socket
 
 
 def _bad_gateway_map(engine: str) -> str:
@@ -59,8 +61,65 @@ def _bad_gateway_map(engine: str) -> str:
     }}"""
 
 
+def _router_upstream(socket_path: Path | None) -> str:
+    if socket_path is None:
+        return ""
+    return f"""
+    upstream smc_router {{
+        server unix:{socket_path} max_fails=0;
+        keepalive 16;
+    }}"""
+
+
 def _upstream_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+# `route=/v1/...` in X-Amzn-SageMaker-Custom-Attributes, as AWS's vLLM images read it; only
+# plain path characters and no `..`, anything else is routed by the body.
+_ROUTE_MAP = r"""    map $http_x_amzn_sagemaker_custom_attributes $smc_attribute_route {
+        "~(?:^|[\s,;])route=(?!\S*\.\.)(?<smc_route>/[A-Za-z0-9_./-]+)" $smc_route;
+        default "";
+    }"""
+
+
+def _invocations(s: EngineNginxSettings, proxy: str, timeout: int) -> str:
+    ready = f"""if (!-f {s.run_dir}/{READY_FILE}) {{
+                return 503;
+            }}"""
+    if s.router_socket is None:
+        return f"""        location = /invocations {{
+            {ready}
+            proxy_pass http://smc_engine{s.invocations_path};
+            {proxy}
+        }}"""
+    # Auto routing: the route named by the custom attribute goes straight to the engine; any other
+    # body is read once by smc's routing hop, whose X-Accel-Redirect names the route (router.py).
+    # nginx buffers the whole body first (proxy_request_buffering on), so the engine gets it again
+    # from that buffer after the redirect, and the engine's answer streams as on any other route.
+    return f"""        location = /invocations {{
+            {ready}
+            if ($smc_attribute_route) {{
+                rewrite ^ {REDIRECT_PREFIX}$smc_attribute_route last;
+            }}
+            proxy_pass http://smc_router;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_headers off;
+            proxy_request_buffering on;
+            proxy_read_timeout {timeout}s;
+            proxy_send_timeout {timeout}s;
+            proxy_next_upstream off;
+            add_header X-Amzn-SageMaker-Inference-Id $inference_id always;
+        }}
+
+        location ^~ {REDIRECT_PREFIX}/ {{
+            internal;
+            rewrite ^{REDIRECT_PREFIX}(/.*)$ $1 break;
+            proxy_method POST;  # an X-Accel-Redirect turns the request into a GET; the body is kept
+            proxy_pass http://smc_engine;
+            {proxy}
+        }}"""
 
 
 def render_engine_nginx_conf(s: EngineNginxSettings) -> str:
@@ -110,13 +169,13 @@ http {{
     {HEADER_BUFFERS_DIRECTIVE}
 {temp_paths(temp)}
 {access_log_maps()}
-{_bad_gateway_map(engine)}
+{_bad_gateway_map(engine)}{chr(10) + _ROUTE_MAP if s.router_socket is not None else ""}
 
     upstream smc_engine {{
         server {_upstream_host(s.engine_host)}:{s.engine_port} max_fails=0;
         keepalive 64;
         keepalive_timeout 60s;
-    }}
+    }}{_router_upstream(s.router_socket)}
 
     server {{
         listen {s.port} deferred backlog=1024;
@@ -135,11 +194,15 @@ http {{
             return 200;
         }}
 
-        location = /invocations {{
+{_invocations(s, proxy, timeout)}
+
+        # The OpenAI route served by the container itself (SageMaker's OpenAI-compatible endpoints may
+        # send it here): to the engine unchanged, gated on readiness like /invocations.
+        location = /v1/chat/completions {{
             if (!-f {run}/{READY_FILE}) {{
                 return 503;
             }}
-            proxy_pass http://smc_engine{s.invocations_path};
+            proxy_pass http://smc_engine;
             {proxy}
         }}
 

@@ -55,6 +55,9 @@ def plan_engine(serve: ServeConfig, engine: EngineConfig, command: str, path_env
             hint="start the engine on another port (e.g. 8000) and set SMC_ENGINE_URL=http://127.0.0.1:8000",
         )
     check_command(command, path_env, directory)
+    if engine.args:
+        # One shell word per argv element: a value with spaces stays one element.
+        command = command.rstrip() + " " + " ".join(shlex.quote(arg) for arg in engine.args)
     return EnginePlan(
         name=name, command=command, argv=shell_argv(command), host=engine.host, port=engine.port,
         health_path=engine.health_path, invocations_path=engine.invocations_path,

@@ -16,11 +16,13 @@ import json
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from supervisor_app import exitcodes, process
+from supervisor_app.config.engine import AUTO_ROUTE
 from supervisor_app.serve.engine.health import HealthPoller
 from supervisor_app.serve.engine.listener import serving_pid
 from supervisor_app.serve.probes import http_ping_answers
@@ -197,10 +199,22 @@ class EngineSupervisor(Supervisor):
                       elapsed_s=round(now - self.engine.started_at, 3),
                       since_start_s=round(now - self.started, 3), first=first,
                       **({"serving_pid": served_by} if served_by and served_by != self.engine.pid else {}))
+        if first and self.plan.invocations_path == AUTO_ROUTE:
+            self._check_openai_routes()
         self.ready_file.touch()
         self.ready = True
         if self.phase is Phase.BOOTING and self.nginx.state is State.RUNNING:
             self.phase = Phase.SERVING
+
+    def _check_openai_routes(self) -> None:
+        """In a thread: the loop never waits on the engine. Each start is checked (a restarted
+        engine may be another build)."""
+        from supervisor_app.serve.engine.health import probe
+        from supervisor_app.serve.engine.router import check_engine_routes
+
+        threading.Thread(target=check_engine_routes, name="smc-engine-routes", daemon=True,
+                         args=(self.plan.host, self.plan.port, self.policy.health_timeout_s,
+                               self.log.warning, probe)).start()
 
     def _on_probe_failed(self, why: str) -> None:
         self.health_failures += 1
