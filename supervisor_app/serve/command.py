@@ -140,7 +140,7 @@ def _supervise(config: Config, serve_config: ServeConfig, run_dir: Path, nginx_p
     notify_read, notify_write = os.pipe()
     settings = worker_settings(serve_config, run_dir, workers, config.log_level, python)
     plan = master_plan(settings, python, dict(config.environ) if python.embedded else process.foreign_env(config.environ),
-                       notify_write, Path() if python.embedded else worker_launch.bundle_path())
+                       notify_write, None if python.embedded else worker_launch.bundle_path())
     worker_launch.prepare(plan)
     if plan.argv is None:  # the embedded interpreter: a fork of smc, no second start of the binary
         gunicorn = Child("gunicorn", ["smc", "serve", "(gunicorn master)"], dict(plan.env), stop_signal=signal.SIGTERM,

@@ -43,11 +43,11 @@ def worker_settings(config: ServeConfig, run_dir: Path, workers: int, log_level:
 
 
 def master_plan(settings: WorkerSettings, interpreter: Interpreter, env: Mapping[str, str],
-                notify_fd: int, bundle_zip: Path) -> MasterPlan:
+                notify_fd: int, bundle_zip: Path | None) -> MasterPlan:
     """env: what user code sees (the image's environment for the image's Python, without the
     bundle's library path)."""
     settings_file = settings.run_dir / WORKER_SETTINGS_FILE
-    if interpreter.embedded:
+    if interpreter.embedded or bundle_zip is None:
         return MasterPlan(None, env, settings, settings_file)
     script = settings.run_dir / SCRIPT_NAME
     argv = (*interpreter.argv, str(script), str(bundle_zip), str(settings_file), str(notify_fd))

@@ -3,7 +3,7 @@
     python sdk_client.py PLAN.json RESULT.json
 
 PLAN: {"image", "workdir", "train_dir", "batch_dir", "port", "steps": [...]}, steps from
-fit | fit_failure | deploy | deploy_csv | transform_MultiRecord | transform_SingleRecord. Optional
+fit | fit_failure | deploy | deploy_csv | transform_MultiRecord | transform_SingleRecord | transform_json_lines. Optional
 keys for images other than the tabular example: "channel" (default "train"), "hyperparameters",
 "serve_env" (the Model's env) and "rows" (what deploy_csv sends). Each step's outcome (or its
 error) goes into RESULT under the step's name, so one broken step does not hide the others.
@@ -164,12 +164,13 @@ def step_deploy_csv(sess: LocalSession, plan: dict, results: dict) -> dict:
     return result
 
 
-def step_transform(sess: LocalSession, plan: dict, results: dict, strategy: str) -> dict:
-    out = Path(plan["workdir"]) / f"transform-{strategy}"
+def step_transform(sess: LocalSession, plan: dict, results: dict, strategy: str, content_type: str = "text/csv",
+                   source: str = "batch_dir", name: str = "") -> dict:
+    out = Path(plan["workdir"]) / f"transform-{name or strategy}"
     transformer = model(sess, plan, results).transformer(
         instance_count=1, instance_type="local", strategy=strategy, assemble_with="Line",
-        output_path=f"file://{out}", accept="text/csv")
-    transformer.transform(f"file://{plan['batch_dir']}", content_type="text/csv", split_type="Line",
+        output_path=f"file://{out}", accept=content_type)
+    transformer.transform(f"file://{plan[source]}", content_type=content_type, split_type="Line",
                           logs=False, wait=True)
     return {"outputs": {p.name: p.read_text() for p in sorted(out.iterdir()) if p.is_file()}}
 
@@ -181,6 +182,9 @@ STEPS = {
     "deploy_csv": step_deploy_csv,
     "transform_MultiRecord": lambda s, p, r: step_transform(s, p, r, "MultiRecord"),
     "transform_SingleRecord": lambda s, p, r: step_transform(s, p, r, "SingleRecord"),
+    # One JSON document per line, packed many to a body by MultiRecord: a JSON handler answers each.
+    "transform_json_lines": lambda s, p, r: step_transform(s, p, r, "MultiRecord", "application/json",
+                                                           "json_batch_dir", "json-lines"),
 }
 
 

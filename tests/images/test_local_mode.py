@@ -29,7 +29,7 @@ HERE = Path(__file__).parent
 REQUIREMENTS = HERE / "sdk-requirements.txt"
 CACHE_DIR = Path(os.environ.get("CACHE_DIR", Path.home() / ".cache" / "smc"))
 CLIENT_TIMEOUT_S = 600
-STEPS = ["fit", "fit_failure", "deploy", "transform_MultiRecord", "transform_SingleRecord"]
+STEPS = ["fit", "fit_failure", "deploy", "transform_MultiRecord", "transform_SingleRecord", "transform_json_lines"]
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 BATCH_ROWS = [[1.0, 2.0, 3.0], [0.5, -1.0, 2.0], [0.0, 0.0, 0.0], [-2.0, 1.5, 4.0]]
 
@@ -75,15 +75,16 @@ def compose_path_dir(shim_dir: Path) -> str:
                 "(or the docker compose plugin)")
 
 
-def write_inputs(work: Path) -> tuple[Path, Path]:
-    train_dir, batch_dir = work / "train", work / "batch"
-    train_dir.mkdir()
-    batch_dir.mkdir()
+def write_inputs(work: Path) -> tuple[Path, Path, Path]:
+    train_dir, batch_dir, json_dir = work / "train", work / "batch", work / "batch-json"
+    for directory in (train_dir, batch_dir, json_dir):
+        directory.mkdir()
     shutil.copy(TRAIN_CSV["tabular"], train_dir / "train.csv")
     half = len(BATCH_ROWS) // 2
-    for name, rows in (("part-a.csv", BATCH_ROWS[:half]), ("part-b.csv", BATCH_ROWS[half:])):
-        (batch_dir / name).write_text("".join(",".join(str(x) for x in row) + "\n" for row in rows))
-    return train_dir, batch_dir
+    for name, rows in (("part-a", BATCH_ROWS[:half]), ("part-b", BATCH_ROWS[half:])):
+        (batch_dir / f"{name}.csv").write_text("".join(",".join(str(x) for x in row) + "\n" for row in rows))
+        (json_dir / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return train_dir, batch_dir, json_dir
 
 
 def containers_of(image: str) -> list[str]:
@@ -97,11 +98,11 @@ def local_mode(images, tmp_path_factory) -> dict:
     python = sdk_python()
     # Data lives under /tmp (the SDK refuses /root, /etc, /var/lib as mount sources).
     work = tmp_path_factory.mktemp("sdk")
-    train_dir, batch_dir = write_inputs(work)
+    train_dir, batch_dir, json_dir = write_inputs(work)
     image = f"smc-sdk-e2e:{uuid.uuid4().hex[:8]}"  # a tag of our own: its containers are ours
     docker("tag", images["tabular"], image, check=True)
     plan = {"image": image, "workdir": str(work), "train_dir": str(train_dir), "batch_dir": str(batch_dir),
-            "port": free_port(), "steps": STEPS}
+            "json_batch_dir": str(json_dir), "port": free_port(), "steps": STEPS}
     yield from run_sdk_client(python, work, plan)
 
 
@@ -181,3 +182,16 @@ def test_sdk_batch_transform(local_mode, strategy):
     assert sorted(outputs) == ["part-a.csv.out", "part-b.csv.out"], outputs
     got = [float(x) for name in sorted(outputs) for x in outputs[name].split()]
     assert got == pytest.approx([tabular_truth(r) for r in BATCH_ROWS], abs=0.2)
+
+
+def test_sdk_multi_record_json_lines_transform_answers_one_line_per_record(local_mode):
+    """MultiRecord packs several JSON documents, one per line, into one body for a JSON handler
+    (the tabular example's input_fn takes one document): smc answers each record, one output line
+    per input line, in order (issue 22; huggingface/notebooks#227's "Extra data" otherwise)."""
+    result = step(local_mode, "transform_json_lines")
+    half = len(BATCH_ROWS) // 2
+    for name, rows in (("part-a.jsonl.out", BATCH_ROWS[:half]), ("part-b.jsonl.out", BATCH_ROWS[half:])):
+        lines = [line for line in result["outputs"][name].splitlines() if line.strip()]
+        assert len(lines) == len(rows), result["outputs"][name]
+        predictions = [json.loads(line)["predictions"][0] for line in lines]
+        assert predictions == pytest.approx([tabular_truth(r) for r in rows], abs=0.2)

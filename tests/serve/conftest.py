@@ -202,8 +202,9 @@ def cmdline(pid: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def echo_server(smc_binary, tmp_path_factory):
-    """One shared server (echo handler, 2 workers, 2 s timeout, 1 MiB limit) for read-only route tests."""
+def echo_server(smc_binary, tmp_path_factory, serve_python):
+    """One shared server (echo handler, 2 workers, 2 s timeout, 1 MiB limit) for read-only route tests;
+    one per Python in a both_pythons module (serve_python makes pytest build it again for each)."""
     nginx_required()
     base = tmp_path_factory.mktemp("echo") / "opt_ml"
     (base / "model").mkdir(parents=True)

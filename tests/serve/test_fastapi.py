@@ -13,8 +13,6 @@ import pytest
 from tests.conftest import ROOT, clean_env
 from tests.serve.streamclient import stream
 
-# Under smc's embedded Python and under a real CPython as the image's (tests/conftest.py).
-pytestmark = pytest.mark.both_pythons
 
 FASTAPI = "fastapi==0.165.0"
 MIB = 1024 * 1024

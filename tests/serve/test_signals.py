@@ -7,12 +7,7 @@ import subprocess
 import threading
 import time
 
-import pytest
-
 from tests.serve.conftest import Response, descendants, proc_state
-
-# Under smc's embedded Python and under a real CPython as the image's (tests/conftest.py).
-pytestmark = pytest.mark.both_pythons
 
 
 def _in_flight(server, seconds: float) -> tuple[threading.Thread, list]:
@@ -104,7 +99,6 @@ def children_of_unshare(unshare_pid: int) -> int:
     return pid1
 
 
-@pytest.mark.embedded_only("the stand-in image Python lives under /root, which the non-root user cannot read")
 def test_runs_as_non_root_user_with_nginx_logs_relayed(smc_binary, tmp_path_factory):
     """nginx started by a non-root smc writes to pipes smc created (it could not open a root-owned /dev/stdout)."""
     import os

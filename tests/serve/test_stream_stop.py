@@ -6,12 +6,7 @@ import signal
 import threading
 import time
 
-import pytest
-
 from tests.serve.streamclient import stream
-
-# Under smc's embedded Python and under a real CPython as the image's (tests/conftest.py).
-pytestmark = pytest.mark.both_pythons
 
 
 def _sigterm_during_a_stream(start_server, grace_s: int, tokens: int):
