@@ -185,7 +185,8 @@ def main(args: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    del sys.path[0]  # the run dir: nothing there is for import
+    if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
+        del sys.path[0]  # the run dir: nothing there is for import (absent under PYTHONSAFEPATH=1)
     main(sys.argv[1:])
 
 

@@ -94,6 +94,27 @@ def test_app_with_the_images_framework(smc_binary, tmp_path, python, kind):
         _stop(server)
 
 
+def test_safe_path_python_keeps_its_own_sys_path(smc_binary, tmp_path):
+    """PYTHONSAFEPATH=1 (3.11+): no script directory on sys.path, and smc's start script must not
+    take the first real entry off it (a PYTHONPATH dir the handler imports from)."""
+    python = image_python("3.11")
+    if python is None:
+        pytest.skip("no CPython 3.11")
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "image_helper.py").write_text("VALUE = 7\n")
+    base = tmp_path / "opt_ml"
+    (base / "code").mkdir(parents=True)
+    (base / "code" / "inference.py").write_text(
+        "import image_helper\ndef model_fn(d):\n    return None\n"
+        "def predict_fn(data, model):\n    return {'value': image_helper.VALUE}\n")
+    server = _serve(smc_binary, base, {"SMC_PYTHON": str(python), "PYTHONSAFEPATH": "1", "PYTHONPATH": str(extra)})
+    try:
+        assert server.invoke(json.dumps({})).json() == {"value": 7}
+    finally:
+        _stop(server)
+
+
 def test_python3_on_path_is_the_default(smc_binary, tmp_path):
     python = image_python("3.11")
     if python is None:
