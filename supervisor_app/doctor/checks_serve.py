@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from supervisor_app import usersite
+from supervisor_app import interpreter, usersite
 from supervisor_app.config import Config
 from supervisor_app.config.serve import ServeConfig
 from supervisor_app.doctor.checks_python import check_handler_in
-from supervisor_app.doctor.findings import Finding, fail, ok, warn
-from supervisor_app.errors import SmcError
+from supervisor_app.doctor.findings import FAIL, Finding, ok, warn
 from supervisor_app.interpreter import Interpreter
 
 
@@ -24,10 +23,8 @@ def check_model_dir(serve: ServeConfig) -> Finding:
 
 
 def check_handler(config: Config, serve: ServeConfig, python: Interpreter | None) -> list[Finding]:
-    """python: the interpreter that serves (None: it cannot run, doctor said why under `python`)."""
-    from supervisor_app.worker import handlers
-
-    module = serve.code_dir / f"{serve.module_name}.py"
+    """python: the interpreter that serves (None: it cannot run, doctor said why under `python`).
+    The import itself is worker/check.py's, in this process or inside the image's Python."""
     app = serve.wsgi_app or serve.asgi_app
     if not serve.code_dir.is_dir() and not serve.model_dir.is_dir():
         wanted = f"{app.partition(':')[0].removesuffix('.py')}.py (SMC_{'WSGI' if serve.wsgi_app else 'ASGI'}_APP={app})" \
@@ -41,30 +38,24 @@ def check_handler(config: Config, serve: ServeConfig, python: Interpreter | None
             )
         ]
     if python is not None and not python.embedded:
-        findings = [check_handler_in(python, config, serve)]
-        return findings + _program_and_requirements(serve, findings[0].path, python)
-    usersite.prepare(config.prefix, config.environ)
-    if serve.wsgi_app or serve.asgi_app:
-        from supervisor_app.worker.user_app import load_user_app
+        finding = check_handler_in(python, config, serve)
+    else:
+        from supervisor_app.serve.worker_plan import worker_settings
+        from supervisor_app.worker.check import inspect
 
-        spec, kind = (serve.wsgi_app, "WSGI") if serve.wsgi_app else (serve.asgi_app, "ASGI")
-        try:
-            load_user_app(serve.code_dir, spec, kind, serve.code_dirs_searched, serve.code_dir_rule)
-        except SmcError as exc:
-            return [fail("handler", exc.message, exc.hint)]
-        return [ok("handler", f"SMC_{kind}_APP={spec} imports and is {'a' if kind == 'WSGI' else 'an'} {kind} callable")]
-    try:
-        loaded = handlers.load_handlers(serve.code_dir, serve.module_name, serve.code_dir_requested)
-    except SmcError as exc:
-        return [fail("handler", exc.message, exc.hint, str(module))]
-    names = ", ".join(sorted(loaded.hooks))
-    findings = [ok("handler", f"{loaded.path.name} imports and defines {names}", str(loaded.path))]
-    return findings + _program_and_requirements(serve, str(loaded.path), python)
+        usersite.prepare(config.prefix, config.environ)
+        answer = inspect(worker_settings(serve, config.tmp_dir, 1, config.log_level,
+                                         python or interpreter.embedded("doctor")))
+        finding = Finding("handler", answer["status"], answer["message"], answer.get("hint", ""),
+                          answer.get("path", ""))
+    if finding.status == FAIL or app:
+        return [finding]
+    return [finding] + _program_and_requirements(serve, finding.path, python)
 
 
 def _program_and_requirements(serve: ServeConfig, handler_path: str, python: Interpreter | None) -> list[Finding]:
     findings = []
-    if serve.program != serve.program_requested and not (serve.wsgi_app or serve.asgi_app):
+    if serve.program != serve.program_requested:
         findings.append(
             warn(
                 "handler",

@@ -13,13 +13,15 @@ import json
 import sys
 from pathlib import Path
 
+from supervisor_app.worker.settings import WorkerSettings
 
 
-def inspect(settings_path: Path) -> dict[str, str]:
+
+def inspect(settings: WorkerSettings) -> dict[str, str]:
+    """The verdict on the handler or app, in this interpreter (doctor calls it in process for the
+    embedded one)."""
     from supervisor_app.errors import SmcError
-    from supervisor_app.worker.settings import WorkerSettings
 
-    settings = WorkerSettings.from_json(settings_path.read_text(encoding="utf-8"))
     app = settings.wsgi_app or settings.asgi_app
     try:
         if app:
@@ -43,7 +45,7 @@ def main(settings_path: str) -> None:
     out = sys.stdout
     sys.stdout = sys.stderr  # what user code prints at import must not corrupt the answer
     try:
-        answer = inspect(Path(settings_path))
+        answer = inspect(WorkerSettings.from_json(Path(settings_path).read_text(encoding="utf-8")))
     except Exception as exc:  # smc's worker code itself failed here: say so, with the cause
         answer = {"status": "fail", "message": f"smc's worker code failed under {sys.executable}: "
                   f"{type(exc).__name__}: {exc}", "hint": "set SMC_PYTHON=embedded, or report this to smc"}
