@@ -174,3 +174,6 @@ def test_settings(tmp_path):
         with pytest.raises(ConfigError) as bad:
             load_sessions_config({name: value}, tmp_path)
         assert name in bad.value.message and bad.value.hint
+    with pytest.raises(ConfigError) as mme:
+        load_sessions_config({"SAGEMAKER_ENABLE_STATEFUL_SESSIONS": "true"}, tmp_path, multi_model=True)
+    assert "SAGEMAKER_MULTI_MODEL" in mme.value.message
