@@ -10,8 +10,14 @@ them (best of 2), so the ratios are within one run:
 - throughput at 32 concurrent clients: batched / unbatched (target >= 4);
 - p50 latency at 1 client: batched - unbatched, which the delay bounds (target <= delay + 1 ms).
 
-The tiny-CSV cost of the request path with batching off is measured by bench/worker_path.py
-(this tree vs another source tree, CPU time in-process).
+With `--base OLD_SMC` (a binary built from before batching landed), it also serves the tiny-CSV
+demo model of bench/serve with batching off from both binaries at once, wrk rounds alternating
+(best of the rounds, 2 workers, 8 clients): requests/s new / base (target >= 0.97).
+
+    git worktree add /tmp/prebatch 7780071^1 && make -C /tmp/prebatch binary
+    python bench/batching.py --smc dist/smc --base /tmp/prebatch/dist/smc
+
+bench/worker_path.py measures the same path's CPU time in-process (this tree vs another source tree).
 """
 
 from __future__ import annotations
@@ -85,9 +91,38 @@ def wrk(port: int, connections: int, duration_s: int, lua: Path) -> dict[str, fl
     return {"rps": rps, "p50_ms": p50, "non_2xx": int(errors.group(1)) if errors else 0}
 
 
+def tiny_csv_vs_base(smc: Path, base_smc: Path, work: Path, duration_s: int, rounds: int) -> dict:
+    """Batching off: the demo model's tiny CSV request on this binary and on the base, same run."""
+    lua = work / "csv.lua"
+    lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(serve_bench.BODY)}\n'
+                   'wrk.headers["Content-Type"] = "text/csv"\nwrk.headers["Accept"] = "text/csv"\n')
+    log = work / "csv.log"
+    servers = {}
+    try:
+        for name, binary in (("new", smc), ("base", base_smc)):
+            base = work / f"csv-{name}"
+            serve_bench.make_model(base)
+            servers[name] = serve_bench.start_smc(binary.resolve(), base, 2, log)
+        for _, port in servers.values():
+            wait_ping(port, 30)
+        best: dict[str, float] = {}
+        for _ in range(rounds):
+            for name, (_, port) in servers.items():
+                got = serve_bench.run_wrk(port, duration_s, 8, lua)
+                assert got["non_2xx"] == 0, (name, got)
+                best[name] = max(best.get(name, 0.0), got["rps"])
+                time.sleep(0.5)
+    finally:
+        for proc, _ in servers.values():
+            serve_bench.stop(proc, group=True)
+    ratio = best["new"] / best["base"]
+    return {"rps": best, "ratio": round(ratio, 3), "target": ">= 0.97", "pass": ratio >= 0.97}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--smc", type=Path, default=ROOT / "dist" / "smc")
+    parser.add_argument("--base", type=Path, help="a binary from before batching: tiny CSV with batching off, vs it")
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk round")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
@@ -126,6 +161,10 @@ def main() -> int:
         "targets": {"throughput_ratio_32_clients": ">= 4", "p50_extra_ms_1_client": f"<= {DELAY_MS + 1}"},
         "pass": ratio >= 4 and extra_ms <= DELAY_MS + 1,
     }
+    if args.base:
+        report["tiny_csv_batching_off_vs_base"] = tiny_csv_vs_base(args.smc, args.base, work, args.duration,
+                                                                  args.rounds + 1)
+        report["pass"] = report["pass"] and report["tiny_csv_batching_off_vs_base"]["pass"]
     print(json.dumps(report, indent=2))
     return 0 if report["pass"] else 1
 
