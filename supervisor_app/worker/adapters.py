@@ -271,4 +271,11 @@ class AdapterApp:
         return {pid: state["failed"][name] for pid, state in siblings.items() if name in state.get("failed", {})}
 
 
-__all__ = ["ADAPTER_ENVIRON", "ADAPTER_MODEL_ENVIRON", "AdapterApp", "current"]
+def with_adapters(app: Callable[..., Iterable[bytes]], hooks: dict[str, Callable[..., Any]], model: Any,
+                  config: Any, workers: int) -> AdapterApp:
+    """The single-model App behind /adapters; without load_adapter_fn, /adapters says to add it."""
+    return AdapterApp(app, hooks, model, str(config.model_dir), Registry(config.run_dir, "adapters"), workers,
+                      config.timeout_s + 10)
+
+
+__all__ = ["ADAPTER_ENVIRON", "ADAPTER_MODEL_ENVIRON", "AdapterApp", "current", "with_adapters"]
