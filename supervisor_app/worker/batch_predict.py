@@ -7,7 +7,18 @@ from __future__ import annotations
 
 from typing import Any, List
 
+from supervisor_app.errors import AppLoadError
 from supervisor_app.worker.handlers import HandlerError, InferenceService, _handler_error
+
+
+def missing_batch_hook(batch_size: int, handler_file: str) -> AppLoadError:
+    """Batching on without the hook that runs a batch: the start error, with both ways out."""
+    return AppLoadError(
+        f"batching is on (SMC_BATCH_SIZE or SAGEMAKER_TS_BATCH_SIZE = {batch_size}) but {handler_file} defines "
+        "no batch_predict_fn",
+        hint="add batch_predict_fn(inputs, model) returning one prediction per input, in order; or "
+        "unset SMC_BATCH_SIZE/SAGEMAKER_TS_BATCH_SIZE to serve with predict_fn one request at a time",
+    )
 
 
 def run_batch(service: InferenceService, inputs: List[Any], contexts: List[Any]) -> List[Any]:

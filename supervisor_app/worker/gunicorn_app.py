@@ -29,7 +29,6 @@ from supervisor_app.metrics import recorder as metrics
 from supervisor_app.worker import early_signals, gpus
 from supervisor_app.worker import handler_context
 from supervisor_app.worker import handlers as handler_module
-from supervisor_app.worker.marked_worker import MarkedWorker
 from supervisor_app.worker.run_dir import SOCKET_NAME
 from supervisor_app.worker.user_app import load_user_app
 from supervisor_app.worker.worker_exits import reap_workers
@@ -259,8 +258,12 @@ class ModelServer(BaseApplication):
         if self.config.batch_size > 1:
             from supervisor_app.worker.batch_worker import BatchingWorker
 
-            return BatchingWorker  # requests on threads, so that batches can form
-        return MarkedWorker  # NginxWorker marking requests for the drain
+            from supervisor_app.worker.adapter_worker import AdapterBatchingWorker
+
+            return AdapterBatchingWorker  # requests on threads, so that batches can form
+        from supervisor_app.worker.adapter_worker import AdapterWorker
+
+        return AdapterWorker  # NginxWorker marking requests for the drain, following adapter loads
 
     def run(self) -> None:
         arbiter = HeartbeatArbiter(self)
@@ -287,12 +290,9 @@ class ModelServer(BaseApplication):
         except AppLoadError as exc:
             self._fail("handler_import_failed", exc)
         if config.batch_size > 1 and not handlers.has("batch_predict_fn"):
-            self._fail("handler_import_failed", AppLoadError(
-                f"batching is on (SMC_BATCH_SIZE or SAGEMAKER_TS_BATCH_SIZE = {config.batch_size}) but "
-                f"{handlers.path.name} defines no batch_predict_fn",
-                hint="add batch_predict_fn(inputs, model) returning one prediction per input, in order; or "
-                "unset SMC_BATCH_SIZE/SAGEMAKER_TS_BATCH_SIZE to serve with predict_fn one request at a time",
-            ))
+            from supervisor_app.worker.batch_predict import missing_batch_hook
+
+            self._fail("handler_import_failed", missing_batch_hook(config.batch_size, handlers.path.name))
         started = time.monotonic()
         try:
             model = handler_module.load_model(handlers, config.model_dir)
@@ -304,19 +304,19 @@ class ModelServer(BaseApplication):
         batching = config.batch_size > 1
         if batching:
             service.batcher = self.batcher = self._batcher(handlers, service)
-        return metrics.instrument(App(service, config.timeout_s, config.max_payload_bytes,
-                                      execution_parameters(config, self.workers), threaded=batching,
-                                      sessions=self._sessions()),
-                                  threaded=batching)
+        from supervisor_app.worker.adapters import with_adapters  # /adapters and the adapter header
+
+        app = App(service, config.timeout_s, config.max_payload_bytes, execution_parameters(config, self.workers),
+                  threaded=batching, sessions=self._sessions())
+        return metrics.instrument(with_adapters(app, handlers.hooks, model, config, self.workers), threaded=batching)
 
     def _sessions(self) -> Any:
         """SAGEMAKER_ENABLE_STATEFUL_SESSIONS: the store every worker shares (worker/sessions/)."""
         from supervisor_app.worker.sessions.gate import Gate
         from supervisor_app.worker.sessions.store import SessionStore
 
-        if self.config.sessions_path is None:
-            return Gate(None)
-        return Gate(SessionStore(self.config.sessions_path, self.config.sessions_expiration_s))
+        path = self.config.sessions_path
+        return Gate(None if path is None else SessionStore(path, self.config.sessions_expiration_s))
 
     def _batcher(self, handlers: Any, service: Any) -> Any:
         from functools import partial

@@ -76,3 +76,25 @@ def test_passthrough_leaves_the_protocol_to_the_engine(start_engine, tmp_path):
     assert opened.json()["bytes"] == len(OPEN)
     assert _post(server, "{}", {ID: "any-id"}).json()["headers"][ID] == "any-id"
     assert not (tmp_path / "store").exists() and server.events("sessions_on") == []
+
+
+def test_sessions_and_adapters_together(start_engine, tmp_path):
+    """An invocation naming an adapter goes through the adapter hop, which asks the session protocol
+    first: a session opens, an unknown id is refused, and inside a session the adapter reaches the engine."""
+    adapter = tmp_path / "a1"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 8, "peft_type": "LORA"}))
+    server = start_engine(env=_env(tmp_path, SMC_ENGINE_ADAPTERS="vllm", SMC_ENGINE_INVOCATIONS_PATH="/v1/completions"))
+    server.wait_event("engine_adapter_routes_found")
+    assert _post(server, json.dumps({"name": "a1", "src": str(adapter)}), path="/adapters").status == 200
+    named = {"X-Amzn-SageMaker-Adapter-Identifier": "a1"}
+    opened = _post(server, OPEN, named)
+    assert opened.status == 200, opened.body
+    session_id = opened.headers["x-amzn-sagemaker-new-session-id"].split(";")[0]
+    assert _post(server, json.dumps({"prompt": "hi"}), {**named, ID: "unknown-id"}).status == 400
+    answer = _post(server, json.dumps({"prompt": "hi"}), {**named, ID: session_id})
+    assert answer.status == 200, answer.body
+    assert answer.json()["headers"][ID] == session_id
+    closed = _post(server, CLOSE, {**named, ID: session_id})
+    assert closed.status == 200 and closed.headers["x-amzn-sagemaker-closed-session-id"] == session_id
+    assert server.stop() == 0

@@ -58,8 +58,9 @@ class EngineSessions:
         named = _ATTRIBUTE_ROUTE.search(headers.get(_ATTRIBUTES, ""))
         return named.group(1) if named else route_for(body)
 
-    def answer(self, target: str, body: bytes | bytearray, headers: Optional[Dict[str, str]] = None) -> bytes:
-        headers = headers or {}
+    def check(self, body: bytes | bytearray, headers: Dict[str, str]) -> Optional[bytes]:
+        """The answer to a session request or a refused id; None for inference that may go on to the
+        engine. The adapter hop (adapter_proxy.py) asks this too, for invocations naming an adapter."""
         try:
             step = self.gate.route(body, headers.get(_ID), time.monotonic() + self.timeout_s, check=True)  # type: ignore[arg-type]
         except SessionError as exc:
@@ -67,6 +68,13 @@ class EngineSessions:
             return _error(exc.status, exc.message)
         if isinstance(step, tuple):
             return _http(*step)
+        return None
+
+    def answer(self, target: str, body: bytes | bytearray, headers: Optional[Dict[str, str]] = None) -> bytes:
+        headers = headers or {}
+        done = self.check(body, headers)
+        if done is not None:
+            return done
         try:
             path = self.route(body, headers)
         except RouteError as exc:
