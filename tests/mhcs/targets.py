@@ -1,0 +1,139 @@
+"""The servers a sequence runs against, each fresh per sequence:
+
+- `mhcs_handler` / `mhcs_engine`: tests/mhcs/app.py on uvicorn in the MHCS venv, answering
+  /invocations in-process or through the stand-in engine;
+- `smc_handler`: the frozen `smc serve` with tests/mhcs/handler/inference.py;
+- `smc_engine`: the frozen `smc serve` in engine mode in front of the stand-in engine, invocations
+  going to its /v1/chat/completions as they go to vLLM's.
+
+Both sides get the same SAGEMAKER_* session settings (store in a private directory) and the same
+stand-in engine, so what differs is the layer between client and engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.conftest import clean_env, free_port
+from tests.engine.conftest import engine_command, python3
+from tests.mhcs.sequences import Sequence
+from tests.serve.conftest import Server, request
+
+HERE = Path(__file__).resolve().parent
+APP = HERE / "app.py"
+HANDLER = HERE / "handler" / "inference.py"
+READY_TIMEOUT_S = 30
+STOP_TIMEOUT_S = 10
+
+
+def session_env(sequence: Sequence, work: Path) -> dict[str, str]:
+    return {"SAGEMAKER_ENABLE_STATEFUL_SESSIONS": "true" if sequence.sessions else "false",
+            "SAGEMAKER_SESSIONS_EXPIRATION": str(sequence.ttl_s),
+            "SAGEMAKER_SESSIONS_PATH": str(work / "sessions")}
+
+
+def wait_ping(port: int, proc: subprocess.Popen, what: str, log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if request(port, "GET", "/ping", timeout=2).status == 200:
+                return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not ready (exit {proc.poll()}):\n{log.read_text(errors='replace')[-4000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def stand_in_engine(work: Path) -> Iterator[str]:
+    port = free_port()
+    log = work / "engine.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(engine_command(port).split(), stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=clean_env())
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if request(port, "GET", "/health", timeout=2).status == 200:
+                    break
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
+def mhcs_app(mhcs_python: Path, sequence: Sequence, work: Path, engine: bool) -> Iterator[int]:
+    with contextlib.ExitStack() as stack:
+        args = [str(mhcs_python), str(APP), "--port", str(port := free_port())]
+        if engine:
+            args += ["--engine-url", stack.enter_context(stand_in_engine(work))]
+        env = {**clean_env(), **session_env(sequence, work)}
+        log = work / "mhcs.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        stack.callback(stop, proc)
+        wait_ping(port, proc, "the MHCS app", log)
+        yield port
+
+
+@contextlib.contextmanager
+def smc_serve(binary: Path, sequence: Sequence, work: Path, engine: bool) -> Iterator[int]:
+    base = work / "opt_ml"
+    for sub in ("input/config", "model/code", "output"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    env = session_env(sequence, work)
+    if engine:
+        engine_port = free_port()
+        env.update({"SMC_ENGINE_URL": f"http://127.0.0.1:{engine_port}",
+                    "SMC_ENGINE_COMMAND": engine_command(engine_port),
+                    "SMC_ENGINE_INVOCATIONS_PATH": "/v1/chat/completions"})
+        if sequence.adapters:
+            env["SMC_ENGINE_ADAPTERS"] = "vllm"
+    else:
+        shutil.copy(HANDLER, base / "model" / "code" / "inference.py")
+    server = Server(binary, base, free_port(), env)
+    try:
+        server.wait_ready(timeout=READY_TIMEOUT_S)
+        yield server.port
+    finally:
+        with contextlib.suppress(Exception):
+            server.stop(timeout=STOP_TIMEOUT_S)
+        if server.proc.poll() is None:
+            server.proc.kill()
+
+
+def serving(target: str, sequence: Sequence, work: Path, binary: Path, mhcs_python: Path):
+    """A context manager yielding the port of a fresh `target` for `sequence`."""
+    work.mkdir(parents=True, exist_ok=True)
+    side, mode = target.split("_")
+    if side == "mhcs":
+        return mhcs_app(mhcs_python, sequence, work, engine=mode == "engine")
+    return smc_serve(binary, sequence, work, engine=mode == "engine")
+
+
+def adapter_dir(root: Path) -> Path:
+    """A PEFT-shaped adapter directory (config with rank > 0 and a weights file)."""
+    path = root / "adapter"
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "adapter_config.json").write_text('{"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}')
+    (path / "adapter_model.safetensors").write_bytes(b"\0" * 16)
+    os.utime(path)
+    return path
