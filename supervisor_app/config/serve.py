@@ -12,6 +12,7 @@ from pathlib import Path
 
 from supervisor_app.config.core import Config
 from supervisor_app.config.mme import load_mme_config
+from supervisor_app.config.sessions import SessionsConfig, load_sessions_config
 from supervisor_app.worker.settings import MmeSettings
 from supervisor_app.config.settings import (
     Setting,
@@ -254,6 +255,7 @@ class ServeConfig:
     metrics_interval_s: float
     metrics_namespace: str
     multi_model: MmeSettings | None = None  # SAGEMAKER_MULTI_MODEL=true: the /models API (config/mme.py)
+    sessions: SessionsConfig = SessionsConfig(False, 1200, Path("/dev/shm/sagemaker_sessions"), None, "smc")
 
     @property
     def module_name(self) -> str:
@@ -306,6 +308,7 @@ def load_serve_config(config: Config) -> ServeConfig:
             hint="unset SMC_BATCH_SIZE/SAGEMAKER_TS_BATCH_SIZE, or serve an inference.py with batch_predict_fn",
         )
     program_requested = program
+    multi_model = _no_batching_with_mme(load_mme_config(config.environ, config.base_dir, submit), values["batch_size"])
     app = values["wsgi_app"] or values["asgi_app"]
     modules = (app.partition(":")[0].removesuffix(".py"),) if app else (program, DEFAULT_PROGRAM)
     searched = _code_dirs(layout, submit)
@@ -326,8 +329,18 @@ def load_serve_config(config: Config) -> ServeConfig:
         **{k: v for k, v in values.items() if k not in ("submit_dir", "program")},
         program=program,
         program_requested=program_requested,
-        multi_model=_no_batching_with_mme(load_mme_config(config.environ, config.base_dir, submit), values["batch_size"]),
+        multi_model=multi_model,
+        sessions=_no_sessions_with_mme(load_sessions_config(config.environ, config.tmp_dir), multi_model),
     )
+
+
+def _no_sessions_with_mme(sessions: SessionsConfig, mme: MmeSettings | None) -> SessionsConfig:
+    if sessions.enabled and mme is not None:
+        raise ConfigError(
+            "stateful sessions (SAGEMAKER_ENABLE_STATEFUL_SESSIONS=true) are not available with SAGEMAKER_MULTI_MODEL=true",
+            hint="unset SAGEMAKER_ENABLE_STATEFUL_SESSIONS for a multi-model endpoint, or serve one model",
+        )
+    return sessions
 
 
 def _no_batching_with_mme(mme: MmeSettings | None, batch_size: int) -> MmeSettings | None:

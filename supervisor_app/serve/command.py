@@ -62,6 +62,8 @@ def serve(config: Config, serve_config: ServeConfig, sidecars: tuple[Any, ...] =
     _check_model(serve_config)
     nginx_path = find_nginx(serve_config)
     check_port_free(serve_config.port)
+    if serve_config.sessions.enabled:
+        _start_sessions(serve_config, log)
     detected = gpus.detect(process.foreign_env(config.environ))
     workers = serve_config.workers or len(detected.devices) or cpus.available_cpus()
     log.info("serve_config", **{**describe(serve_config), "workers": workers, "nginx": nginx_path})
@@ -85,6 +87,16 @@ def serve(config: Config, serve_config: ServeConfig, sidecars: tuple[Any, ...] =
     finally:
         if private_site is not None:  # a read-only prefix: installed for this run only
             shutil.rmtree(private_site, ignore_errors=True)
+
+
+def _start_sessions(serve_config: ServeConfig, log: Any) -> None:
+    app = serve_config.wsgi_app or serve_config.asgi_app
+    if app:  # an app embedding MHCS reads SAGEMAKER_ENABLE_STATEFUL_SESSIONS itself
+        log.info("sessions_left_to_app", app=app, why="SMC_WSGI_APP/SMC_ASGI_APP: smc does not read your app's bodies")
+        return
+    from supervisor_app.serve.sessions import prepare_store
+
+    prepare_store(serve_config.sessions, log, "handler")
 
 
 def choose_python(config: Config, log: Any) -> requirements.ChosenPython:

@@ -39,6 +39,9 @@ def worker_settings(config: ServeConfig, run_dir: Path, workers: int, log_level:
         max_concurrent_transforms=config.max_concurrent_transforms, preload_model=config.preload_model,
         workers=workers, log_level=log_level, embedded=interpreter.embedded, prefix=config.prefix,
         multi_model=config.multi_model, batch_size=config.batch_size, batch_delay_ms=config.batch_delay_ms,
+        sessions_path=str(config.sessions.path) if config.sessions.enabled and not (config.wsgi_app or config.asgi_app)
+        else None,
+        sessions_expiration_s=float(config.sessions.expiration_s),
     )
 
 

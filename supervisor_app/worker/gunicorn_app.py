@@ -305,8 +305,18 @@ class ModelServer(BaseApplication):
         if batching:
             service.batcher = self.batcher = self._batcher(handlers, service)
         return metrics.instrument(App(service, config.timeout_s, config.max_payload_bytes,
-                                      execution_parameters(config, self.workers), threaded=batching),
+                                      execution_parameters(config, self.workers), threaded=batching,
+                                      sessions=self._sessions()),
                                   threaded=batching)
+
+    def _sessions(self) -> Any:
+        """SAGEMAKER_ENABLE_STATEFUL_SESSIONS: the store every worker shares (worker/sessions/)."""
+        from supervisor_app.worker.sessions.gate import Gate
+        from supervisor_app.worker.sessions.store import SessionStore
+
+        if self.config.sessions_path is None:
+            return Gate(None)
+        return Gate(SessionStore(self.config.sessions_path, self.config.sessions_expiration_s))
 
     def _batcher(self, handlers: Any, service: Any) -> Any:
         from functools import partial

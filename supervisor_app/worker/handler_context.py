@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 _worker_gpu_id: int | None = None  # set in a worker pinned to a GPU (worker/gpus.py), before model_fn
 
@@ -26,6 +27,9 @@ class Context:
         self.response_content_type: str | None = None
         self.response_status: int | None = None
         self.request_processor = [self]
+        # The request's stateful session (worker/sessions/state.py): a dict of JSON values with .id,
+        # .expires_at and .path; None when the request names no session.
+        self.session: Any = None
 
     @property
     def request_headers(self) -> dict[str, str]:

@@ -54,6 +54,8 @@ class WorkerSettings:
     multi_model: Optional[MmeSettings] = None
     batch_size: int = 1  # SMC_BATCH_SIZE: 1 = no dynamic batching (worker/batching.py)
     batch_delay_ms: float = 0.0
+    sessions_path: Optional[str] = None  # SAGEMAKER_ENABLE_STATEFUL_SESSIONS: the store (worker/sessions/store.py)
+    sessions_expiration_s: float = 0.0
 
     @property
     def max_payload_bytes(self) -> int:

@@ -18,6 +18,8 @@ from typing import Any
 from supervisor_app import logs
 from supervisor_app.worker.batching import BatchTimeout, set_deadline
 from supervisor_app.worker.handlers import Context, HandlerError, InferenceService, Result
+from supervisor_app.worker.sessions.gate import Gate
+from supervisor_app.worker.sessions.protocol import ENVIRON_ID, SessionError
 from supervisor_app.worker.streaming import StreamBody
 
 Environ = dict[str, Any]
@@ -49,8 +51,10 @@ class App:
         max_payload_bytes: int,
         execution_parameters: dict[str, Any],
         threaded: bool = False,
+        sessions: Gate | None = None,
     ) -> None:
         self.service = service
+        self.sessions = sessions or Gate(None)  # off: session requests and ids are refused
         self.timeout_s = timeout_s
         self.max_payload_bytes = max_payload_bytes
         self.execution_defaults = execution_parameters
@@ -99,12 +103,20 @@ class App:
             content_type = environ.get("CONTENT_TYPE") or environ.get("HTTP_CONTENTTYPE") or "application/json"
             accept = environ.get("HTTP_ACCEPT")
             try:
-                # One deadline for the handler and, for a stream, its first chunk.
+                # NEW_SESSION and CLOSE are answered here, before input_fn (worker/sessions/gate.py).
+                use = self.sessions.route(body, environ.get(ENVIRON_ID), time.monotonic() + self.timeout_s)
+                if isinstance(use, tuple):
+                    return self._reply(start_response, use, extra)
+                # One deadline for the session's lock, the handler and, for a stream, its first chunk.
                 result, first, rest = self._with_deadline(
-                    lambda: self._start(self.service.invoke(body, content_type, accept, context))
+                    lambda: self._in_session(use, context, lambda: self._start(
+                        self.service.invoke(body, content_type, accept, context)))
                 )
             except HandlerError as exc:
                 self._log_failure(exc)
+                return self._error(start_response, exc.status, exc.message, extra)
+            except SessionError as exc:
+                self.log.warning("session_request_refused", status=exc.status, error=exc.message)
                 return self._error(start_response, exc.status, exc.message, extra)
             except (Deadline, BatchTimeout):
                 self.log.error("invocation_timed_out", timeout_s=self.timeout_s)
@@ -130,6 +142,26 @@ class App:
                               self.log, inference_id, started)
         finally:
             logs.unbind_context("inference_id")
+
+    def _in_session(self, use: Any, context: Context, run: Callable[[], Any]) -> Any:
+        """run() with the request's session (if any) locked in context.session; its state is saved
+        before the answer goes out, and only when run() answered (worker/sessions/state.py)."""
+        if use is None:
+            return run()
+        context.session = self.sessions.enter(use, time.monotonic() + self.timeout_s)
+        try:
+            answer = run()
+            context.session.commit()
+            return answer
+        finally:
+            context.session.release()
+
+    def _reply(self, start_response: StartResponse, reply: tuple[int, list[tuple[str, str]], bytes],
+               extra: list[tuple[str, str]]) -> Iterable[bytes]:
+        status, headers, body = reply
+        start_response(f"{status} {HTTPStatus(status).phrase}",
+                       [*headers, ("Content-Length", str(len(body)))] + extra)
+        return [body]
 
     def _start(self, result: Result) -> tuple[Result, bytes | None, Any]:
         if result.chunks is None:

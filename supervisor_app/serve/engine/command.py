@@ -98,17 +98,23 @@ def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_
     nofile = fit_open_file_limit(nginx_conf.worker_rlimit_nofile(serve_config.worker_connections),
                                  serve_config.worker_connections, log)
     router = None
-    if plan.invocations_path == AUTO_ROUTE:
+    sessions = serve_config.sessions.smc_owns_engine_protocol
+    if plan.invocations_path == AUTO_ROUTE or sessions:
         from supervisor_app.serve.engine.router import SOCKET_NAME, Router
 
         router = Router(str(run_dir / SOCKET_NAME))
+        if sessions:  # every /invocations through the hop: smc answers the session protocol (sessions.py)
+            from supervisor_app.serve.engine.sessions import start as start_sessions
+
+            router.answer = start_sessions(serve_config.sessions, plan.invocations_path, serve_config.timeout_s,
+                                           log).answer
         router.start()
     conf_path.write_text(render_engine_nginx_conf(EngineNginxSettings(
         run_dir=run_dir, port=serve_config.port, engine_host=plan.host, engine_port=plan.port,
         invocations_path=plan.invocations_path, max_body_bytes=serve_config.max_payload_bytes,
         timeout_s=serve_config.timeout_s, worker_connections=serve_config.worker_connections,
         keepalive_s=serve_config.keepalive_s, log_ping=serve_config.log_ping, rlimit_nofile=nofile,
-        router_socket=Path(router.path) if router else None,
+        router_socket=Path(router.path) if router else None, sessions=sessions,
     )))
     notify_read, notify_write = os.pipe2(os.O_CLOEXEC)
     engine = GroupChild(plan.name, list(plan.argv), engine_env(config, plan), stop_signal=plan.stop_signal)

@@ -47,6 +47,7 @@ class EngineNginxSettings:
     log_ping: bool
     rlimit_nofile: int = 0  # worker_rlimit_nofile; 0: what worker_connections needs
     router_socket: Path | None = None  # SMC_ENGINE_INVOCATIONS_PATH=auto: the routing hop's unix socket
+    sessions: bool = False  # smc answers stateful sessions in the hop (engine/sessions.py): every body goes there
 
 
 def _bad_gateway_map(engine: str) -> str:
@@ -99,9 +100,7 @@ def _invocations(s: EngineNginxSettings, proxy: str, timeout: int) -> str:
     # from that buffer after the redirect, and the engine's answer streams as on any other route.
     return f"""        location = /invocations {{
             {ready}
-            if ($smc_attribute_route) {{
-                rewrite ^ {REDIRECT_PREFIX}$smc_attribute_route last;
-            }}
+            {_attribute_route_or_session_headers(s)}
             proxy_pass http://smc_router;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -120,6 +119,17 @@ def _invocations(s: EngineNginxSettings, proxy: str, timeout: int) -> str:
             proxy_pass http://smc_engine;
             {proxy}
         }}"""
+
+
+def _attribute_route_or_session_headers(s: EngineNginxSettings) -> str:
+    """Without sessions a `route=` custom attribute skips the hop. With sessions every request goes
+    there, with the two headers it reads (the hop applies the same route rule: sessions.py)."""
+    if s.sessions:
+        return """proxy_set_header X-Amzn-SageMaker-Session-Id $http_x_amzn_sagemaker_session_id;
+            proxy_set_header X-Amzn-SageMaker-Custom-Attributes $http_x_amzn_sagemaker_custom_attributes;"""
+    return f"""if ($smc_attribute_route) {{
+                rewrite ^ {REDIRECT_PREFIX}$smc_attribute_route last;
+            }}"""
 
 
 def render_engine_nginx_conf(s: EngineNginxSettings) -> str:

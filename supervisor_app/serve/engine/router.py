@@ -65,9 +65,10 @@ def _redirect(path: str, query: str) -> bytes:
     return b"HTTP/1.1 200 OK\r\nX-Accel-Redirect: %s\r\nContent-Length: 0\r\n\r\n" % target.encode()
 
 
-def _read_request(conn: socket.socket, pending: bytearray) -> tuple[str, bytearray] | None:
-    """One request from nginx on a keep-alive connection: (target, body), or None at its end. nginx
-    always sends Content-Length here (it buffers the body, chunked or not, before this hop)."""
+def _read_request(conn: socket.socket, pending: bytearray) -> tuple[str, bytearray, dict[str, str]] | None:
+    """One request from nginx on a keep-alive connection: (target, body, headers by lower-case name),
+    or None at its end. nginx always sends Content-Length here (it buffers the body, chunked or not,
+    before this hop)."""
     while b"\r\n\r\n" not in pending:
         if len(pending) > _MAX_HEAD_BYTES:
             return None
@@ -79,8 +80,10 @@ def _read_request(conn: socket.socket, pending: bytearray) -> tuple[str, bytearr
     lines = bytes(pending[:head_end]).decode("latin-1").split("\r\n")
     target = lines[0].split(" ")[1] if len(lines[0].split(" ")) > 2 else "/"
     length = 0
+    headers: dict[str, str] = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
         if name.strip().lower() == "content-length":
             length = int(value.strip() or 0)
     del pending[:head_end]
@@ -96,10 +99,10 @@ def _read_request(conn: socket.socket, pending: bytearray) -> tuple[str, bytearr
             return None
         have += got
     view.release()
-    return target, body  # json.loads reads a bytearray as it is: no second copy of a large body
+    return target, body, headers  # json.loads reads a bytearray as it is: no second copy of a large body
 
 
-def answer(target: str, body: bytes | bytearray) -> bytes:
+def answer(target: str, body: bytes | bytearray, headers: dict[str, str] | None = None) -> bytes:
     query = target.partition("?")[2]
     try:
         return _redirect(route_for(body), query)
@@ -110,8 +113,9 @@ def answer(target: str, body: bytes | bytearray) -> bytes:
 class Router:
     """The routing hop: a thread per nginx connection (nginx keeps a few alive)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, answer: Callable[..., bytes] = answer) -> None:
         self.path = path
+        self.answer = answer  # (target, body, headers) -> the raw HTTP reply; sessions.py has another
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._stopped = False
 
@@ -144,7 +148,7 @@ class Router:
                     request = _read_request(conn, pending)
                     if request is None:
                         return
-                    reply = answer(*request)
+                    reply = self.answer(*request)
                     request = None  # not held while the connection waits for its next request
                     conn.sendall(reply)
             except (OSError, ValueError):
