@@ -63,6 +63,18 @@ def parse_invocations_path(name: str, raw: str) -> str:
                                             "or to `auto` (route by the JSON body's messages/prompt/input)") from None
 
 
+ADAPTER_MODES = ("passthrough", "vllm", "sglang")
+
+
+def parse_adapter_mode(name: str, raw: str) -> str:
+    text = raw.strip().lower()
+    if text not in ADAPTER_MODES:
+        raise ConfigError(f"{name}={raw!r} is not an adapter mode",
+                          hint=f"set {name} to one of {', '.join(ADAPTER_MODES)}: passthrough leaves /adapters "
+                               "to the engine; vllm or sglang make smc answer it with that engine's LoRA routes")
+    return text
+
+
 def parse_signal(name: str, raw: str) -> int:
     text = raw.strip().upper().removeprefix("SIG")
     try:
@@ -101,6 +113,11 @@ ENGINE_SETTINGS: tuple[Setting, ...] = (
             "A variable prefix such as SM_VLLM_ or SM_SGLANG_: each variable with it becomes an engine flag "
             "appended to the command (SM_VLLM_MAX_MODEL_LEN=4096 -> --max-model-len 4096; `true` -> the bare "
             "flag; `false` -> nothing), in sorted name order, as AWS's vLLM and SGLang images do.", G),
+    Setting("adapters", ("SMC_ENGINE_ADAPTERS",), parse_adapter_mode, "passthrough",
+            "LoRA adapters (`POST /adapters`, `DELETE /adapters/{name}`, X-Amzn-SageMaker-Adapter-Identifier): "
+            "`passthrough` sends them to the engine untouched (for engines that serve them, as vLLM with "
+            "model-hosting-container-standards does); `vllm` or `sglang` make smc answer them with that engine's "
+            "load/unload routes and keep the loaded set (duplicate 409, unknown identifier 404). See docs/engines.md.", G),
     Setting("max_restarts", ("SMC_ENGINE_MAX_RESTARTS", "ENGINE_MAX_START_RETRIES", "PROCESS_MAX_START_RETRIES"),
             parse_nonnegative, 3,
             "Restarts of a crashed or unhealthy engine before smc gives up and exits 1 with the cause and "
@@ -135,6 +152,7 @@ class EngineConfig:
     programs_file: str | None
     args_from: str | None = None  # SMC_ENGINE_ARGS_FROM's prefix
     args: tuple[str, ...] = ()  # the flags its variables make, appended to the engine's command
+    adapters: str = "passthrough"  # SMC_ENGINE_ADAPTERS: passthrough | vllm | sglang
 
     @property
     def auto_route(self) -> bool:
@@ -162,4 +180,4 @@ def load_engine_config(config: Config) -> EngineConfig:
     return EngineConfig(command=command, host=host, port=port, **values)
 
 
-__all__ = ["AUTO_ROUTE", "ENGINE_SETTINGS", "EngineConfig", "load_engine_config"]
+__all__ = ["ADAPTER_MODES", "AUTO_ROUTE", "ENGINE_SETTINGS", "EngineConfig", "load_engine_config"]

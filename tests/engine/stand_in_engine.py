@@ -11,6 +11,12 @@ lists one model (404 with --no-openai, which also drops the /v1 routes).
 --record FILE: appends one JSON line per /v1 request (what it received). --argv-file FILE: writes
 this process's argv as JSON at start.
 --exit-code N: exit N at once, after printing to stderr.  --ignore-term: ignore SIGTERM.
+LoRA routes, as vLLM (POST /v1/load_lora_adapter, /v1/unload_lora_adapter) and SGLang (POST
+/load_lora_adapter, /unload_lora_adapter) name them, {"lora_name", "lora_path"}: a missing field
+400, a lora_path that does not exist 404, a name loaded twice 400, unloading an unknown one 404
+(vLLM's statuses); --no-lora drops them. --lora-record FILE appends one JSON line per call. An
+OpenAI or /invocations body whose `model` names no loaded adapter (nor `<base>:<adapter>` one)
+and is not the served model "stand-in" answers 404, as vLLM does; --load-delay-s slows loads.
 """
 
 import argparse
@@ -36,6 +42,9 @@ parser.add_argument("--unhealthy-file", default=None, help="health answers 500 w
 parser.add_argument("--no-openai", action="store_true")
 parser.add_argument("--record", default=None)
 parser.add_argument("--argv-file", default=None)
+parser.add_argument("--no-lora", action="store_true")
+parser.add_argument("--lora-record", default=None)
+parser.add_argument("--load-delay-s", type=float, default=0.0)
 args, extra_args = parser.parse_known_args()  # flags from SMC_ENGINE_ARGS_FROM land in extra_args
 if args.argv_file:
     with open(args.argv_file, "w") as f:
@@ -52,6 +61,24 @@ else:
     signal.signal(signal.SIGTERM, lambda s, f: sys.exit(0))
 
 STARTED = time.monotonic()
+LORA_ROUTES = {"/v1/load_lora_adapter": "load", "/v1/unload_lora_adapter": "unload",
+               "/load_lora_adapter": "load", "/unload_lora_adapter": "unload"}
+ADAPTERS = {}  # name -> path
+
+
+def model_problem(body):
+    """Why a body's `model` is not served here (vLLM's 404), or None."""
+    if b'"model"' not in body:
+        return None
+    try:
+        model = json.loads(body).get("model")
+    except (ValueError, AttributeError):
+        return None
+    if model in (None, "stand-in") or model in ADAPTERS:
+        return None
+    if isinstance(model, str) and model.startswith("stand-in:") and model.split(":", 1)[1] in ADAPTERS:
+        return None
+    return f"The model `{model}` does not exist."
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -100,6 +127,11 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         url = urlsplit(self.path)
         body = self._body()
+        if url.path in LORA_ROUTES and not args.no_lora:
+            return self._lora(url.path, LORA_ROUTES[url.path], body)
+        problem = model_problem(body) if url.path in ("/invocations",) + OPENAI else None
+        if problem:
+            return self._send(404, json.dumps({"error": {"message": problem, "code": 404}}).encode())
         if url.path in ("/invocations", "/v1/predict"):
             if args.work_ms:
                 time.sleep(args.work_ms / 1000)
@@ -111,8 +143,10 @@ class Handler(BaseHTTPRequestHandler):
             if session and session != "NEW_SESSION":
                 extra = {"X-Amzn-SageMaker-Closed-Session-Id": session}
             extra["Custom-Attributes"] = "engine=stand-in"
-            out = json.dumps({"path": url.path, "query": url.query, "bytes": len(body), "headers": echoed,
-                              "pid": os.getpid()}).encode()
+            seen = {"path": url.path, "query": url.query, "bytes": len(body), "headers": echoed, "pid": os.getpid()}
+            if b'"model"' in body:
+                seen["model"] = json.loads(body).get("model")
+            out = json.dumps(seen).encode()
             return self._send(200, out, headers=extra)
         if url.path in OPENAI and not args.no_openai:
             return self._openai(url, body)
@@ -143,6 +177,7 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             document, keys = None, []
         seen = {"path": url.path, "query": url.query, "method": self.command, "bytes": len(body), "keys": keys,
+                "model": document.get("model") if isinstance(document, dict) else None,
                 "head": body[:32].decode("utf-8", "replace"),
                 "content_type": self.headers.get("Content-Type"),
                 "headers": {k: v for k, v in self.headers.items() if k.lower().startswith("x-amzn-")}}
@@ -163,6 +198,32 @@ class Handler(BaseHTTPRequestHandler):
         data = b"data: [DONE]\n\n"
         self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
         return None
+
+
+    def _lora(self, path, action, body):
+        try:
+            request = json.loads(body)
+        except ValueError:
+            request = None
+        name = request.get("lora_name") if isinstance(request, dict) else None
+        lora_path = request.get("lora_path") if isinstance(request, dict) else None
+        if args.lora_record:
+            with open(args.lora_record, "a") as f:
+                f.write(json.dumps({"path": path, "body": request, "pid": os.getpid()}) + "\n")
+        if action == "load":
+            time.sleep(args.load_delay_s)
+            if not name or not lora_path:
+                return self._send(400, b'{"error":{"message":"Both \'lora_name\' and \'lora_path\' must be provided.","code":400}}')
+            if name in ADAPTERS:
+                return self._send(400, json.dumps({"error": {"message": f"The lora adapter '{name}' has already been loaded.", "code": 400}}).encode())
+            if not os.path.isdir(lora_path):
+                return self._send(404, json.dumps({"error": {"message": f"No adapter found for {lora_path}", "code": 404}}).encode())
+            ADAPTERS[name] = lora_path
+            return self._send(200, f"Success: LoRA adapter '{name}' added successfully.".encode(), "text/plain")
+        if name not in ADAPTERS:
+            return self._send(404, json.dumps({"error": {"message": f"The lora adapter '{name}' cannot be found.", "code": 404}}).encode())
+        del ADAPTERS[name]
+        return self._send(200, f"Success: LoRA adapter '{name}' removed successfully.".encode(), "text/plain")
 
 
 class Server(ThreadingHTTPServer):

@@ -86,6 +86,33 @@ def _check_engine_port_idle(plan: EnginePlan) -> None:
                          "or start the engine on another port and set SMC_ENGINE_URL to match")
 
 
+def _start_adapters(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_dir: Path,
+                    log: Any) -> Any:
+    """SMC_ENGINE_ADAPTERS=vllm|sglang: smc's adapter hop (adapter_proxy.py); None for passthrough."""
+    if plan.adapters == "passthrough":
+        return None
+    from supervisor_app.config.archive import ArchiveLimits
+    from supervisor_app.config.settings import read_settings
+    from supervisor_app.config.train import TRAIN_SETTINGS
+    from supervisor_app.serve.engine.adapter_proxy import SOCKET_NAME as ADAPTER_SOCKET
+    from supervisor_app.serve.engine.adapter_proxy import AdapterProxy
+    from supervisor_app.serve.engine.adapters import Adapters, engine_call
+
+    limit_settings = tuple(s for s in TRAIN_SETTINGS if s.field in ("max_archive_bytes", "max_archive_files"))
+    limits = read_settings(limit_settings, config.environ)
+    adapters = Adapters(plan.adapters, engine_call(plan.host, plan.port), model_dir=serve_config.model_dir,
+                        unpack_root=run_dir / "adapters",
+                        limits=ArchiveLimits(limits["max_archive_bytes"], limits["max_archive_files"]),
+                        environ=dict(config.environ), timeout_s=serve_config.timeout_s,
+                        log=logs.get_logger("adapters"))
+    proxy = AdapterProxy(str(run_dir / ADAPTER_SOCKET), adapters, plan.host, plan.port, plan.invocations_path,
+                         serve_config.timeout_s, log)
+    proxy.start()
+    log.info("engine_adapters", mode=plan.adapters, load_path=adapters.dialect.load_path,
+             unload_path=adapters.dialect.unload_path)
+    return proxy
+
+
 def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_dir: Path, nginx_path: str,
                log: object, popen_kwargs: dict[str, Any], sidecars: tuple[Any, ...]) -> int:
     run_dir.chmod(0o711)
@@ -109,12 +136,14 @@ def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_
             router.answer = start_sessions(serve_config.sessions, plan.invocations_path, serve_config.timeout_s,
                                            log).answer
         router.start()
+    adapters = _start_adapters(config, serve_config, plan, run_dir, log)
     conf_path.write_text(render_engine_nginx_conf(EngineNginxSettings(
         run_dir=run_dir, port=serve_config.port, engine_host=plan.host, engine_port=plan.port,
         invocations_path=plan.invocations_path, max_body_bytes=serve_config.max_payload_bytes,
         timeout_s=serve_config.timeout_s, worker_connections=serve_config.worker_connections,
         keepalive_s=serve_config.keepalive_s, log_ping=serve_config.log_ping, rlimit_nofile=nofile,
         router_socket=Path(router.path) if router else None, sessions=sessions,
+        adapter_socket=Path(adapters.path) if adapters else None,
     )))
     notify_read, notify_write = os.pipe2(os.O_CLOEXEC)
     engine = GroupChild(plan.name, list(plan.argv), engine_env(config, plan), stop_signal=plan.stop_signal)
@@ -140,6 +169,8 @@ def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_
                                   plan=plan, poller=poller)
     if sidecars:
         supervisor.add_sidecars(sidecars)
+    if adapters is not None:
+        supervisor.adapters = adapters.adapters
     poller.start()
     try:
         outcome = supervisor.run()
@@ -147,6 +178,8 @@ def _supervise(config: Config, serve_config: ServeConfig, plan: EnginePlan, run_
         poller.stop()
         if router is not None:
             router.stop()
+        if adapters is not None:
+            adapters.stop()
     process.stop_descendants(serve_config.stop_grace_s, log)  # orphans of the engine (setsid, double fork)
     if outcome.exit_code:
         log.error("serve_failed", reason=outcome.reason, exit_code=outcome.exit_code,  # type: ignore[attr-defined]

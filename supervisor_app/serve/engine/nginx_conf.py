@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor_app.serve.engine.router import REDIRECT_PREFIX
+
+ADAPTER_PREFIX = "/_smc_adapter"  # the internal location in front of smc's adapter hop
 from supervisor_app.serve.nginx import READY_FILE
 from supervisor_app.serve.nginx_shared import (
     ACCESS_FORMAT,
@@ -48,6 +50,7 @@ class EngineNginxSettings:
     rlimit_nofile: int = 0  # worker_rlimit_nofile; 0: what worker_connections needs
     router_socket: Path | None = None  # SMC_ENGINE_INVOCATIONS_PATH=auto: the routing hop's unix socket
     sessions: bool = False  # smc answers stateful sessions in the hop (engine/sessions.py): every body goes there
+    adapter_socket: Path | None = None  # SMC_ENGINE_ADAPTERS=vllm|sglang: the adapter hop's unix socket
 
 
 def _bad_gateway_map(engine: str) -> str:
@@ -72,6 +75,63 @@ def _router_upstream(socket_path: Path | None) -> str:
     }}"""
 
 
+def _adapter_upstream(socket_path: Path | None) -> str:
+    if socket_path is None:
+        return ""
+    # No keepalive: the hop answers one request per connection (adapter_proxy.py).
+    return f"""
+    upstream smc_adapters {{
+        server unix:{socket_path} max_fails=0;
+    }}"""
+
+
+def _adapter_jump(s: EngineNginxSettings) -> str:
+    """An invocation naming an adapter goes through smc's adapter hop (its body's `model` is
+    rewritten there); one without the header stays on the direct path to the engine."""
+    if s.adapter_socket is None:
+        return ""
+    return f"""
+            if ($http_x_amzn_sagemaker_adapter_identifier) {{
+                rewrite ^ {ADAPTER_PREFIX}$uri last;
+            }}"""
+
+
+# Loading an adapter may download and unpack it before the engine loads it: more than one request's time.
+_ADAPTER_LOAD_TIMEOUT_S = 600
+
+
+def _adapter_locations(s: EngineNginxSettings, proxy: str, timeout: int) -> str:
+    if s.adapter_socket is None:
+        return ""
+    control_timeout = max(timeout, _ADAPTER_LOAD_TIMEOUT_S)
+    control = f"""if (!-f {s.run_dir}/{READY_FILE}) {{
+                return 503;
+            }}
+            proxy_pass http://smc_adapters;
+            proxy_http_version 1.1;
+            proxy_set_header X-Amzn-SageMaker-Inference-Id $inference_id;
+            proxy_read_timeout {control_timeout}s;
+            proxy_send_timeout {control_timeout}s;
+            proxy_next_upstream off;"""
+    return f"""        # SMC_ENGINE_ADAPTERS: smc answers the adapter routes itself (adapters.py).
+        location = /adapters {{
+            {control}
+        }}
+
+        location ^~ /adapters/ {{
+            {control}
+        }}
+
+        location ^~ {ADAPTER_PREFIX}/ {{
+            internal;
+            rewrite ^{ADAPTER_PREFIX}(/.*)$ $1 break;
+            proxy_pass http://smc_adapters;
+            proxy_request_buffering on;
+            {proxy}
+        }}
+"""
+
+
 def _upstream_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -87,7 +147,7 @@ _ROUTE_MAP = r"""    map $http_x_amzn_sagemaker_custom_attributes $smc_attribute
 def _invocations(s: EngineNginxSettings, proxy: str, timeout: int) -> str:
     ready = f"""if (!-f {s.run_dir}/{READY_FILE}) {{
                 return 503;
-            }}"""
+            }}{_adapter_jump(s)}"""
     if s.router_socket is None:
         return f"""        location = /invocations {{
             {ready}
@@ -185,7 +245,7 @@ http {{
         server {_upstream_host(s.engine_host)}:{s.engine_port} max_fails=0;
         keepalive 64;
         keepalive_timeout 60s;
-    }}{_router_upstream(s.router_socket)}
+    }}{_router_upstream(s.router_socket)}{_adapter_upstream(s.adapter_socket)}
 
     server {{
         listen {s.port} deferred backlog=1024;
@@ -211,11 +271,12 @@ http {{
         location = /v1/chat/completions {{
             if (!-f {run}/{READY_FILE}) {{
                 return 503;
-            }}
+            }}{_adapter_jump(s)}
             proxy_pass http://smc_engine;
             {proxy}
         }}
 
+{_adapter_locations(s, proxy, timeout)}
         location / {{
             proxy_pass http://smc_engine;
             {proxy}

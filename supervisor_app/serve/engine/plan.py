@@ -44,6 +44,7 @@ class EnginePlan:
     health_failures: int
     directory: str | None = None
     environment: tuple[tuple[str, str], ...] = ()
+    adapters: str = "passthrough"  # SMC_ENGINE_ADAPTERS
 
 
 def plan_engine(serve: ServeConfig, engine: EngineConfig, command: str, path_env: str,
@@ -63,7 +64,7 @@ def plan_engine(serve: ServeConfig, engine: EngineConfig, command: str, path_env
         health_path=engine.health_path, invocations_path=engine.invocations_path,
         max_restarts=engine.max_restarts, stop_signal=engine.stop_signal,
         health_interval_s=engine.health_interval_s, health_failures=engine.health_failures,
-        directory=directory, environment=environment,
+        directory=directory, environment=environment, adapters=engine.adapters,
     )
 
 

@@ -95,6 +95,8 @@ def tail_text(lines: collections.deque[str]) -> str:
 
 
 class EngineSupervisor(Supervisor):
+    adapters: Any = None  # SMC_ENGINE_ADAPTERS=vllm|sglang: serve/engine/adapters.Adapters
+
     def __init__(self, engine: GroupChild, nginx: Child, settings: SupervisorSettings, outputs: Outputs, *,
                  plan: Any, poller: HealthPoller) -> None:
         super().__init__(engine, nginx, settings, outputs)
@@ -201,6 +203,8 @@ class EngineSupervisor(Supervisor):
                       **({"serving_pid": served_by} if served_by and served_by != self.engine.pid else {}))
         if first and self.plan.invocations_path == AUTO_ROUTE:
             self._check_openai_routes()
+        if first and self.adapters is not None:
+            self.adapters.engine_started(self.generation)  # before /ping is 200: reloads after a restart
         self.ready_file.touch()
         self.ready = True
         if self.phase is Phase.BOOTING and self.nginx.state is State.RUNNING:

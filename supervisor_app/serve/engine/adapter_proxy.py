@@ -1,0 +1,227 @@
+"""SMC_ENGINE_ADAPTERS=vllm|sglang: the hop in smc that nginx sends the adapter routes and the
+invocations carrying X-Amzn-SageMaker-Adapter-Identifier to (a unix socket in the run dir).
+
+Unlike the routing hop (router.py), this one must change the body (its `model` field), so it
+carries the request to the engine itself and relays the engine's answer, byte for byte and as
+it arrives (nginx has buffering off for it): chunked and server-sent-event answers stream.
+Each connection carries one request (`Connection: close` both ways): the answer's framing is
+then the engine's own, never re-parsed. Invocations without the header never come here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import threading
+from typing import Any
+from urllib.parse import unquote
+
+from supervisor_app.config.engine import AUTO_ROUTE
+from supervisor_app.serve.engine.adapters import Adapters
+from supervisor_app.serve.engine.router import RouteError, route_for
+from supervisor_app.worker.adapter_requests import (
+    IDENTIFIER_HEADER,
+    MAX_CONTROL_BODY_BYTES,
+    AdapterError,
+    check_name,
+    error_json,
+    name_in_path,
+    parse_registration,
+)
+
+SOCKET_NAME = "adapters.sock"
+_MAX_HEAD_BYTES = 64 * 1024
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "te", "upgrade",
+                         "proxy-connection", "trailer"})
+# As nginx's map in nginx_conf.py: `route=/v1/...` in the custom attributes, no `..`.
+_ATTRIBUTE_ROUTE = re.compile(r"(?:^|[\s,;])route=(?!\S*\.\.)(/[A-Za-z0-9_./-]+)")
+
+
+class Request:
+    def __init__(self, method: str, target: str, headers: list[tuple[str, str]], body: bytearray) -> None:
+        self.method = method
+        self.path, _, self.query = target.partition("?")
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        return next((v for k, v in self.headers if k.lower() == lowered), None)
+
+
+def read_request(conn: socket.socket) -> Request | None:
+    pending = bytearray()
+    while b"\r\n\r\n" not in pending:
+        if len(pending) > _MAX_HEAD_BYTES:
+            return None
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        pending += chunk
+    head_end = pending.index(b"\r\n\r\n") + 4
+    lines = bytes(pending[:head_end - 4]).decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) < 3:
+        return None
+    headers = []
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.append((name.strip(), value.strip()))
+    length = int(next((v for k, v in headers if k.lower() == "content-length"), "0") or 0)
+    body = bytearray(pending[head_end:head_end + length])
+    while len(body) < length:
+        chunk = conn.recv(min(1 << 20, length - len(body)))
+        if not chunk:
+            return None
+        body += chunk
+    return Request(parts[0], parts[1], headers, body)
+
+
+def _answer(status: int, payload: Any, content_type: str = "application/json") -> bytes:
+    from http import HTTPStatus
+
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+def _error(status: int, message: str) -> bytes:
+    return _answer(status, error_json(status, message))
+
+
+class AdapterProxy:
+    def __init__(self, path: str, adapters: Adapters, engine_host: str, engine_port: int, invocations_path: str,
+                 timeout_s: float, log: Any) -> None:
+        self.path = path
+        self.adapters = adapters
+        self.engine = (engine_host, engine_port)
+        self.invocations_path = invocations_path
+        self.timeout_s = timeout_s
+        self.log = log
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._stopped = False
+
+    def start(self) -> None:
+        self._sock.bind(self.path)
+        os.chmod(self.path, 0o666)  # nginx's workers may run as another user
+        self._sock.listen(256)
+        threading.Thread(target=self._accept, name="smc-adapter-proxy", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped = True
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+
+    def _accept(self) -> None:
+        while not self._stopped:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                request = read_request(conn)
+                if request is None:
+                    return
+                if request.path == "/adapters" or request.path.startswith("/adapters/"):
+                    conn.sendall(self.control(request))
+                else:
+                    self.invoke(request, conn)
+            except (OSError, ValueError):
+                return
+
+    # -- /adapters ----------------------------------------------------------------------------------
+    def control(self, request: Request) -> bytes:
+        try:
+            name = name_in_path(unquote(request.path))
+            if request.method == "GET":
+                if name is None:
+                    return _answer(200, {"adapters": self.adapters.listing()})
+                return _answer(200, self.adapters.describe(name))
+            if request.method == "POST" and name is None:
+                if len(request.body) > MAX_CONTROL_BODY_BYTES:
+                    raise AdapterError(413, f"POST /adapters bodies are small JSON objects; got {len(request.body)} bytes")
+                return _answer(200, self.adapters.register(parse_registration(bytes(request.body), request.query)),
+                               "text/plain; charset=utf-8")
+            if request.method == "DELETE" and name is not None:
+                return _answer(200, self.adapters.unregister(name).encode(), "text/plain; charset=utf-8")
+            allowed = "GET, POST" if name is None else "GET, DELETE"
+            raise AdapterError(405, f"{request.method} not allowed on {request.path}; use {allowed}")
+        except AdapterError as exc:
+            return _error(exc.status, exc.message)
+
+    # -- invocations naming an adapter ------------------------------------------------------------------
+    def invoke(self, request: Request, conn: socket.socket) -> None:
+        try:
+            name = check_name(request.header(IDENTIFIER_HEADER), IDENTIFIER_HEADER)
+            adapter = self.adapters.acquire(name)  # unknown: 404 naming it, whatever the body
+        except AdapterError as exc:
+            conn.sendall(_error(exc.status, exc.message))
+            return
+        try:
+            try:
+                path, body = self._rewrite(request, name)
+            except AdapterError as exc:
+                conn.sendall(_error(exc.status, exc.message))
+                return
+            request.body = bytearray()  # not held twice while the answer streams
+            self._relay(request, path, body, conn)
+        finally:
+            self.adapters.release(adapter)
+
+    def _rewrite(self, request: Request, name: str) -> tuple[str, bytes]:
+        try:
+            document = json.loads(request.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise AdapterError(400, f"{IDENTIFIER_HEADER} names the adapter in the JSON body's `model`, but this "
+                                    f"body is not JSON ({exc})") from None
+        if not isinstance(document, dict):
+            raise AdapterError(400, f"{IDENTIFIER_HEADER} names the adapter in the JSON body's `model`, but this "
+                                    f"body is a JSON {type(document).__name__}, not an object")
+        path = request.path
+        if path == "/invocations":
+            path = self.invocations_path
+            if path == AUTO_ROUTE:
+                route = _ATTRIBUTE_ROUTE.search(request.header("X-Amzn-SageMaker-Custom-Attributes") or "")
+                try:
+                    path = route.group(1) if route else route_for(request.body)
+                except RouteError as exc:
+                    raise AdapterError(400, exc.message) from None
+        document["model"] = self.adapters.model_field(name, document.get("model"))
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        return path + ("?" + request.query if request.query else ""), body
+
+    def _relay(self, request: Request, path: str, body: bytes, conn: socket.socket) -> None:
+        head = [f"POST {path} HTTP/1.1"]
+        head += [f"{k}: {v}" for k, v in request.headers if k.lower() not in _HOP_BY_HOP]
+        head += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+        try:
+            engine = socket.create_connection(self.engine, timeout=self.timeout_s)
+        except OSError as exc:
+            conn.sendall(_error(502, f"the engine at {self.engine[0]}:{self.engine[1]} is not listening: {exc}"))
+            return
+        with engine:
+            engine.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            engine.sendall("\r\n".join(head).encode("latin-1") + body)
+            sent = False
+            try:
+                while True:
+                    chunk = engine.recv(65536)
+                    if not chunk:
+                        break
+                    conn.sendall(chunk)
+                    sent = True
+            except socket.timeout:
+                if not sent:
+                    conn.sendall(_error(504, f"the engine did not answer within {self.timeout_s:g} s "
+                                             "(SAGEMAKER_MODEL_SERVER_TIMEOUT)"))
+
+
+__all__ = ["AdapterProxy", "SOCKET_NAME", "read_request"]
