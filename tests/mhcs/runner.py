@@ -27,7 +27,8 @@ class Outcome:
     status: int
     headers: dict[str, str]  # x-amzn-sagemaker-* response headers, normalized
     body_kind: str  # "empty" | "json" | "text"
-    body: bytes  # shown in failure reports, never compared
+    text: str | None  # a text body with the ids named ("Session {s1} created"); None for others
+    body: bytes  # as received: shown in failure reports, never compared
 
     def shown(self) -> str:
         return f"{self.status} {self.headers} {self.body_kind} {self.body[:160]!r}"
@@ -60,13 +61,18 @@ def body_kind(body: bytes, content_type: str | None) -> str:
     return "text"
 
 
+def named(value: str, names: dict[str, str]) -> str:
+    """`value` with every id the sequence learned written as its name."""
+    for label, real in names.items():
+        if real and real in value:
+            value = value.replace(real, "{" + label + "}")
+    return value
+
+
 def normalize(name: str, value: str, names: dict[str, str], sent_at: float, ttl_s: int) -> tuple[str, str | None]:
     """(normalized value, the real session id it announced, if it opened one)."""
     if name != "x-amzn-sagemaker-new-session-id":
-        for label, real in names.items():
-            if real and real in value:
-                value = value.replace(real, "{" + label + "}")
-        return value, None
+        return named(value, names), None
     found = NEW_SESSION_VALUE.match(value)
     if not found or len(value) > NEW_SESSION_MAX_CHARS:
         return f"MALFORMED {value!r}", None
@@ -103,7 +109,9 @@ def run(port: int, sequence: Sequence, given: dict[str, str]) -> list[Outcome]:
             if not name.startswith(SAGEMAKER_PREFIX):
                 continue
             shown[name], opened = normalize(name, value, names, sent_at, sequence.ttl_s)
-            if opened and step.opens:
-                names[step.opens] = opened
-        outcomes.append(Outcome(status, shown, body_kind(body, headers.get("content-type")), body))
+            if opened:  # a step that opens one unasked still names it, so its echoes compare
+                names[step.opens or f"opened_by_{step.name}"] = opened
+        kind = body_kind(body, headers.get("content-type"))
+        text = named(body.decode("utf-8", "replace"), names) if kind == "text" else None
+        outcomes.append(Outcome(status, shown, kind, text, body))
     return outcomes
