@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.mhcs import runner, sequences, targets
 from tests.mhcs.runner import Outcome
 from tests.mhcs.venv import mhcs_python
@@ -141,6 +142,10 @@ DIFFERENCES: dict[tuple[str, str, str], tuple[str, Check]] = {
 
 
 def test_difference_list_names_real_steps():
+    """Every listed difference names a step that exists and a kind docs/llm-contract-parity.md
+    explains; the counts printed here are the page's."""
+    doc = (ROOT / "docs" / "llm-contract-parity.md").read_text()
+    assert all(f"**{kind}.**" in doc for kind, _ in DIFFERENCES.values())
     names = {(seq.name, step.name) for seq in sequences.ALL for step in seq.steps}
     assert {(seq, step) for seq, step, _ in DIFFERENCES} <= names
     modes = {seq.name: [mode for s, mode in CASES if s is seq] for seq in sequences.ALL}
