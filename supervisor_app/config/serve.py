@@ -329,18 +329,8 @@ def load_serve_config(config: Config) -> ServeConfig:
         **{k: v for k, v in values.items() if k not in ("submit_dir", "program")},
         program=program,
         program_requested=program_requested,
-        multi_model=multi_model,
-        sessions=_no_sessions_with_mme(load_sessions_config(config.environ, config.tmp_dir), multi_model),
+        multi_model=multi_model, sessions=load_sessions_config(config.environ, config.tmp_dir, multi_model is not None),
     )
-
-
-def _no_sessions_with_mme(sessions: SessionsConfig, mme: MmeSettings | None) -> SessionsConfig:
-    if sessions.enabled and mme is not None:
-        raise ConfigError(
-            "stateful sessions (SAGEMAKER_ENABLE_STATEFUL_SESSIONS=true) are not available with SAGEMAKER_MULTI_MODEL=true",
-            hint="unset SAGEMAKER_ENABLE_STATEFUL_SESSIONS for a multi-model endpoint, or serve one model",
-        )
-    return sessions
 
 
 def _no_batching_with_mme(mme: MmeSettings | None, batch_size: int) -> MmeSettings | None:

@@ -76,8 +76,13 @@ def default_store_path(tmp_dir: Path, shm: Path = SHM) -> Path:
     return tmp_dir / STORE_NAME
 
 
-def load_sessions_config(environ: Mapping[str, str], tmp_dir: Path) -> SessionsConfig:
+def load_sessions_config(environ: Mapping[str, str], tmp_dir: Path, multi_model: bool = False) -> SessionsConfig:
     values = read_settings(SESSIONS_SETTINGS, environ)
+    if values["enabled"] and multi_model:
+        raise ConfigError(
+            "stateful sessions (SAGEMAKER_ENABLE_STATEFUL_SESSIONS=true) are not available with SAGEMAKER_MULTI_MODEL=true",
+            hint="unset SAGEMAKER_ENABLE_STATEFUL_SESSIONS for a multi-model endpoint, or serve one model",
+        )
     requested = values.pop("path")
     path = Path(requested) if requested else default_store_path(tmp_dir)
     return SessionsConfig(path=path, path_requested=requested, **values)

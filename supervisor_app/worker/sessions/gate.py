@@ -45,18 +45,30 @@ class Gate:
                                         f"{exc.strerror or exc}") from None
             self.log.info("session_opened", session_id=session_id, expires_s=round(expires_s, 3))
             return created(session_id, expires_s)
-        if isinstance(op, Close):
-            store.close(op.session_id, deadline_s)
-            self.log.info("session_closed", session_id=op.session_id)
-            return closed(op.session_id)
-        if check:
-            store.check(op.session_id)
+        try:
+            if isinstance(op, Close):
+                store.close(op.session_id, deadline_s)
+                self.log.info("session_closed", session_id=op.session_id)
+                return closed(op.session_id)
+            if check:
+                store.check(op.session_id)
+        except OSError as exc:
+            raise self._store_failed(exc, 424 if isinstance(op, Close) else 500) from exc
         return op
 
     def enter(self, use: Use, deadline_s: float) -> Session:
         """The session of a request, locked until its release() (see state.py)."""
         assert self.store is not None
-        return Session(self.store.acquire(use.session_id, deadline_s))
+        try:
+            return Session(self.store.acquire(use.session_id, deadline_s))
+        except OSError as exc:
+            raise self._store_failed(exc, 500) from exc
+
+    def _store_failed(self, exc: OSError, status: int) -> SessionError:
+        assert self.store is not None
+        self.log.error("session_store_failed", path=self.store.root, error=str(exc))
+        return SessionError(status, f"the session store {self.store.root} (SAGEMAKER_SESSIONS_PATH) failed: "
+                                    f"{exc.strerror or exc}")
 
 
 __all__ = ["Gate", "Reply"]

@@ -30,6 +30,7 @@ _ID_CHARS = _ALNUM | {"-"}
 _MARKER = b'"' + REQUEST_TYPE.encode() + b'"'
 _OPEN_HOW = 'open one with the body {"requestType": "NEW_SESSION"}'
 TEXT = "text/plain; charset=utf-8"
+_OFF_CHECK_BYTES = 1024
 
 Headers = List[Tuple[str, str]]
 
@@ -110,7 +111,8 @@ def classify(body: bytes, header: Optional[str], enabled: bool) -> Op:
     Session-Id header's value (None or empty: absent)."""
     if not enabled:
         try:
-            kind = session_request(body)
+            # A session request is a few dozen bytes: larger bodies are not searched when sessions are off.
+            kind = session_request(body) if len(body) <= _OFF_CHECK_BYTES else None
         except SessionError:  # not a well-formed session request: inference, as before sessions existed
             kind = None
         if kind is not None:

@@ -32,6 +32,7 @@ from supervisor_app.worker.sessions.protocol import SessionError, expired, unkno
 META = "meta.json"
 STATE = "state.json"
 _STALE_S = 60.0  # a .new-/.gone- directory this old was left by a process that died mid-step
+_NO_SUCH = (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG)  # a 256-character id is valid, and never a session
 
 
 def _wait_for_lock(fd: int, deadline_s: float) -> bool:
@@ -198,7 +199,7 @@ class SessionStore:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            if exc.errno in _NO_SUCH:
                 raise unknown(session_id) from None
             raise
         try:
@@ -222,8 +223,10 @@ class SessionStore:
         try:
             with open(os.path.join(path, META), "rb") as f:
                 return _expiry(f.read(), session_id)
-        except (FileNotFoundError, NotADirectoryError):
-            raise unknown(session_id) from None
+        except OSError as exc:
+            if exc.errno in _NO_SUCH:
+                raise unknown(session_id) from None
+            raise
 
     def _read_meta_at(self, fd: int, session_id: str) -> float:
         try:
