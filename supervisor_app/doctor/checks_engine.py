@@ -48,6 +48,7 @@ def check_engine(config: Config, serve: ServeConfig | None) -> list[Finding]:
               "X-Amzn-SageMaker-Custom-Attributes)" if engine.auto_route else engine.invocations_path)
     findings.append(ok("engine_url", f"the engine is expected at {engine.url}; /ping follows GET "
                                      f"{engine.health_path}, /invocations goes to {routed}"))
+    findings += _check_adapters(config, engine, command)
     if engine.args_from is not None:
         flags = " ".join(shlex.quote(a) for a in engine.args)
         findings.append(ok("engine_args", f"{engine.args_from}* variables add {len(engine.args)} argv element(s) "
@@ -103,6 +104,34 @@ def _missing_script(command: str, directory: str | None) -> str | None:
         path = word if os.path.isabs(word) or not directory else os.path.join(directory, word)
         return None if os.path.exists(path) else word
     return None
+
+
+_LORA_FLAGS = {"vllm": ("--enable-lora",), "sglang": ("--enable-lora", "--lora-paths")}
+
+
+def _check_adapters(config: Config, engine: EngineConfig, command: str) -> list[Finding]:
+    """SMC_ENGINE_ADAPTERS=vllm|sglang needs the engine's LoRA routes. Serve asks the engine at
+    start (engine_adapter_routes_missing); here, what the command line already shows."""
+    mode = engine.adapters
+    if mode == "passthrough":
+        return []
+    from supervisor_app.serve.engine.adapters import DIALECTS
+
+    dialect = DIALECTS[mode]
+    routes = f"POST {dialect.load_path} and {dialect.unload_path}"
+    words = command + " " + " ".join(engine.args)
+    missing: list[str] = []
+    if mode in words.lower():  # only an engine the command names can be judged by its flags
+        if not any(flag in words for flag in _LORA_FLAGS[mode]):
+            missing.append(f"{' or '.join(_LORA_FLAGS[mode])} on the engine's command line")
+        if mode == "vllm" and config.environ.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "").lower() not in ("true", "1"):
+            missing.append("VLLM_ALLOW_RUNTIME_LORA_UPDATING=true (vLLM serves the load/unload routes only then)")
+    if missing:
+        return [warn("engine_adapters", f"SMC_ENGINE_ADAPTERS={mode} needs the engine's {routes}, and the engine "
+                                        f"command lacks {'; '.join(missing)}",
+                     "add them, or set SMC_ENGINE_ADAPTERS=passthrough if the engine serves /adapters itself")]
+    return [ok("engine_adapters", f"SMC_ENGINE_ADAPTERS={mode}: smc answers /adapters with the engine's {routes} "
+                                  "(serve checks that the engine has them when it starts)")]
 
 
 def _check_programs(config: Config, engine: EngineConfig) -> tuple[list[Finding], str | None]:

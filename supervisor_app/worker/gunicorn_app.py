@@ -29,7 +29,6 @@ from supervisor_app.metrics import recorder as metrics
 from supervisor_app.worker import early_signals, gpus
 from supervisor_app.worker import handler_context
 from supervisor_app.worker import handlers as handler_module
-from supervisor_app.worker.marked_worker import MarkedWorker
 from supervisor_app.worker.run_dir import SOCKET_NAME
 from supervisor_app.worker.user_app import load_user_app
 from supervisor_app.worker.worker_exits import reap_workers
@@ -259,8 +258,12 @@ class ModelServer(BaseApplication):
         if self.config.batch_size > 1:
             from supervisor_app.worker.batch_worker import BatchingWorker
 
-            return BatchingWorker  # requests on threads, so that batches can form
-        return MarkedWorker  # NginxWorker marking requests for the drain
+            from supervisor_app.worker.adapter_worker import AdapterBatchingWorker
+
+            return AdapterBatchingWorker  # requests on threads, so that batches can form
+        from supervisor_app.worker.adapter_worker import AdapterWorker
+
+        return AdapterWorker  # NginxWorker marking requests for the drain, following adapter loads
 
     def run(self) -> None:
         arbiter = HeartbeatArbiter(self)
@@ -304,10 +307,18 @@ class ModelServer(BaseApplication):
         batching = config.batch_size > 1
         if batching:
             service.batcher = self.batcher = self._batcher(handlers, service)
-        return metrics.instrument(App(service, config.timeout_s, config.max_payload_bytes,
-                                      execution_parameters(config, self.workers), threaded=batching,
-                                      sessions=self._sessions()),
-                                  threaded=batching)
+        app = App(service, config.timeout_s, config.max_payload_bytes, execution_parameters(config, self.workers),
+                  threaded=batching, sessions=self._sessions())
+        return metrics.instrument(self._with_adapters(app, handlers, model), threaded=batching)
+
+    def _with_adapters(self, app: Any, handlers: Any, model: Any) -> Any:
+        """/adapters and the adapter header (worker/adapters.py); load_adapter_fn's absence is
+        answered there, with the hook to add."""
+        from supervisor_app.worker.adapters import AdapterApp
+        from supervisor_app.worker.mme.registry import Registry
+
+        return AdapterApp(app, handlers.hooks, model, str(self.config.model_dir), Registry(self.run_dir, "adapters"),
+                          self.workers, self.config.timeout_s + 10)
 
     def _sessions(self) -> Any:
         """SAGEMAKER_ENABLE_STATEFUL_SESSIONS: the store every worker shares (worker/sessions/)."""

@@ -18,6 +18,11 @@ def set_worker_gpu(gpu_id: int | None) -> None:
 class Context:
     """Per-request context in the shape multi-model-server hands to handlers (index 0 only)."""
 
+    # X-Amzn-SageMaker-Adapter-Identifier's adapter (worker/adapters.py), and what load_adapter_fn
+    # returned for it in this worker; class attributes: requests without one pay nothing.
+    adapter: str | None = None
+    adapter_model: object = None
+
     def __init__(self, model_dir: Path, headers: Mapping[str, str] | None = None, inference_id: str = "") -> None:
         self.system_properties = {"model_dir": str(model_dir), "gpu_id": _worker_gpu_id, "batch_size": 1}
         self.model_name = "model"

@@ -32,9 +32,10 @@ from supervisor_app.worker import content, records
 from supervisor_app.worker.handler_context import Context
 
 HOOKS = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn", "execution_parameters_fn",
-         "pre_model_fn", "model_warmup_fn", "batch_predict_fn")
+         "pre_model_fn", "model_warmup_fn", "batch_predict_fn", "load_adapter_fn", "unload_adapter_fn")
 _ARITY = {"model_fn": 1, "input_fn": 2, "predict_fn": 2, "output_fn": 2, "transform_fn": 4,
-          "execution_parameters_fn": 0, "pre_model_fn": 1, "model_warmup_fn": 2, "batch_predict_fn": 2}
+          "execution_parameters_fn": 0, "pre_model_fn": 1, "model_warmup_fn": 2, "batch_predict_fn": 2,
+          "load_adapter_fn": 3, "unload_adapter_fn": 2}
 _TEXT_TYPES = (content.JSON, content.CSV)  # handed to input_fn as str, as the toolkit does
 
 

@@ -100,6 +100,10 @@ class App:
                                    "(SAGEMAKER_MAX_PAYLOAD_IN_MB)", extra)
             headers = _request_headers(environ)
             context = Context(self.service.model_dir, headers, inference_id)
+            adapter = environ.get("smc.adapter")  # worker/adapters.py: the header named a loaded one
+            if adapter is not None:
+                context.adapter = adapter
+                context.adapter_model = environ.get("smc.adapter_model")
             content_type = environ.get("CONTENT_TYPE") or environ.get("HTTP_CONTENTTYPE") or "application/json"
             accept = environ.get("HTTP_ACCEPT")
             try:

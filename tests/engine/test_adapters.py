@@ -83,7 +83,8 @@ def test_vllm_adapters_load_invoke_list_unload_and_bad_input(start_engine, tmp_p
     answer = _post(server, "/adapters", {"name": "a1", "src": str(a1)})
     assert answer.status == 409 and "a1" in answer.json()["message"]
     loads = [r for r in _records(record) if r["path"] == "/v1/load_lora_adapter"]
-    assert len(loads) == 2  # none of the refused ones reached the engine
+    assert loads[0]["body"] == {}  # the start-up check of the route: a load without a name
+    assert len(loads) == 3  # none of the refused ones reached the engine
 
     listed = server.request("GET", "/adapters").json()
     assert [a["name"] for a in listed["adapters"]] == ["a1", "a2"]
@@ -106,7 +107,9 @@ def test_vllm_adapters_load_invoke_list_unload_and_bad_input(start_engine, tmp_p
                                     "pid": _records(record)[-1]["pid"]}
     assert _post(server, "/invocations", {"inputs": "hi"}, {IDENTIFIER: "a2"}).status == 404
     assert server.request("DELETE", "/adapters/a2").status == 404
-    assert server.request("DELETE", "/adapters/..").status in (400, 404)
+    # nginx folds /adapters/.. into / itself; an encoded one reaches smc and is refused
+    answer = server.request("DELETE", "/adapters/a%2F..%2Fb")
+    assert answer.status == 400 and "not allowed" in answer.json()["message"]
     assert server.stop() == 0
 
 
@@ -118,7 +121,7 @@ def _stream(server, body, headers, timeout=15):
     response = conn.getresponse()
     events = []
     while True:
-        line = response.fp.readline()
+        line = response.readline()
         if not line:
             break
         if line.startswith(b"data:"):
@@ -193,7 +196,7 @@ def test_engine_restart_loads_the_adapters_again(start_engine, tmp_path):
     server.wait_ready()
     answer = _post(server, "/invocations", {"inputs": "hi"}, {IDENTIFIER: "a1"})
     assert answer.status == 200 and answer.json()["model"] == "a1"
-    loads = [r for r in _records(record) if r["path"] == "/v1/load_lora_adapter"]
+    loads = [r for r in _records(record) if r["path"] == "/v1/load_lora_adapter" and r["body"]]
     assert len(loads) == 2 and loads[1]["pid"] != first_pid
     assert server.stop() == 0
 

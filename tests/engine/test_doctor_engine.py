@@ -70,3 +70,18 @@ def test_doctor_shows_auto_routing_and_the_flags_from_env(smc, opt_ml):
     code, found = _doctor(smc, opt_ml, SMC_ENGINE_COMMAND="true", SMC_ENGINE_ARGS_FROM="SMC_")
     assert code == 1 and found["engine_config"]["status"] == "fail"
     assert "SMC_ENGINE_ARGS_FROM" in found["engine_config"]["message"]
+
+
+def test_doctor_checks_the_adapter_mode(smc, opt_ml):
+    code, found = _doctor(smc, opt_ml, SMC_ENGINE_COMMAND="true", SMC_ENGINE_ADAPTERS="lorax")
+    assert code == 1 and found["engine_config"]["status"] == "fail"
+    assert "SMC_ENGINE_ADAPTERS" in found["engine_config"]["message"]
+    code, found = _doctor(smc, opt_ml, SMC_ENGINE_COMMAND="true vllm serve /opt/ml/model", SMC_ENGINE_ADAPTERS="vllm")
+    assert found["engine_adapters"]["status"] == "warn"
+    assert "--enable-lora" in found["engine_adapters"]["message"]
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" in found["engine_adapters"]["message"]
+    code, found = _doctor(smc, opt_ml, SMC_ENGINE_COMMAND="true vllm serve /opt/ml/model --enable-lora",
+                          SMC_ENGINE_ADAPTERS="vllm", VLLM_ALLOW_RUNTIME_LORA_UPDATING="true")
+    assert found["engine_adapters"]["status"] == "ok" and "/v1/load_lora_adapter" in found["engine_adapters"]["message"]
+    code, found = _doctor(smc, opt_ml, SMC_ENGINE_COMMAND="true", SMC_ENGINE_ADAPTERS="sglang")
+    assert found["engine_adapters"]["status"] == "ok" and "/load_lora_adapter" in found["engine_adapters"]["message"]

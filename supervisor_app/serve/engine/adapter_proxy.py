@@ -148,7 +148,7 @@ class AdapterProxy:
             if request.method == "POST" and name is None:
                 if len(request.body) > MAX_CONTROL_BODY_BYTES:
                     raise AdapterError(413, f"POST /adapters bodies are small JSON objects; got {len(request.body)} bytes")
-                return _answer(200, self.adapters.register(parse_registration(bytes(request.body), request.query)),
+                return _answer(200, self.adapters.register(parse_registration(bytes(request.body), request.query)).encode(),
                                "text/plain; charset=utf-8")
             if request.method == "DELETE" and name is not None:
                 return _answer(200, self.adapters.unregister(name).encode(), "text/plain; charset=utf-8")

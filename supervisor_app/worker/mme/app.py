@@ -34,7 +34,7 @@ from supervisor_app.errors import AppLoadError
 from supervisor_app.worker.mme import memory
 from supervisor_app.worker.mme import models as model_module
 from supervisor_app.worker.mme.models import LoadedModel
-from supervisor_app.worker.mme.registry import Registry
+from supervisor_app.worker.mme.registry import Registry, follow
 from supervisor_app.worker.mme.requests import RequestError, check_name, page, parse_load
 from supervisor_app.worker.wsgi import App, error_body
 
@@ -42,7 +42,6 @@ Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 _MAX_CONTROL_BODY = 64 * 1024
 _MIB = 1024 * 1024
-_BOOTING_WAIT_S = 5.0
 _BOUND = ("model", "target_model")
 
 
@@ -345,27 +344,12 @@ class MmeApp:
     def _follow(self, target: int, name: str | None) -> dict[int, str]:
         """Wake the other workers and wait until each has applied generation `target`; returns
         {pid: why} for workers that could not load `name`."""
-        self.sync()
-        self.registry.signal_siblings()
-        now = time.monotonic()
-        deadline = now + self.sync_timeout_s
-        # A worker gunicorn is still booting has no state file yet; it loads everything at boot,
-        # before its first request. Wait briefly for it, so a load right after start is complete.
-        booting_deadline = now + _BOOTING_WAIT_S
-        pause = 0.0002
-        while True:
-            siblings = self.registry.siblings()
-            behind = [pid for pid, state in siblings.items() if state.get("generation", -1) < target]
-            if not behind and (len(siblings) >= self.workers - 1 or time.monotonic() > booting_deadline):
-                break
-            if time.monotonic() > deadline:
-                self.log.warning("mme_sync_slow", behind=behind, target=target, waited_s=self.sync_timeout_s,
-                                 why="busy workers load or unload before their next request")
-                break
-            self.heartbeat()
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.005)
-            self.sync()  # another worker's change may be waiting on this one
+        def slow(behind: list[int]) -> None:
+            self.log.warning("mme_sync_slow", behind=behind, target=target, waited_s=self.sync_timeout_s,
+                             why="busy workers load or unload before their next request")
+
+        siblings = follow(self.registry, target, self.sync, self.workers, self.sync_timeout_s,
+                          lambda: self.heartbeat(), slow)
         if name is None:
             return {}
         return {pid: state["failed"][name] for pid, state in siblings.items() if name in state.get("failed", {})}

@@ -21,7 +21,8 @@ import fcntl
 import json
 import os
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,11 @@ class Snapshot:
 
 
 class Registry:
-    def __init__(self, run_dir: Path) -> None:
-        self.root = run_dir / "mme"
+    """`name`: the registry's directory in the run dir: "mme" for models, "adapters" for the LoRA
+    adapters of handler mode (worker/adapters.py), which share the mechanism."""
+
+    def __init__(self, run_dir: Path, name: str = "mme") -> None:
+        self.root = run_dir / name
         self.file = self.root / "registry.json"
         self.workers = self.root / "workers"
         for directory in (self.root, self.workers):
@@ -102,6 +106,35 @@ class Registry:
         for pid in self.siblings():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, SYNC_SIGNAL)
+
+
+def follow(registry: Registry, target: int, sync: Callable[[], None], workers: int, timeout_s: float,
+           heartbeat: Callable[[], None], on_slow: Callable[[list[int]], None]) -> dict[int, dict[str, Any]]:
+    """Wake the other workers and wait until each has applied generation `target` (at most
+    timeout_s: a busy worker follows before its next request); returns their states by pid."""
+    sync()
+    registry.signal_siblings()
+    now = time.monotonic()
+    deadline = now + timeout_s
+    # A worker gunicorn is still booting has no state file yet; it loads everything at boot,
+    # before its first request. Wait briefly for it, so a load right after start is complete.
+    booting_deadline = now + _BOOTING_WAIT_S
+    pause = 0.0002
+    while True:
+        siblings = registry.siblings()
+        behind = [pid for pid, state in siblings.items() if state.get("generation", -1) < target]
+        if not behind and (len(siblings) >= workers - 1 or time.monotonic() > booting_deadline):
+            return siblings
+        if time.monotonic() > deadline:
+            on_slow(behind)
+            return siblings
+        heartbeat()
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.005)
+        sync()  # another worker's change may be waiting on this one
+
+
+_BOOTING_WAIT_S = 5.0
 
 
 def _alive(pid: int) -> bool:
