@@ -15,7 +15,8 @@ from tests.mhcs.sequences import Sequence, Step
 
 # The runtime API's NewSessionResponseHeader: `<id>; Expires=YYYY-MM-DDThh:mm:ssZ`, 256 at most,
 # the id matching its SessionId pattern.
-NEW_SESSION_VALUE = re.compile(r"^([a-zA-Z0-9](?:-*[a-zA-Z0-9])*); Expires=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)$")
+NEW_SESSION_VALUE = re.compile(
+    r"^([a-zA-Z0-9](?:-*[a-zA-Z0-9])*); Expires=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)$")
 NEW_SESSION_MAX_CHARS = 256
 EXPIRY_SLACK_S = 3  # the header has whole seconds; the servers take their time
 SAGEMAKER_PREFIX = "x-amzn-sagemaker-"
@@ -69,7 +70,8 @@ def named(value: str, names: dict[str, str]) -> str:
     return value
 
 
-def normalize(name: str, value: str, names: dict[str, str], sent_at: float, ttl_s: int) -> tuple[str, str | None]:
+def normalize(name: str, value: str, names: dict[str, str], sent_at: float,
+              ttl_s: int) -> tuple[str, str | None]:
     """(normalized value, the real session id it announced, if it opened one)."""
     if name != "x-amzn-sagemaker-new-session-id":
         return named(value, names), None

@@ -13,7 +13,6 @@ stand-in engine, so what differs is the layer between client and engine.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 import time
@@ -21,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.conftest import clean_env, free_port
-from tests.engine.conftest import engine_command, python3
+from tests.engine.conftest import engine_command
 from tests.mhcs.sequences import Sequence
 from tests.serve.conftest import Server, request
 
@@ -38,16 +37,19 @@ def session_env(sequence: Sequence, work: Path) -> dict[str, str]:
             "SAGEMAKER_SESSIONS_PATH": str(work / "sessions")}
 
 
+def _answers(port: int, path: str) -> bool:
+    try:
+        return request(port, "GET", path, timeout=2).status == 200
+    except OSError:
+        return False
+
+
 def wait_ping(port: int, proc: subprocess.Popen, what: str, log: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            if request(port, "GET", "/ping", timeout=2).status == 200:
-                return
-        if proc.poll() is not None:
-            break
+    while not _answers(port, "/ping"):
+        assert time.monotonic() < deadline and proc.poll() is None, \
+            f"{what} not ready (exit {proc.poll()}):\n{log.read_text(errors='replace')[-4000:]}"
         time.sleep(0.05)
-    raise AssertionError(f"{what} not ready (exit {proc.poll()}):\n{log.read_text(errors='replace')[-4000:]}")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -69,10 +71,9 @@ def stand_in_engine(work: Path) -> Iterator[str]:
                                 stdin=subprocess.DEVNULL, env=clean_env())
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                if request(port, "GET", "/health", timeout=2).status == 200:
-                    break
+        while not _answers(port, "/health"):
+            assert time.monotonic() < deadline and proc.poll() is None, \
+                f"the stand-in engine is not ready:\n{log.read_text(errors='replace')[-4000:]}"
             time.sleep(0.05)
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -82,13 +83,15 @@ def stand_in_engine(work: Path) -> Iterator[str]:
 @contextlib.contextmanager
 def mhcs_app(mhcs_python: Path, sequence: Sequence, work: Path, engine: bool) -> Iterator[int]:
     with contextlib.ExitStack() as stack:
-        args = [str(mhcs_python), str(APP), "--port", str(port := free_port())]
+        port = free_port()
+        args = [str(mhcs_python), str(APP), "--port", str(port)]
         if engine:
             args += ["--engine-url", stack.enter_context(stand_in_engine(work))]
         env = {**clean_env(), **session_env(sequence, work)}
         log = work / "mhcs.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env)
         stack.callback(stop, proc)
         wait_ping(port, proc, "the MHCS app", log)
         yield port
@@ -135,5 +138,4 @@ def adapter_dir(root: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / "adapter_config.json").write_text('{"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}')
     (path / "adapter_model.safetensors").write_bytes(b"\0" * 16)
-    os.utime(path)
     return path

@@ -78,7 +78,8 @@ def test_smc_answers_as_mhcs(sequence, mode, mhcs, smc_binary, tmp_path):
         mine, missing = own_headers_dropped(step, mode, mine)
         report += [f"{step.name}: {problem}" for problem in missing]
         found = differing(mine, theirs)
-        listed = DIFFERENCES.get((sequence.name, step.name, mode)) or DIFFERENCES.get((sequence.name, step.name, "*"))
+        listed = DIFFERENCES.get((sequence.name, step.name, mode)) or \
+            DIFFERENCES.get((sequence.name, step.name, "*"))
         shown = f"\n  mhcs {theirs.shown()}\n  smc  {mine.shown()}"
         if listed is None:
             if found:
@@ -123,7 +124,8 @@ Check = Callable[[Outcome, Outcome], bool]
 
 def answered(mhcs_status: int, smc_status: int) -> Check:
     """Only the status differs (and the body, which follows it); the SageMaker headers are the same."""
-    return lambda theirs, ours: (theirs.status, ours.status) == (mhcs_status, smc_status) and theirs.headers == ours.headers
+    return lambda theirs, ours: ((theirs.status, ours.status) == (mhcs_status, smc_status)
+                                 and theirs.headers == ours.headers)
 
 
 M1 = "M1 a body that is not JSON is inference"

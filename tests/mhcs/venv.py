@@ -24,7 +24,8 @@ PIP_TIMEOUT_S = 600
 
 def base_python() -> str:
     """A CPython >= 3.10 to build the venv from (MHCS's own floor)."""
-    candidates = [shutil.which("python3"), sys.executable] + [shutil.which(f"python3.{minor}") for minor in (13, 12, 11, 10)]
+    newer = [shutil.which(f"python3.{minor}") for minor in (13, 12, 11, 10)]
+    candidates = [shutil.which("python3"), sys.executable, *newer]
     for candidate in filter(None, candidates):
         probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info >= (3, 10))"],
                                capture_output=True, text=True, check=False)
@@ -46,6 +47,7 @@ def mhcs_python() -> Path:
             shutil.rmtree(venv, ignore_errors=True)
             subprocess.run([base, "-m", "venv", str(venv)], check=True)
             subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                            "-r", str(REQUIREMENTS)], check=True, timeout=PIP_TIMEOUT_S, stdin=subprocess.DEVNULL)
+                            "-r", str(REQUIREMENTS)], check=True, timeout=PIP_TIMEOUT_S,
+                           stdin=subprocess.DEVNULL)
             (venv / ".ok").touch()
     return python
