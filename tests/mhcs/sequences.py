@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 JSON = "application/json"
 SESSION = "X-Amzn-SageMaker-Session-Id"
 ADAPTER = "X-Amzn-SageMaker-Adapter-Identifier"
+ALIAS = "X-Amzn-SageMaker-Adapter-Alias"
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 # Well-formed ids no server ever issued, the same on every server so their echoes compare.
 UNKNOWN_ID = "0b7c1a52-5f4e-4c1d-9e1f-000000000000"
@@ -70,6 +71,9 @@ SESSIONS = Sequence("sessions", [
     session_op("unknown_request_type", "OPEN", "NEW_SESSION"),
     session_op("close_without_id", "CLOSE"),
     Step("csv_body_no_session", "1,2\n", content_type="text/csv"),
+    session_op("close_with_new_session_header", "CLOSE", "NEW_SESSION"),
+    Step("open_sent_as_text_plain", {"requestType": "NEW_SESSION"}, content_type="text/plain", opens="s4"),
+    session_op("close_fourth", "CLOSE", "{s4}"),
     session_op("close_second", "CLOSE", "{s2}"),
     session_op("close_third", "CLOSE", "{s3}"),
 ])
@@ -109,6 +113,12 @@ ADAPTERS = Sequence("adapters", [
     Step("load_missing_src", {"name": "a3"}, path="/adapters"),
     Step("load_src_missing_on_disk", {"name": "a4", "src": "/nonexistent/adapter"}, path="/adapters"),
     Step("load_no_body_no_query", None, path="/adapters", content_type=None),
+    Step("load_json_array", ["a5", "{adapter_dir}"], path="/adapters"),
+    Step("load_with_alias", {"name": "a6", "src": "{adapter_dir}"}, {ALIAS: "friendly"}, path="/adapters"),
+    Step("unload_with_alias", headers={ALIAS: "friendly"}, method="DELETE", path="/adapters/a6", content_type=None),
+    Step("invoke_identifier_csv_body", "1,2\n", {ADAPTER: "a2"}, content_type="text/csv"),
+    Step("list", method="GET", path="/adapters", content_type=None),
+    Step("delete_without_name", method="DELETE", path="/adapters", content_type=None),
     Step("unload_second", method="DELETE", path="/adapters/a2", content_type=None),
 ], sessions=False, adapters=True)
 

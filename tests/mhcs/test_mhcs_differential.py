@@ -104,7 +104,7 @@ def test_mhcs_answers_as_the_contract_says(mhcs):
         "use_after_close": 400, "close_again": 400, "use_unknown_id": 400, "close_unknown_id": 400,
         "use_malformed_id": 400, "use_id_ending_in_dash": 400, "use_id_over_256_chars": 400,
         "open_with_extra_keys": 400, "close_with_extra_keys": 400, "unknown_request_type": 400,
-        "close_without_id": 424, "csv_body_no_session": 400}
+        "close_without_id": 424, "csv_body_no_session": 400, "close_with_new_session_header": 424}
     assert [o.status for o in mhcs["sessions_expired"]] == [200, 200, 200, 400, 424]
     assert [o.status for o in mhcs["sessions_disabled"]] == [400, 400, 400, 400, 400, 200]
     assert {name: o.status for name, o in seen["adapters"].items()} == {
@@ -113,7 +113,10 @@ def test_mhcs_answers_as_the_contract_says(mhcs):
         "unload": 200, "invoke_unloaded": 404, "unload_again": 404, "unload_unknown": 404,
         "load_name_with_slash": 200, "load_name_dot_dot": 200, "load_empty_name": 400,
         "load_missing_src": 400, "load_src_missing_on_disk": 404, "load_no_body_no_query": 400,
-        "unload_second": 200}
+        "load_json_array": 400, "load_with_alias": 200, "unload_with_alias": 200, "invoke_identifier_csv_body": 400,
+        "list": 405, "delete_without_name": 405, "unload_second": 200}
+    assert seen["adapters"]["load_with_alias"].text == "Adapter friendly registered"
+    assert seen["adapters"]["unload_with_alias"].text == "Adapter friendly unregistered"
 
 
 # -- the listed differences (docs/llm-contract-parity.md): (sequence, step, mode or "*") -> (kind,
@@ -128,12 +131,20 @@ def answered(mhcs_status: int, smc_status: int) -> Check:
                                  and theirs.headers == ours.headers)
 
 
+def text_names(smc_name: str, mhcs_name: str) -> Check:
+    """Same status and headers; the text names the adapter differently."""
+    return lambda theirs, ours: (theirs.status == ours.status and theirs.headers == ours.headers
+                                 and theirs.text.replace(mhcs_name, smc_name) == ours.text)
+
+
 M1 = "M1 a body that is not JSON is inference"
 M2 = "M2 an expired session is refused"
 M3 = "M3 sessions off: only a well-formed session request is refused"
 M4 = "M4 sessions off in engine mode: the engine answers"
 A1 = "A1 a duplicate adapter name is 409"
 A2 = "A2 adapter names are checked"
+A3 = "A3 GET /adapters lists the adapters"
+A4 = "A4 the alias header is not used in the answer"
 DIFFERENCES: dict[tuple[str, str, str], tuple[str, Check]] = {
     ("sessions", "csv_body_no_session", "*"): (M1, answered(400, 200)),
     ("sessions_expired", "use_expired", "*"): (M2, answered(200, 400)),
@@ -143,6 +154,10 @@ DIFFERENCES: dict[tuple[str, str, str], tuple[str, Check]] = {
     ("adapters", "load_duplicate", "*"): (A1, answered(400, 409)),
     ("adapters", "load_name_with_slash", "*"): (A2, answered(200, 400)),
     ("adapters", "load_name_dot_dot", "*"): (A2, answered(200, 400)),
+    ("adapters", "invoke_identifier_csv_body", "handler"): (M1, answered(400, 200)),
+    ("adapters", "list", "*"): (A3, answered(405, 200)),
+    ("adapters", "load_with_alias", "*"): (A4, text_names("a6", "friendly")),
+    ("adapters", "unload_with_alias", "*"): (A4, text_names("a6", "friendly")),
 }
 
 
