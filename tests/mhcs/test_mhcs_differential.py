@@ -5,7 +5,7 @@ same stand-in engine); status, the SageMaker response headers, the body's kind a
 (ids named) are compared step by step.
 
 MHCS answers the session protocol in front of its handler (its in-process `mhcs_handler` target
-answers every sequence as `mhcs_engine` does), so one MHCS run per sequence is the reference for
+answers the session sequences as `mhcs_engine` does), so one MHCS run per sequence is the reference for
 both smc modes. A step may differ only as listed in DIFFERENCES (documented in
 docs/llm-contract-parity.md); a listed difference that stops occurring fails too, so the list stays
 true.
