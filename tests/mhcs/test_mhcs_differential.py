@@ -114,8 +114,8 @@ def test_mhcs_answers_as_the_contract_says(mhcs):
         "unload": 200, "invoke_unloaded": 404, "unload_again": 404, "unload_unknown": 404,
         "load_name_with_slash": 200, "load_name_dot_dot": 200, "load_empty_name": 400,
         "load_missing_src": 400, "load_src_missing_on_disk": 404, "load_no_body_no_query": 400,
-        "load_json_array": 400, "load_with_alias": 200, "unload_with_alias": 200, "invoke_identifier_csv_body": 400,
-        "list": 405, "delete_without_name": 405, "unload_second": 200}
+        "load_json_array": 400, "load_with_alias": 200, "unload_with_alias": 200,
+        "invoke_identifier_csv_body": 400, "list": 405, "delete_without_name": 405, "unload_second": 200}
     assert seen["adapters"]["load_with_alias"].text == "Adapter friendly registered"
     assert seen["adapters"]["unload_with_alias"].text == "Adapter friendly unregistered"
 
