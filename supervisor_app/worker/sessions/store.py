@@ -242,7 +242,12 @@ class SessionStore:
             os.rename(self._dir(session_id), gone)
         except FileNotFoundError:
             return 0  # removed by another process first
-        shutil.rmtree(gone, ignore_errors=True)
+        try:  # the usual session holds two files: cheaper than rmtree's walk
+            for name in os.listdir(gone):
+                os.unlink(os.path.join(gone, name))
+            os.rmdir(gone)
+        except OSError:  # the handler's files/ directory
+            shutil.rmtree(gone, ignore_errors=True)
         return 1
 
 
