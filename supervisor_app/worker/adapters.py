@@ -18,8 +18,8 @@ run dir (worker/mme/registry.py, directory "adapters") and SIGUSR2 to the siblin
   GET /adapters[/{name}]       {"adapters": [{"name", "src"}]} / {"name", "src"}
   an invocation naming one     404 naming it if not loaded; else context.adapter is its name
 
-`src` reaches load_adapter_fn as given (a local path is checked to exist; s3:// and others are
-the hook's to fetch). Invocations without the header cost one dict lookup here.
+`src` reaches load_adapter_fn as an absolute path when it is local (relative ones are inside the
+model directory; 404 when nothing is there); s3:// and other URLs as given, the hook's to fetch. Invocations without the header cost one dict lookup here.
 """
 
 from __future__ import annotations
@@ -151,8 +151,9 @@ class AdapterApp:
             raise AdapterError(413, f"POST /adapters bodies are small JSON objects; got {length} bytes")
         body = environ["wsgi.input"].read(int(length) if length.isdigit() else MAX_CONTROL_BODY_BYTES)
         request = parse_registration(body, environ.get("QUERY_STRING", ""))
-        if "://" not in request.src or request.src.startswith("file://"):
-            local_path(request.src, self.model_dir)  # 404 naming it when nothing is there
+        path = request.src
+        if "://" not in path or path.startswith("file://"):
+            path = local_path(path, self.model_dir)  # absolute; 404 naming it when nothing is there
         name = request.name
         started = time.monotonic()
         with self.registry.locked():
@@ -160,12 +161,12 @@ class AdapterApp:
             if name in snapshot.models or name in snapshot.live_staged():
                 raise AdapterError(409, f"adapter {name!r} is already loaded; DELETE /adapters/{name} first "
                                         "to load another src under that name")
-            snapshot.staged[name] = {"src": request.src, "owner": os.getpid()}
+            snapshot.staged[name] = {"src": request.src, "path": path, "owner": os.getpid()}
             snapshot.generation += 1
             self.registry.write(snapshot)
             staged = snapshot.generation
         self.registry.signal_siblings()  # they load it while this worker does
-        why = self._load_here(name, request.src)
+        why = self._load_here(name, path)
         if why is None:
             failures = self._follow(staged, name)
             if failures:
@@ -177,7 +178,7 @@ class AdapterApp:
         with self.registry.locked():
             snapshot = self.registry.read()
             snapshot.staged.pop(name, None)
-            snapshot.models[name] = {"src": request.src}
+            snapshot.models[name] = {"src": request.src, "path": path}
             snapshot.generation += 1
             self.registry.write(snapshot)
             committed = snapshot.generation
@@ -250,7 +251,7 @@ class AdapterApp:
             if name in self.loaded or name in self.failed:
                 continue
             self.heartbeat()
-            why = self._load_here(name, entry["src"])
+            why = self._load_here(name, entry.get("path", entry["src"]))
             if why is not None:
                 self.failed[name] = why
         self.failed = {n: f for n, f in self.failed.items() if n in wanted}
@@ -270,4 +271,11 @@ class AdapterApp:
         return {pid: state["failed"][name] for pid, state in siblings.items() if name in state.get("failed", {})}
 
 
-__all__ = ["ADAPTER_ENVIRON", "ADAPTER_MODEL_ENVIRON", "AdapterApp", "current"]
+def with_adapters(app: Callable[..., Iterable[bytes]], hooks: dict[str, Callable[..., Any]], model: Any,
+                  config: Any, workers: int) -> AdapterApp:
+    """The single-model App behind /adapters; without load_adapter_fn, /adapters says to add it."""
+    return AdapterApp(app, hooks, model, str(config.model_dir), Registry(config.run_dir, "adapters"), workers,
+                      config.timeout_s + 10)
+
+
+__all__ = ["ADAPTER_ENVIRON", "ADAPTER_MODEL_ENVIRON", "AdapterApp", "current", "with_adapters"]

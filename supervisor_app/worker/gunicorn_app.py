@@ -307,18 +307,11 @@ class ModelServer(BaseApplication):
         batching = config.batch_size > 1
         if batching:
             service.batcher = self.batcher = self._batcher(handlers, service)
+        from supervisor_app.worker.adapters import with_adapters  # /adapters and the adapter header
+
         app = App(service, config.timeout_s, config.max_payload_bytes, execution_parameters(config, self.workers),
                   threaded=batching, sessions=self._sessions())
-        return metrics.instrument(self._with_adapters(app, handlers, model), threaded=batching)
-
-    def _with_adapters(self, app: Any, handlers: Any, model: Any) -> Any:
-        """/adapters and the adapter header (worker/adapters.py); load_adapter_fn's absence is
-        answered there, with the hook to add."""
-        from supervisor_app.worker.adapters import AdapterApp
-        from supervisor_app.worker.mme.registry import Registry
-
-        return AdapterApp(app, handlers.hooks, model, str(self.config.model_dir), Registry(self.run_dir, "adapters"),
-                          self.workers, self.config.timeout_s + 10)
+        return metrics.instrument(with_adapters(app, handlers.hooks, model, config, self.workers), threaded=batching)
 
     def _sessions(self) -> Any:
         """SAGEMAKER_ENABLE_STATEFUL_SESSIONS: the store every worker shares (worker/sessions/)."""

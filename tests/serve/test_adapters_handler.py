@@ -57,10 +57,13 @@ def test_hooks_run_in_every_worker_and_context_names_the_adapter(start_server, o
     answer = _post(server, "/adapters", {"name": "broken", "src": str(a1)})
     assert answer.status == 500 and "load_adapter_fn raised ValueError" in answer.json()["message"]
     assert _post(server, "/invocations", {"x": 1}, {IDENTIFIER: "broken"}).status == 404
-    # the query-string form
-    assert _post(server, f"/adapters?name=a2&src={a1}", "").status == 200
+    # the query-string form, with a src relative to the model directory
+    (opt_ml / "model" / "adapters" / "a2").mkdir(parents=True)
+    (opt_ml / "model" / "adapters" / "a2" / "adapter_config.json").write_text(json.dumps({"r": 4}))
+    assert _post(server, "/adapters?name=a2&src=adapters/a2", "").status == 200
     listed = server.request("GET", "/adapters").json()["adapters"]
-    assert [a["name"] for a in listed] == ["a1", "a2"]
+    assert listed == [{"name": "a1", "src": str(a1)}, {"name": "a2", "src": "adapters/a2"}]
+    assert _post(server, "/invocations", {"x": 1}, {IDENTIFIER: "a2"}).json()["adapter_model"]["rank"] == 4
 
     # a streamed answer names it in every chunk
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)

@@ -4,8 +4,9 @@ invocations carrying X-Amzn-SageMaker-Adapter-Identifier to (a unix socket in th
 Unlike the routing hop (router.py), this one must change the body (its `model` field), so it
 carries the request to the engine itself and relays the engine's answer, byte for byte and as
 it arrives (nginx has buffering off for it): chunked and server-sent-event answers stream.
-Each connection carries one request (`Connection: close` both ways): the answer's framing is
-then the engine's own, never re-parsed. Invocations without the header never come here.
+Both hops keep their connections alive (nginx's upstream keepalive; a pool to the engine,
+upstream.py), so a request costs neither side a connection set-up. Invocations without the
+header never come here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from urllib.parse import unquote
 from supervisor_app.config.engine import AUTO_ROUTE
 from supervisor_app.serve.engine.adapters import Adapters
 from supervisor_app.serve.engine.router import RouteError, route_for
+from supervisor_app.serve.engine.upstream import EngineGone, EnginePool, EngineSlow
 from supervisor_app.worker.adapter_requests import (
     IDENTIFIER_HEADER,
     MAX_CONTROL_BODY_BYTES,
@@ -51,8 +53,9 @@ class Request:
         return next((v for k, v in self.headers if k.lower() == lowered), None)
 
 
-def read_request(conn: socket.socket) -> Request | None:
-    pending = bytearray()
+def read_request(conn: socket.socket, pending: bytearray) -> Request | None:
+    """One request from nginx on a keep-alive connection (nginx sends Content-Length: it has
+    buffered the body), or None at the connection's end."""
     while b"\r\n\r\n" not in pending:
         if len(pending) > _MAX_HEAD_BYTES:
             return None
@@ -70,7 +73,9 @@ def read_request(conn: socket.socket) -> Request | None:
         name, _, value = line.partition(":")
         headers.append((name.strip(), value.strip()))
     length = int(next((v for k, v in headers if k.lower() == "content-length"), "0") or 0)
-    body = bytearray(pending[head_end:head_end + length])
+    del pending[:head_end]
+    body = bytearray(pending[:length])
+    del pending[:length]
     while len(body) < length:
         chunk = conn.recv(min(1 << 20, length - len(body)))
         if not chunk:
@@ -84,7 +89,7 @@ def _answer(status: int, payload: Any, content_type: str = "application/json") -
 
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     return (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
 def _error(status: int, message: str) -> bytes:
@@ -100,6 +105,7 @@ class AdapterProxy:
         self.invocations_path = invocations_path
         self.timeout_s = timeout_s
         self.log = log
+        self.pool = EnginePool(engine_host, engine_port, timeout_s)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._stopped = False
 
@@ -111,6 +117,7 @@ class AdapterProxy:
 
     def stop(self) -> None:
         self._stopped = True
+        self.pool.close()
         try:
             self._sock.close()
         except OSError:
@@ -125,15 +132,17 @@ class AdapterProxy:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        pending = bytearray()
         with conn:
             try:
-                request = read_request(conn)
-                if request is None:
-                    return
-                if request.path == "/adapters" or request.path.startswith("/adapters/"):
-                    conn.sendall(self.control(request))
-                else:
-                    self.invoke(request, conn)
+                while True:
+                    request = read_request(conn, pending)
+                    if request is None:
+                        return
+                    if request.path == "/adapters" or request.path.startswith("/adapters/"):
+                        conn.sendall(self.control(request))
+                    elif not self.invoke(request, conn):
+                        return
             except (OSError, ValueError):
                 return
 
@@ -158,21 +167,32 @@ class AdapterProxy:
             return _error(exc.status, exc.message)
 
     # -- invocations naming an adapter ------------------------------------------------------------------
-    def invoke(self, request: Request, conn: socket.socket) -> None:
+    def invoke(self, request: Request, conn: socket.socket) -> bool:
+        """Answer one invocation naming an adapter; True when `conn` may carry another request."""
         try:
             name = check_name(request.header(IDENTIFIER_HEADER), IDENTIFIER_HEADER)
             adapter = self.adapters.acquire(name)  # unknown: 404 naming it, whatever the body
         except AdapterError as exc:
             conn.sendall(_error(exc.status, exc.message))
-            return
+            return True
         try:
             try:
                 path, body = self._rewrite(request, name)
             except AdapterError as exc:
                 conn.sendall(_error(exc.status, exc.message))
-                return
+                return True
+            head = [f"POST {path} HTTP/1.1"]
+            head += [f"{k}: {v}" for k, v in request.headers if k.lower() not in _HOP_BY_HOP]
+            head += [f"Content-Length: {len(body)}", "", ""]
             request.body = bytearray()  # not held twice while the answer streams
-            self._relay(request, path, body, conn)
+            try:
+                return self.pool.relay("\r\n".join(head).encode("latin-1") + body, conn)
+            except EngineSlow:
+                conn.sendall(_error(504, f"the engine did not answer within {self.timeout_s:g} s "
+                                         "(SAGEMAKER_MODEL_SERVER_TIMEOUT)"))
+            except EngineGone as exc:
+                conn.sendall(_error(502, f"the engine at {self.engine[0]}:{self.engine[1]} did not answer: {exc}"))
+            return True
         finally:
             self.adapters.release(adapter)
 
@@ -197,31 +217,6 @@ class AdapterProxy:
         document["model"] = self.adapters.model_field(name, document.get("model"))
         body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
         return path + ("?" + request.query if request.query else ""), body
-
-    def _relay(self, request: Request, path: str, body: bytes, conn: socket.socket) -> None:
-        head = [f"POST {path} HTTP/1.1"]
-        head += [f"{k}: {v}" for k, v in request.headers if k.lower() not in _HOP_BY_HOP]
-        head += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
-        try:
-            engine = socket.create_connection(self.engine, timeout=self.timeout_s)
-        except OSError as exc:
-            conn.sendall(_error(502, f"the engine at {self.engine[0]}:{self.engine[1]} is not listening: {exc}"))
-            return
-        with engine:
-            engine.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            engine.sendall("\r\n".join(head).encode("latin-1") + body)
-            sent = False
-            try:
-                while True:
-                    chunk = engine.recv(65536)
-                    if not chunk:
-                        break
-                    conn.sendall(chunk)
-                    sent = True
-            except socket.timeout:
-                if not sent:
-                    conn.sendall(_error(504, f"the engine did not answer within {self.timeout_s:g} s "
-                                             "(SAGEMAKER_MODEL_SERVER_TIMEOUT)"))
 
 
 __all__ = ["AdapterProxy", "SOCKET_NAME", "read_request"]

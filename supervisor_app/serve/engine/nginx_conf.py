@@ -78,10 +78,10 @@ def _router_upstream(socket_path: Path | None) -> str:
 def _adapter_upstream(socket_path: Path | None) -> str:
     if socket_path is None:
         return ""
-    # No keepalive: the hop answers one request per connection (adapter_proxy.py).
     return f"""
     upstream smc_adapters {{
         server unix:{socket_path} max_fails=0;
+        keepalive 16;
     }}"""
 
 
