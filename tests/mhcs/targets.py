@@ -4,7 +4,10 @@
   /invocations in-process or through the stand-in engine;
 - `smc_handler`: the frozen `smc serve` with tests/mhcs/handler/inference.py;
 - `smc_engine`: the frozen `smc serve` in engine mode in front of the stand-in engine, invocations
-  going to its /v1/chat/completions as they go to vLLM's.
+  going to its /v1/chat/completions as they go to vLLM's;
+- `smc_passthrough`: the frozen `smc serve` in engine mode whose engine is the MHCS app (itself in
+  front of the stand-in engine), with SMC_ENGINE_SESSIONS and SMC_ENGINE_ADAPTERS `passthrough`:
+  a vLLM build that embeds MHCS, behind smc.
 
 Both sides get the same SAGEMAKER_* session settings (store in a private directory) and the same
 stand-in engine, so what differs is the layer between client and engine.
@@ -97,39 +100,55 @@ def mhcs_app(mhcs_python: Path, sequence: Sequence, work: Path, engine: bool) ->
         yield port
 
 
-@contextlib.contextmanager
-def smc_serve(binary: Path, sequence: Sequence, work: Path, engine: bool) -> Iterator[int]:
-    base = work / "opt_ml"
-    for sub in ("input/config", "model/code", "output"):
-        (base / sub).mkdir(parents=True, exist_ok=True)
+def smc_env(mode: str, sequence: Sequence, work: Path, base: Path, stack: contextlib.ExitStack,
+            mhcs_python: Path) -> dict[str, str]:
+    """smc's environment for `mode`: handler, engine (smc speaks the protocol in front of the
+    stand-in engine) or passthrough (the MHCS app is smc's engine and speaks it, as a vLLM build
+    embedding MHCS would; smc's SMC_ENGINE_SESSIONS / SMC_ENGINE_ADAPTERS are `passthrough`)."""
     env = session_env(sequence, work)
-    if engine:
-        engine_port = free_port()
-        env.update({"SMC_ENGINE_URL": f"http://127.0.0.1:{engine_port}",
-                    "SMC_ENGINE_COMMAND": engine_command(engine_port),
+    if mode == "handler":
+        shutil.copy(HANDLER, base / "model" / "code" / "inference.py")
+        return env
+    engine_port = free_port()
+    env["SMC_ENGINE_URL"] = f"http://127.0.0.1:{engine_port}"
+    if mode == "engine":
+        env.update({"SMC_ENGINE_COMMAND": engine_command(engine_port),
                     "SMC_ENGINE_INVOCATIONS_PATH": "/v1/chat/completions"})
         if sequence.adapters:
             env["SMC_ENGINE_ADAPTERS"] = "vllm"
-    else:
-        shutil.copy(HANDLER, base / "model" / "code" / "inference.py")
-    server = Server(binary, base, free_port(), env)
-    try:
-        server.wait_ready(timeout=READY_TIMEOUT_S)
-        yield server.port
-    finally:
-        with contextlib.suppress(Exception):
-            server.stop(timeout=STOP_TIMEOUT_S)
-        if server.proc.poll() is None:
-            server.proc.kill()
+        return env
+    behind = stack.enter_context(stand_in_engine(work))
+    env.update({"SMC_ENGINE_COMMAND": f"{mhcs_python} {APP} --port {engine_port} --engine-url {behind}",
+                "SMC_ENGINE_HEALTH_PATH": "/ping", "SMC_ENGINE_SESSIONS": "passthrough",
+                "SMC_ENGINE_ADAPTERS": "passthrough"})
+    return env
 
 
-def serving(target: str, sequence: Sequence, work: Path, binary: Path, mhcs_python: Path):
-    """A context manager yielding the port of a fresh `target` for `sequence`."""
+@contextlib.contextmanager
+def smc_serve(binary: Path, mhcs_python: Path, sequence: Sequence, work: Path, mode: str) -> Iterator[int]:
+    base = work / "opt_ml"
+    for sub in ("input/config", "model/code", "output"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        server = Server(binary, base, free_port(), smc_env(mode, sequence, work, base, stack, mhcs_python))
+        try:
+            server.wait_ready(timeout=READY_TIMEOUT_S)
+            yield server.port
+        finally:
+            with contextlib.suppress(Exception):
+                server.stop(timeout=STOP_TIMEOUT_S)
+            if server.proc.poll() is None:
+                server.proc.kill()
+
+
+def serving(target: str, sequence: Sequence, work: Path, binary: Path | None, mhcs_python: Path):
+    """A context manager yielding the port of a fresh `target` (mhcs_handler, mhcs_engine,
+    smc_handler, smc_engine, smc_passthrough) for `sequence`."""
     work.mkdir(parents=True, exist_ok=True)
     side, mode = target.split("_")
     if side == "mhcs":
         return mhcs_app(mhcs_python, sequence, work, engine=mode == "engine")
-    return smc_serve(binary, sequence, work, engine=mode == "engine")
+    return smc_serve(binary, mhcs_python, sequence, work, mode)
 
 
 def adapter_dir(root: Path) -> Path:

@@ -1,7 +1,7 @@
 """Differential test against AWS's model-hosting-container-standards (MHCS): the session and adapter
 sequences of tests/mhcs/sequences.py go to MHCS's app (tests/mhcs/app.py, wired as vLLM wires it,
-over the stand-in engine) and to the frozen `smc serve` (handler mode, and engine mode over the
-same stand-in engine); status, the SageMaker response headers, the body's kind and a text body
+over the stand-in engine) and to the frozen `smc serve` (handler mode; engine mode over the same
+stand-in engine; engine mode with the MHCS app as the engine and smc in passthrough); status, the SageMaker response headers, the body's kind and a text body
 (ids named) are compared step by step.
 
 MHCS answers the session protocol in front of its handler (its in-process `mhcs_handler` target
@@ -27,8 +27,8 @@ from tests.serve.conftest import nginx_required
 
 pytestmark = pytest.mark.toolkit
 
-CASES = [(seq, mode) for seq in sequences.SESSION_SEQUENCES for mode in ("handler", "engine")]
-CASES += [(sequences.ADAPTERS, "handler"), (sequences.ADAPTERS, "engine")]
+MODES = ("handler", "engine", "passthrough")
+CASES = [(seq, mode) for seq in sequences.ALL for mode in MODES]
 
 
 def answers(target: str, sequence: sequences.Sequence, work: Path, binary: Path | None, python: Path | None):
@@ -49,10 +49,11 @@ def mhcs(tmp_path_factory) -> dict[str, list[Outcome]]:
 
 # Headers smc sets and MHCS never does, by mode and the route's first segment (docs: "smc's own
 # headers"): each must be on every smc answer there, and is then left out of the comparison.
-# Handler mode answers /adapters in its workers, engine mode in its adapter hop.
+# Handler mode answers /adapters in its workers and passthrough through nginx, both with it;
+# engine mode in its adapter hop, without.
 INFERENCE_ID = "x-amzn-sagemaker-inference-id"
-SMC_ONLY_HEADERS = {("handler", "invocations"): {INFERENCE_ID}, ("handler", "adapters"): {INFERENCE_ID},
-                    ("engine", "invocations"): {INFERENCE_ID}}
+SMC_ONLY_HEADERS = {(mode, route): {INFERENCE_ID} for mode in MODES for route in ("invocations", "adapters")
+                    if (mode, route) != ("engine", "adapters")}
 
 
 def own_headers_dropped(step: sequences.Step, mode: str, ours: Outcome) -> tuple[Outcome, list[str]]:
@@ -73,14 +74,16 @@ def differing(ours: Outcome, theirs: Outcome) -> list[str]:
 @pytest.mark.parametrize(("sequence", "mode"), CASES, ids=[f"{s.name}-{m}" for s, m in CASES])
 def test_smc_answers_as_mhcs(sequence, mode, mhcs, smc_binary, tmp_path):
     nginx_required()
-    ours = answers(f"smc_{mode}", sequence, tmp_path, smc_binary, None)
+    ours = answers(f"smc_{mode}", sequence, tmp_path, smc_binary, mhcs_python())
     report = []
     for step, theirs, mine in zip(sequence.steps, mhcs[sequence.name], ours):
         mine, missing = own_headers_dropped(step, mode, mine)
         report += [f"{step.name}: {problem}" for problem in missing]
         found = differing(mine, theirs)
-        listed = DIFFERENCES.get((sequence.name, step.name, mode)) or \
-            DIFFERENCES.get((sequence.name, step.name, "*"))
+        key = (sequence.name, step.name)
+        listed = DIFFERENCES.get((*key, mode)) or DIFFERENCES.get((*key, "*"))
+        if mode == "passthrough":  # MHCS answers behind smc: nothing may differ
+            listed = None
         shown = f"\n  mhcs {theirs.shown()}\n  smc  {mine.shown()}"
         if listed is None:
             if found:
@@ -120,8 +123,8 @@ def test_mhcs_answers_as_the_contract_says(mhcs):
     assert seen["adapters"]["unload_with_alias"].text == "Adapter friendly unregistered"
 
 
-# -- the listed differences (docs/llm-contract-parity.md): (sequence, step, mode or "*") -> (kind,
-#    a check that the two answers differ exactly that way) ---------------------------------------
+# -- the listed differences (docs/llm-contract-parity.md): (sequence, step, mode or "*": handler and
+#    engine) -> (kind, a check that the two answers differ exactly that way) ------------------------
 Check = Callable[[Outcome, Outcome], bool]
 
 
@@ -169,8 +172,7 @@ def test_difference_list_names_real_steps():
     assert all(f"**{kind}.**" in doc for kind, _ in DIFFERENCES.values())
     names = {(seq.name, step.name) for seq in sequences.ALL for step in seq.steps}
     assert {(seq, step) for seq, step, _ in DIFFERENCES} <= names
-    modes = {seq.name: [mode for s, mode in CASES if s is seq] for seq in sequences.ALL}
     compared = sum(len(seq.steps) for seq, _ in CASES)
-    listed = sum(len(modes[seq]) if mode == "*" else 1 for seq, _, mode in DIFFERENCES)
+    listed = sum(2 if mode == "*" else 1 for _, _, mode in DIFFERENCES)
     print(f"compared steps: {compared}, listed differences: {listed} "
           f"of {len({kind for kind, _ in DIFFERENCES.values()})} kinds")
