@@ -1,12 +1,12 @@
 """Differential test against AWS's model-hosting-container-standards (MHCS): the session and adapter
 sequences of tests/mhcs/sequences.py go to MHCS's app (tests/mhcs/app.py, wired as vLLM wires it,
 over the stand-in engine) and to the frozen `smc serve` (handler mode; engine mode over the same
-stand-in engine; engine mode with the MHCS app as the engine and smc in passthrough); status, the SageMaker response headers, the body's kind and a text body
-(ids named) are compared step by step.
+stand-in engine; engine mode with the MHCS app as the engine and smc in passthrough); status, the
+SageMaker response headers, the body's kind and a text body (ids named) are compared step by step.
 
 MHCS answers the session protocol in front of its handler (its in-process `mhcs_handler` target
-answers the session sequences as `mhcs_engine` does), so one MHCS run per sequence is the reference for
-both smc modes. A step may differ only as listed in DIFFERENCES (documented in
+answers the session sequences as `mhcs_engine` does), so one MHCS run per sequence is the reference
+for every smc mode. A step may differ only as listed in DIFFERENCES (documented in
 docs/llm-contract-parity.md); a listed difference that stops occurring fails too, so the list stays
 true.
 """
