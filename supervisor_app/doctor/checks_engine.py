@@ -31,6 +31,14 @@ def engine_mode(config: Config) -> bool:
         return False
 
 
+def engine_command(config: Config) -> str:
+    """The engine's command as configured ("" when a programs file names it: not read again here)."""
+    try:
+        return load_engine_config(config).command or ""
+    except SmcError:
+        return ""
+
+
 def check_engine(config: Config, serve: ServeConfig | None) -> list[Finding]:
     try:
         engine = load_engine_config(config)

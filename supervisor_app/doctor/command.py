@@ -72,11 +72,15 @@ def collect(config: Config, modes: set[str]) -> list[Finding]:
             findings += check_multi_model(config, serve, serve.multi_model)
         else:
             findings.append(checks_serve.check_model_dir(serve))
-    from supervisor_app.doctor.checks_engine import check_engine, engine_mode  # engine mode, SMC_PROGRAMS
+    from supervisor_app.doctor.checks_engine import check_engine, engine_command, engine_mode  # engine mode, SMC_PROGRAMS
 
     if serve is not None and not serve.multi_model and not engine_mode(config):
         findings += checks_serve.check_handler(config, serve, python)
     findings += check_engine(config, serve)
+    if serve is not None:
+        from supervisor_app.doctor.checks_sessions import check_sessions
+
+        findings += check_sessions(serve, engine_command(config) if engine_mode(config) else None)
     return findings
 
 

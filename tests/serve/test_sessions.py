@@ -11,6 +11,8 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from tests.conftest import free_port
 from tests.serve.conftest import install_handler
 
@@ -46,6 +48,7 @@ def _refused(answer, status, *words):
     return message
 
 
+@pytest.mark.both_pythons  # the session code runs in the workers: under the image's Python too
 def test_state_is_shared_by_every_worker_and_requests_of_a_session_run_one_at_a_time(start_server, tmp_path):
     server = start_server("sessions", _env(tmp_path, SAGEMAKER_MODEL_SERVER_WORKERS="4"))
     session_id = _open(server)
@@ -65,6 +68,9 @@ def test_state_is_shared_by_every_worker_and_requests_of_a_session_run_one_at_a_
     assert _use(server, session_id, {"crash": True}).status == 500
     _refused(_use(server, session_id, {"not_json": True}), 500, "not JSON", "bad", "context.session.path")
     assert _use(server, session_id).json()["n"] == 43
+    # a stream: the state is saved before the head goes out; the generator's later changes are not
+    assert _use(server, session_id, {"stream": True}).body == b"n=44;late=True"
+    assert _use(server, session_id).json()["late"] is None
     # no session header: context.session is None; NEW_SESSION as a plain request's header is ignored
     assert server.invoke("{}").json()["session"] is None
     assert server.invoke("{}", headers={ID: "NEW_SESSION"}).json()["session"] is None

@@ -174,3 +174,29 @@ def test_settings(tmp_path):
         with pytest.raises(ConfigError) as bad:
             load_sessions_config({name: value}, tmp_path)
         assert name in bad.value.message and bad.value.hint
+    with pytest.raises(ConfigError) as mme:
+        load_sessions_config({"SAGEMAKER_ENABLE_STATEFUL_SESSIONS": "true"}, tmp_path, multi_model=True)
+    assert "SAGEMAKER_MULTI_MODEL" in mme.value.message
+
+
+def test_doctor_checks_the_store_and_who_speaks_the_protocol(tmp_path):
+    from dataclasses import replace
+
+    from supervisor_app.config import load_config
+    from supervisor_app.config.serve import load_serve_config
+    from supervisor_app.doctor.checks_sessions import check_sessions
+
+    env = {"SAGEMAKER_BASE_DIR": str(tmp_path), "SAGEMAKER_ENABLE_STATEFUL_SESSIONS": "true",
+           "SAGEMAKER_SESSIONS_PATH": str(tmp_path / "a" / "store")}
+    serve = load_serve_config(load_config(env))
+    assert [(f.check, f.status) for f in check_sessions(serve, None)] == [("sessions_store", "ok")]
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    bad = replace(serve, sessions=replace(serve.sessions, path=blocked / "store"))
+    assert [(f.check, f.status) for f in check_sessions(bad, None)] == [("sessions_store", "fail")]
+    vllm = [(f.check, f.status) for f in check_sessions(serve, "vllm serve /opt/ml/model")]
+    assert ("sessions_engine", "warn") in vllm
+    passthrough = replace(serve, sessions=replace(serve.sessions, engine_sessions="passthrough"))
+    assert [f.status for f in check_sessions(passthrough, "vllm serve m")] == ["ok"]
+    off = replace(serve, sessions=replace(serve.sessions, enabled=False))
+    assert check_sessions(off, None) == []
