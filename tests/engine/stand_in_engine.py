@@ -16,7 +16,7 @@ LoRA routes, as vLLM (POST /v1/load_lora_adapter, /v1/unload_lora_adapter) and S
 400, a lora_path that does not exist 404, a name loaded twice 400, unloading an unknown one 404
 (vLLM's statuses); --no-lora drops them. --lora-record FILE appends one JSON line per call. An
 OpenAI or /invocations body whose `model` names no loaded adapter (nor `<base>:<adapter>` one)
-and is not the served model "stand-in" answers 404, as vLLM does; --load-delay-s slows loads.
+and is not the served model "stand-in" answers 404, as vLLM does, once any adapter was loaded; --load-delay-s slows loads.
 """
 
 import argparse
@@ -64,12 +64,13 @@ STARTED = time.monotonic()
 LORA_ROUTES = {"/v1/load_lora_adapter": "load", "/v1/unload_lora_adapter": "unload",
                "/load_lora_adapter": "load", "/unload_lora_adapter": "unload"}
 ADAPTERS = {}  # name -> path
+EVER_LOADED = []  # one entry once any adapter was loaded
 
 
 def model_problem(body):
     """Why a body's `model` is not served here (vLLM's 404), or None."""
-    if b'"model"' not in body:
-        return None
+    if not EVER_LOADED or b'"model"' not in body:
+        return None  # before any adapter: every `model` is served (the OpenAI tests send "m")
     try:
         model = json.loads(body).get("model")
     except (ValueError, AttributeError):
@@ -219,6 +220,7 @@ class Handler(BaseHTTPRequestHandler):
             if not os.path.isdir(lora_path):
                 return self._send(404, json.dumps({"error": {"message": f"No adapter found for {lora_path}", "code": 404}}).encode())
             ADAPTERS[name] = lora_path
+            EVER_LOADED.append(name)
             return self._send(200, f"Success: LoRA adapter '{name}' added successfully.".encode(), "text/plain")
         if name not in ADAPTERS:
             return self._send(404, json.dumps({"error": {"message": f"The lora adapter '{name}' cannot be found.", "code": 404}}).encode())

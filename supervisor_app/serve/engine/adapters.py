@@ -94,6 +94,7 @@ class Adapters:
         self._changed = threading.Condition(self._lock)
         self._adapters: dict[str, Adapter] = {}
         self._base_model: str | None = None
+        self._engine_seen = False
 
     # -- control routes ----------------------------------------------------------------------------
     def listing(self) -> list[dict[str, str]]:
@@ -213,7 +214,8 @@ class Adapters:
     def engine_started(self, generation: int) -> None:
         """Called by the supervisor when an engine start first turns healthy (before /ping is 200)."""
         self._base_model = None
-        if generation <= 1:
+        if not self._engine_seen:  # the first healthy start (not generation 1: that one may have crashed)
+            self._engine_seen = True
             threading.Thread(target=self.check_engine_routes, name="smc-adapter-routes", daemon=True).start()
             return
         with self._lock:
