@@ -37,9 +37,14 @@ def answers(target: str, sequence: sequences.Sequence, work: Path, binary: Path 
 
 
 @pytest.fixture(scope="module")
-def mhcs(tmp_path_factory) -> dict[str, list[Outcome]]:
+def mhcs_venv() -> Path:
+    return mhcs_python()
+
+
+@pytest.fixture(scope="module")
+def mhcs(tmp_path_factory, mhcs_venv) -> dict[str, list[Outcome]]:
     """MHCS's answers to every sequence (all four servers at once: the expiry waits overlap)."""
-    python = mhcs_python()
+    python = mhcs_venv
     root = tmp_path_factory.mktemp("mhcs")
     with ThreadPoolExecutor(len(sequences.ALL)) as pool:
         futures = {seq.name: pool.submit(answers, "mhcs_engine", seq, root / seq.name, None, python)
@@ -72,9 +77,9 @@ def differing(ours: Outcome, theirs: Outcome) -> list[str]:
 
 
 @pytest.mark.parametrize(("sequence", "mode"), CASES, ids=[f"{s.name}-{m}" for s, m in CASES])
-def test_smc_answers_as_mhcs(sequence, mode, mhcs, smc_binary, tmp_path):
+def test_smc_answers_as_mhcs(sequence, mode, mhcs, mhcs_venv, smc_binary, tmp_path):
     nginx_required()
-    ours = answers(f"smc_{mode}", sequence, tmp_path, smc_binary, mhcs_python())
+    ours = answers(f"smc_{mode}", sequence, tmp_path, smc_binary, mhcs_venv)
     report = []
     for step, theirs, mine in zip(sequence.steps, mhcs[sequence.name], ours):
         mine, missing = own_headers_dropped(step, mode, mine)
