@@ -24,6 +24,8 @@ from urllib.parse import parse_qsl
 
 IDENTIFIER_HEADER = "X-Amzn-SageMaker-Adapter-Identifier"
 IDENTIFIER_ENVIRON = "HTTP_X_AMZN_SAGEMAKER_ADAPTER_IDENTIFIER"
+ALIAS_HEADER = "X-Amzn-SageMaker-Adapter-Alias"  # a display name for the answer's text (as MHCS words it)
+ALIAS_ENVIRON = "HTTP_X_AMZN_SAGEMAKER_ADAPTER_ALIAS"
 MAX_NAME_CHARS = 128
 MAX_CONTROL_BODY_BYTES = 64 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -103,6 +105,12 @@ def unknown_adapter(name: str, loading: bool = False) -> AdapterError:
     state = " (it is still loading)" if loading else ""
     return AdapterError(404, f"adapter {name!r} ({IDENTIFIER_HEADER}) is not loaded{state}; load it with "
                              "POST /adapters first (GET /adapters lists the loaded ones)")
+
+
+def as_aliased(text: str, alias: str | None) -> str:
+    """`Adapter <name> registered` worded with the alias header's value when the request has one."""
+    words = text.split(" ", 2)
+    return f"{words[0]} {alias} {words[2]}" if alias and len(words) == 3 else text
 
 
 def error_json(status: int, message: str) -> bytes:

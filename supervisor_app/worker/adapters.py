@@ -33,9 +33,11 @@ from typing import Any
 
 from supervisor_app import logs
 from supervisor_app.worker.adapter_requests import (
+    ALIAS_ENVIRON,
     IDENTIFIER_ENVIRON,
     MAX_CONTROL_BODY_BYTES,
     AdapterError,
+    as_aliased,
     check_name,
     error_json,
     local_path,
@@ -135,9 +137,11 @@ class AdapterApp:
                 raise AdapterError(404, f"adapter {name!r} is not loaded")
             return _answer(start_response, 200, {"name": name, "src": models[name]["src"]})
         if method == "POST" and name is None:
-            return _answer(start_response, 200, self._register(environ).encode(), "text/plain; charset=utf-8")
+            text = as_aliased(self._register(environ), environ.get(ALIAS_ENVIRON))
+            return _answer(start_response, 200, text.encode(), "text/plain; charset=utf-8")
         if method == "DELETE" and name is not None:
-            return _answer(start_response, 200, self._unregister(name).encode(), "text/plain; charset=utf-8")
+            text = as_aliased(self._unregister(name), environ.get(ALIAS_ENVIRON))
+            return _answer(start_response, 200, text.encode(), "text/plain; charset=utf-8")
         allowed = "GET, POST" if name is None else "GET, DELETE"
         return _error(start_response, AdapterError(405, f"{method} not allowed on {path}; use {allowed}"),
                       [("Allow", allowed)])

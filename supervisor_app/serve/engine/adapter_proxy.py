@@ -24,9 +24,11 @@ from supervisor_app.serve.engine.adapters import Adapters
 from supervisor_app.serve.engine.router import RouteError, route_for
 from supervisor_app.serve.engine.upstream import EngineGone, EnginePool, EngineSlow
 from supervisor_app.worker.adapter_requests import (
+    ALIAS_HEADER,
     IDENTIFIER_HEADER,
     MAX_CONTROL_BODY_BYTES,
     AdapterError,
+    as_aliased,
     check_name,
     error_json,
     name_in_path,
@@ -158,10 +160,12 @@ class AdapterProxy:
             if request.method == "POST" and name is None:
                 if len(request.body) > MAX_CONTROL_BODY_BYTES:
                     raise AdapterError(413, f"POST /adapters bodies are small JSON objects; got {len(request.body)} bytes")
-                return _answer(200, self.adapters.register(parse_registration(bytes(request.body), request.query)).encode(),
-                               "text/plain; charset=utf-8")
+                registration = parse_registration(bytes(request.body), request.query)
+                text = as_aliased(self.adapters.register(registration), request.header(ALIAS_HEADER))
+                return _answer(200, text.encode(), "text/plain; charset=utf-8")
             if request.method == "DELETE" and name is not None:
-                return _answer(200, self.adapters.unregister(name).encode(), "text/plain; charset=utf-8")
+                text = as_aliased(self.adapters.unregister(name), request.header(ALIAS_HEADER))
+                return _answer(200, text.encode(), "text/plain; charset=utf-8")
             allowed = "GET, POST" if name is None else "GET, DELETE"
             raise AdapterError(405, f"{request.method} not allowed on {request.path}; use {allowed}")
         except AdapterError as exc:
