@@ -1,6 +1,7 @@
-"""Stateful sessions in a container (docs/serve.md and docs/engines.md, "Stateful sessions"): the
-default store (/dev/shm in the container), state kept across three handler workers, and engine mode
-with the stand-in engine run by `smc python` on the no-Python base image."""
+"""The LLM hosting contract in a container. Stateful sessions (docs/serve.md and docs/engines.md,
+"Stateful sessions"): the default store (/dev/shm in the container), state kept across three handler
+workers, and engine mode with the stand-in engine run by `smc python` on the no-Python base image.
+LoRA adapters in handler mode (engine mode: test_adapters_docker.py): the hooks in every worker."""
 
 from __future__ import annotations
 
@@ -90,3 +91,29 @@ def test_engine_sessions_in_a_container(image, containers):
     assert _post(box.port, {"x": 1}, {ID: "not-issued-here"})[0] == 400
     assert _post(box.port, {"requestType": "CLOSE"}, {ID: session})[0] == 200
     assert _post(box.port, {"requestType": "CLOSE"}, {})[0] == 424
+
+
+def test_handler_adapters_in_a_container(image, containers, tmp_path):
+    model = tmp_path / "model"
+    (model / "code").mkdir(parents=True)
+    (model / "adapters" / "fr").mkdir(parents=True)
+    (model / "adapters" / "fr" / "adapter_config.json").write_text('{"r": 8}')
+    shutil.copy(ROOT / "tests" / "fixtures" / "handlers" / "lora.py", model / "code" / "inference.py")
+    for path in [model, *model.rglob("*")]:
+        path.chmod(0o777 if path.is_dir() else 0o666)  # the hooks log to the model dir
+    result, box = containers(image, "serve", detach=True, publish=True, docker_args=[
+        "-v", f"{model}:/opt/ml/model", "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=2",
+        "-e", "SAGEMAKER_ENABLE_STATEFUL_SESSIONS=false"])
+    assert result.returncode == 0, result.stderr
+    box.wait_ready()
+    request = urllib.request.Request(f"http://127.0.0.1:{box.port}/adapters", method="POST",
+                                     data=json.dumps({"name": "fr", "src": "adapters/fr"}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.read() == b"Adapter fr registered"
+    loads = [line.split() for line in (model / "adapters.log").read_text().splitlines()]
+    assert len({pid for verb, name, pid in loads if (verb, name) == ("load", "fr")}) == 2  # both workers
+    for _ in range(4):
+        status, _, body = _post(box.port, {"x": 1}, {"X-Amzn-SageMaker-Adapter-Identifier": "fr"})
+        assert status == 200 and json.loads(body)["adapter"] == "fr", body
+    assert _post(box.port, {"x": 1}, {"X-Amzn-SageMaker-Adapter-Identifier": "de"})[0] == 404
