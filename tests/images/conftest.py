@@ -70,6 +70,19 @@ def images(docker_engine, smc_binary: Path) -> dict[str, str]:
     return {name: image_name(name) for name in EXAMPLES}
 
 
+def build_on_base(tag: str, smc_binary: Path, context: Path, dockerfile: str, files: tuple[Path, ...] = ()) -> str:
+    """A small image FROM smc-base with the binary under test (and `files`) next to `dockerfile`, as
+    a user builds one: `COPY smc /usr/local/bin/`. Docker caches it: seconds."""
+    context.mkdir(parents=True, exist_ok=True)
+    shutil.copy(smc_binary, context / "smc")
+    for path in files:
+        shutil.copy(path, context / path.name)
+    (context / "Dockerfile").write_text(dockerfile)
+    built = docker("build", "-q", "-t", tag, str(context), timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    return tag
+
+
 def json_events(stdout: str) -> list[dict]:
     """The JSON lines of smc's output (other lines skipped)."""
     events = []

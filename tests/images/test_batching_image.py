@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import threading
 import time
 import urllib.error
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.images.conftest import docker
+from tests.images.conftest import build_on_base, docker
 
 IMAGE = "smc-i22-batching:test"  # this file's own tag: the smc-example-* tags are shared
 DOCKERFILE = """FROM smc-base:latest
@@ -29,13 +28,7 @@ ENTRYPOINT ["smc"]
 
 @pytest.fixture(scope="module")
 def image(docker_engine, smc_binary: Path, tmp_path_factory) -> str:
-    context = tmp_path_factory.mktemp("batching-image")
-    shutil.copy(smc_binary, context / "smc")
-    (context / "Dockerfile").write_text(DOCKERFILE)
-    result = subprocess.run(["docker", "build", "-q", "-t", IMAGE, str(context)], capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return IMAGE
+    return build_on_base(IMAGE, smc_binary, tmp_path_factory.mktemp("batching-image"), DOCKERFILE)
 
 
 def _post(port: int, body: bytes, content_type: str, accept: str, timeout_s: float = 30) -> tuple[int, bytes]:

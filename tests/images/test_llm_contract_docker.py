@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.images.conftest import docker
+from tests.images.conftest import build_on_base
 
 IMAGE = "smc-i21-sessions:test"
 ID = "X-Amzn-SageMaker-Session-Id"
@@ -32,17 +32,11 @@ def _post(port: int, body: dict, headers: dict | None = None) -> tuple[int, dict
 
 @pytest.fixture(scope="module")
 def image(docker_engine, smc_binary: Path, tmp_path_factory) -> str:
-    context = tmp_path_factory.mktemp("sessions-image")
-    shutil.copy(smc_binary, context / "smc")
-    shutil.copy(ROOT / "tests" / "engine" / "stand_in_engine.py", context / "stand_in_engine.py")
-    (context / "Dockerfile").write_text(
-        "FROM smc-base:latest\nCOPY smc /usr/local/bin/\nCOPY stand_in_engine.py /opt/engine/\n"
-        "ENV SAGEMAKER_ENABLE_STATEFUL_SESSIONS=true\n"
-        "LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true\n"
-        'ENTRYPOINT ["smc"]\n')
-    built = docker("build", "-q", "-t", IMAGE, str(context), timeout=300)
-    assert built.returncode == 0, built.stderr
-    return IMAGE
+    return build_on_base(IMAGE, smc_binary, tmp_path_factory.mktemp("llm-image"),
+                         "FROM smc-base:latest\nCOPY smc /usr/local/bin/\nCOPY stand_in_engine.py /opt/engine/\n"
+                         "ENV SAGEMAKER_ENABLE_STATEFUL_SESSIONS=true\n"
+                         "LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true\n"
+                         'ENTRYPOINT ["smc"]\n', (ROOT / "tests" / "engine" / "stand_in_engine.py",))
 
 
 def _open(port: int) -> str:

@@ -12,16 +12,15 @@ header never come here.
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
-import threading
 from typing import Any
 from urllib.parse import unquote
 
 from supervisor_app.config.engine import AUTO_ROUTE
 from supervisor_app.serve.engine.adapters import Adapters
 from supervisor_app.serve.engine.router import RouteError, route_for
+from supervisor_app.serve.engine.unix_hop import UnixHop
 from supervisor_app.serve.engine.upstream import EngineGone, EnginePool, EngineSlow
 from supervisor_app.worker.adapter_requests import (
     ALIAS_HEADER,
@@ -98,10 +97,12 @@ def _error(status: int, message: str) -> bytes:
     return _answer(status, error_json(status, message))
 
 
-class AdapterProxy:
+class AdapterProxy(UnixHop):
+    thread_name = "smc-adapter-proxy"
+
     def __init__(self, path: str, adapters: Adapters, engine_host: str, engine_port: int, invocations_path: str,
                  timeout_s: float, log: Any) -> None:
-        self.path = path
+        super().__init__(path)
         self.adapters = adapters
         self.engine = (engine_host, engine_port)
         self.invocations_path = invocations_path
@@ -109,30 +110,10 @@ class AdapterProxy:
         self.log = log
         self.pool = EnginePool(engine_host, engine_port, timeout_s)
         self.sessions: Any = None  # engine/sessions.py's EngineSessions when smc owns stateful sessions
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._stopped = False
-
-    def start(self) -> None:
-        self._sock.bind(self.path)
-        os.chmod(self.path, 0o666)  # nginx's workers may run as another user
-        self._sock.listen(256)
-        threading.Thread(target=self._accept, name="smc-adapter-proxy", daemon=True).start()
 
     def stop(self) -> None:
-        self._stopped = True
+        super().stop()
         self.pool.close()
-        try:
-            self._sock.close()
-        except OSError:
-            pass
-
-    def _accept(self) -> None:
-        while not self._stopped:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         pending = bytearray()

@@ -12,11 +12,11 @@ it. It runs as a thread of the smc process (the supervisor), like the health pol
 from __future__ import annotations
 
 import json
-import os
 import socket
-import threading
 import time
 from collections.abc import Callable
+
+from supervisor_app.serve.engine.unix_hop import UnixHop
 
 # The fields looked for, in order: the first present wins (as vLLM's and TGI's /invocations try chat first).
 ROUTES: tuple[tuple[str, str], ...] = (
@@ -110,35 +110,14 @@ def answer(target: str, body: bytes | bytearray, headers: dict[str, str] | None 
         return _error(exc.message)
 
 
-class Router:
+class Router(UnixHop):
     """The routing hop: a thread per nginx connection (nginx keeps a few alive)."""
 
+    thread_name = "smc-engine-router"
+
     def __init__(self, path: str, answer: Callable[..., bytes] = answer) -> None:
-        self.path = path
+        super().__init__(path)
         self.answer = answer  # (target, body, headers) -> the raw HTTP reply; sessions.py has another
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._stopped = False
-
-    def start(self) -> None:
-        self._sock.bind(self.path)
-        os.chmod(self.path, 0o666)  # nginx's workers may run as another user
-        self._sock.listen(256)
-        threading.Thread(target=self._accept, name="smc-engine-router", daemon=True).start()
-
-    def stop(self) -> None:
-        self._stopped = True
-        try:
-            self._sock.close()
-        except OSError:
-            pass
-
-    def _accept(self) -> None:
-        while not self._stopped:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         pending = bytearray()
