@@ -69,7 +69,9 @@ def test_prometheus_counts_statuses_latency_and_restarts_across_workers(start_se
 
     # A worker killed mid-request: its counts stay (counters never go down), a restart is counted.
     assert server.invoke({"kill": True}).status == 502
-    after = _wait_for(lambda: (s := _scrape(metrics_port))["smc_worker_restarts_total"] == 1 and s)
+    # The restart is counted when the worker dies; its replacement's model load a moment later.
+    after = _wait_for(lambda: (s := _scrape(metrics_port))["smc_worker_restarts_total"] == 1
+                      and s.get("smc_model_load_seconds_count") == 3 and s)
     assert after, _scrape(metrics_port)
     assert after['smc_invocations_total{status="200"}'] == 200
     assert after["smc_invocations_in_flight"] == 0
