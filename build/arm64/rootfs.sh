@@ -4,27 +4,31 @@
 # test (tests/arm64/). binutils: PyInstaller strips what it bundles; nginx-light and python3: what
 # an image running `smc serve` has.
 #
-# Output: $CACHE_DIR/rootfs-arm64-bookworm-<key>.tar (key: suite, packages, ROOT_VERSION), loaded into Docker as
-# smc-arm64-root:<key>, an image whose architecture is arm64. Prints the image's name.
+#   bash build/arm64/rootfs.sh                      smc-arm64-root:<key> (the packages above)
+#   bash build/arm64/rootfs.sh PACKAGES TAG         e.g. nginx-light smc-base:arm64 (build/images.sh)
+#
+# Output: $CACHE_DIR/rootfs-arm64-bookworm-<key>.tar (key: suite, packages, ROOT_VERSION), loaded
+# into Docker as an image whose architecture is arm64, labelled with the key (reloaded only when the
+# key changes). Prints the image's name.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE_DIR=${CACHE_DIR:-$HOME/.cache/smc}
 SUITE=bookworm
-PACKAGES=binutils,nginx-light,python3
+PACKAGES=${1:-binutils,nginx-light,python3}
 # The key: what the root is made from (bump ROOT_VERSION when the way of making it changes).
 ROOT_VERSION=1
 KEY=$(echo "arm64 $SUITE $PACKAGES minbase $ROOT_VERSION" | sha256sum | cut -c1-12)
 TARBALL=$CACHE_DIR/rootfs-arm64-$SUITE-$KEY.tar
-IMAGE=smc-arm64-root:$KEY
+IMAGE=${2:-smc-arm64-root:$KEY}
 log() { echo "arm64-rootfs: $*" >&2; }
 
 bash "$HERE/qemu.sh"
-if docker image inspect "$IMAGE" >/dev/null 2>&1; then
+if [[ $(docker image inspect -f '{{ index .Config.Labels "smc.rootfs.key" }}' "$IMAGE" 2>/dev/null) == "$KEY" ]]; then
     echo "$IMAGE"
     exit 0
 fi
 mkdir -p "$CACHE_DIR"
-exec 9>"$CACHE_DIR/.arm64-rootfs.lock"
+exec 9>"$CACHE_DIR/.arm64-rootfs-$KEY.lock"
 flock 9
 if [[ ! -f $TARBALL ]]; then
     command -v debootstrap >/dev/null || { log "debootstrap missing (apt-get install debootstrap)"; exit 1; }
