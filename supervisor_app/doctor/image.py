@@ -62,7 +62,8 @@ def check_architecture(image_arch: str, binary_machine: str) -> Finding:
         return ok("architecture", f"image linux/{image_arch}, smc {binary_machine}")
     wanted = _BINARY_FOR.get(image_arch)
     if wanted is None:
-        hint = f"smc ships for linux/amd64 and linux/arm64 only: build the image with --platform linux/{binary_arch}"
+        hint = ("smc ships for linux/amd64 and linux/arm64 only: build the image with "
+                f"--platform linux/{binary_arch}")
     else:
         hint = (f"COPY {wanted} into this linux/{image_arch} image, or build the image for this binary "
                 f"with docker build --platform linux/{binary_arch}")

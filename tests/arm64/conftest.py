@@ -30,8 +30,8 @@ def arm64_binary() -> Path:
 @pytest.fixture(scope="session")
 def arm64_image(docker_engine) -> str:  # noqa: F811 (the imported fixture)
     for script in ("qemu.sh", "rootfs.sh"):
-        done = subprocess.run(["bash", str(ROOT / "build" / "arm64" / script)], capture_output=True, text=True,
-                              timeout=900, check=False)
+        done = subprocess.run(["bash", str(ROOT / "build" / "arm64" / script)], capture_output=True,
+                              text=True, timeout=900, check=False)
         if done.returncode != 0:
             pytest.fail(f"build/arm64/{script} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     base = done.stdout.strip().splitlines()[-1]

@@ -72,8 +72,8 @@ def test_one_host_train_with_the_embedded_python(containers, arm64_image, tmp_pa
 def test_serve_answers_ping_and_an_invocation_then_sigterm_ends_it_with_0(containers, arm64_image, tmp_path):
     """The image's python3 (Debian 12's 3.11, aarch64) runs the workers, nginx-light in front."""
     model = model_dir(tmp_path / "model")
-    result, box = containers(arm64_image, "serve", detach=True, publish=True,
-                             docker_args=["-v", f"{model}:/opt/ml/model", "-e", "SAGEMAKER_PROGRAM=inference.py"])
+    mounts = ["-v", f"{model}:/opt/ml/model", "-e", "SAGEMAKER_PROGRAM=inference.py"]
+    result, box = containers(arm64_image, "serve", detach=True, publish=True, docker_args=mounts)
     assert result.returncode == 0, explain(result)
     box.wait_ready(timeout_s=EMULATED_TIMEOUT_S)
     request = urllib.request.Request(box.url("/invocations"), data=b"3", method="POST",
