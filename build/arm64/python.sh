@@ -40,7 +40,10 @@ retarget toolchain.sh 1 's|^TOOLS=$ZIG_VENV/glibc-|TOOLS=$ZIG_VENV/aarch64-glibc
 # The libraries: autoconf's cross mode (libffi picks its assembly by --host), OpenSSL's target.
 retarget deps.sh 3 's|\./configure --prefix="$DEPS"|./configure --host=aarch64-linux-gnu --build=x86_64-linux-gnu --prefix="$DEPS"|'
 retarget deps.sh 1 's|\./Configure linux-x86_64 |./Configure linux-aarch64 |'
-# CPython: cross mode with the x86_64 build Python; the two file checks configure cannot run.
-retarget build.sh 1 "s|step cpython ./configure --prefix=|step cpython ./configure --host=aarch64-linux-gnu --build=x86_64-linux-gnu --with-build-python=$build_python ac_cv_file__dev_ptmx=yes ac_cv_file__dev_ptc=no --prefix=|"
+# CPython: cross mode with the x86_64 build Python. configure cannot run its test programs for
+# another machine, so the answers they give on Linux (as the x86_64 build's pyconfig.h has them)
+# are given: /dev/ptmx, getaddrinfo, tzset, computed gotos, sem_getvalue (multiprocessing.Queue.qsize),
+# pthread scheduling scope, unaligned access (aarch64 allows it). binutils' readelf reads any ELF.
+retarget build.sh 1 "s|step cpython ./configure --prefix=|step cpython ./configure --host=aarch64-linux-gnu --build=x86_64-linux-gnu --with-build-python=$build_python --enable-ipv6 ac_cv_file__dev_ptmx=yes ac_cv_file__dev_ptc=no ac_cv_buggy_getaddrinfo=no ac_cv_working_tzset=yes ac_cv_computed_gotos=yes ac_cv_broken_sem_getvalue=no ac_cv_pthread_system_supported=yes ac_cv_aligned_required=no READELF=\$(command -v readelf) --prefix=|"
 retarget build.sh 1 's|^"$PREFIX/bin/python3" -c .import ssl.*|: # checked under emulation by build/arm64/venv.sh|'
 bash "$scripts/build.sh"

@@ -1,5 +1,6 @@
 """dist/smc-aarch64 under emulation (qemu-user, through Docker): version, doctor, a one-host train
-job, serve with /ping and one invocation, and SIGTERM, in an arm64 Debian 12 image.
+job, serve with /ping and one invocation, and SIGTERM, in an arm64 Debian 12 image; and the glibc
+2.17 baseline of every ELF file the binary carries.
 
 Not in `make test` by default: it needs dist/smc-aarch64 (`make binary ARCH=aarch64`, minutes under
 emulation) and skips without it. Run it with
@@ -10,12 +11,14 @@ Graviton's speed; the bounds below are for a hung process, not for performance."
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.request
 
 import pytest
 
 from tests.arm64.conftest import arm64_binary
+from tests.cli.test_glibc_baseline import elf_files, needed_versions, too_new
 from tests.images.conftest import docker, json_events
 from tests.images.distros.conftest import explain, model_dir, write_job
 
@@ -86,3 +89,27 @@ def test_serve_answers_ping_and_an_invocation_then_sigterm_ends_it_with_0(contai
     assert stopped.returncode == 0, stopped.stderr
     assert box.exit_code() == 0, box.logs()[-4000:]
     assert elapsed_s < STOP_LIMIT_S, f"docker stop took {elapsed_s:.1f} s:\n{box.logs()[-4000:]}"
+
+
+def test_every_elf_file_is_aarch64_and_needs_glibc_2_17_at_most(containers, arm64_image, tmp_path):
+    """The x86_64 binary's baseline check (tests/cli/test_glibc_baseline.py) on what the aarch64
+    one unpacks, copied out by the binary itself running under emulation."""
+    out = tmp_path / "out"
+    out.mkdir(mode=0o777)
+    copy = "import shutil, sys; shutil.copytree(sys._MEIPASS, '/out/bundle')"
+    result, _ = containers(arm64_image, "python", "-c", copy, docker_args=["-v", f"{out}:/out"],
+                           timeout=EMULATED_TIMEOUT_S)
+    assert result.returncode == 0, explain(result)
+    files = [arm64_binary(), *elf_files(out / "bundle")]
+    assert {"libpython3.11.so.1.0", "libssl.so.3", "libcrypto.so.3"} <= {p.name for p in files}
+    assert len(files) > 50, files
+    machines = {p.name: _machine(p) for p in files}
+    assert set(machines.values()) == {"AArch64"}, machines
+    offenders = [f"{p.name}: {family}_{version}" for p in files for family, version in needed_versions(p)
+                 if too_new(family, version)]
+    assert not offenders, "\n".join(sorted(set(offenders)))
+
+
+def _machine(path) -> str:
+    header = subprocess.run(["readelf", "-h", str(path)], capture_output=True, text=True, check=True).stdout
+    return next(line.split(":", 1)[1].strip() for line in header.splitlines() if "Machine:" in line)
