@@ -14,7 +14,7 @@ read -r venv image < <(bash "$HERE/venv.sh")
 work=$ROOT/.pyi-work-aarch64
 mkdir -p "$work" "$ROOT/dist"
 echo "arm64-binary: pyinstaller under emulation (minutes)" >&2
-docker run --rm --network none --user "$(id -u):$(id -g)" -e HOME=/tmp \
+docker run --rm --platform linux/arm64 --network none --user "$(id -u):$(id -g)" -e HOME=/tmp \
     -e SMC_WORKER_BUNDLE="$WORKER_BUNDLE" -e SETUPTOOLS_USE_DISTUTILS=stdlib \
     -v "$CACHE_DIR:$CACHE_DIR" -v "$ROOT:$ROOT" -w "$ROOT" "$image" \
     "$venv/bin/pyinstaller" --noconfirm --log-level WARN --distpath "$work/dist" --workpath "$work" spec/smc.spec

@@ -35,7 +35,7 @@ fi
 
 log "venv under emulation -> $venv"
 rm -rf "$venv"
-docker run --rm --network none --user "$(id -u):$(id -g)" -e HOME=/tmp \
+docker run --rm --platform linux/arm64 --network none --user "$(id -u):$(id -g)" -e HOME=/tmp \
     -v "$CACHE_DIR:$CACHE_DIR" -v "$ROOT/requirements:/requirements:ro" "$image" sh -euc '
     "$1/bin/python3" -c "import platform, ssl, sqlite3, lzma, bz2, zlib, ctypes, hashlib; print(platform.machine(), ssl.OPENSSL_VERSION)" >&2
     "$1/bin/python3" -m venv "$2"
