@@ -113,3 +113,13 @@ def test_every_elf_file_is_aarch64_and_needs_glibc_2_17_at_most(containers, arm6
 def _machine(path) -> str:
     header = subprocess.run(["readelf", "-h", str(path)], capture_output=True, text=True, check=True).stdout
     return next(line.split(":", 1)[1].strip() for line in header.splitlines() if "Machine:" in line)
+
+
+def test_doctor_image_on_the_host_finds_the_images_aarch64_smc_matching(smc_binary, arm64_image):
+    """The host's smc (x86_64) checks the arm64 image: the architecture compared is that of the
+    smc inside it, which reports its own machine when it runs (here under emulation)."""
+    result = subprocess.run([str(smc_binary), "doctor", "--json", "--image", arm64_image, "serve"],
+                            capture_output=True, text=True, timeout=EMULATED_TIMEOUT_S)
+    findings = {f["check"]: f for f in json.loads(result.stdout)["findings"]}
+    arch = findings["architecture"]
+    assert arch["status"] == "ok" and "its smc aarch64" in arch["message"], arch

@@ -25,3 +25,9 @@ def test_an_amd64_image_with_the_aarch64_smc_fails_and_names_the_x86_64_binary()
 def test_an_architecture_smc_does_not_ship_for_says_which_it_does():
     finding = check_architecture("s390x", "x86_64")
     assert finding.status == "fail" and "linux/amd64 and linux/arm64" in finding.hint
+
+
+def test_the_message_names_which_smc_was_compared():
+    finding = check_architecture("arm64", "x86_64", "its smc")
+    assert "but its smc is x86_64" in finding.message
+    assert "its smc aarch64" in check_architecture("arm64", "aarch64", "its smc").message
