@@ -18,12 +18,17 @@ WORKER_LIBS ?= $(CACHE_DIR)/worker-libs-$(shell cat requirements/worker.txt | sh
 WORKER_BUNDLE := .pyi-work/smc-worker.zip
 SOURCES := $(shell find supervisor_app -name '*.py') spec/smc.spec requirements/build.txt requirements/runtime.txt $(PYTHON_BUILD_FILES) $(WORKER_BUNDLE)
 
+# ARCH=aarch64: `make binary` builds dist/smc-aarch64 instead (build/arm64/: cross-compiled CPython,
+# PyInstaller run in an arm64 root under qemu-user emulation).
+ARCH ?= x86_64
+ARM64_BUILD_FILES := $(wildcard build/arm64/*)
+
 .PHONY: venvs binary test demo bench images clean help
 
 help:
 	@echo "make demo    build dist/smc, train the example model, serve it and invoke it"
 	@echo "make test    build dist/smc and run the test suite against it"
-	@echo "make binary  build the one-file binary dist/smc"
+	@echo "make binary  build the one-file binary dist/smc (ARCH=aarch64: dist/smc-aarch64, under emulation)"
 	@echo "make bench   print size and start-up numbers (bench/)"
 	@echo "make images  build smc-base and the example images smc-example-*:test (scratch: staticx dist/smc-static)"
 
@@ -61,7 +66,18 @@ dist/smc: $(BUILD_VENV)/.ok $(SOURCES)
 		--distpath dist --workpath .pyi-work spec/smc.spec
 	@ls -l dist/smc
 
+ifeq ($(ARCH),aarch64)
+binary: dist/smc-aarch64
+else ifeq ($(ARCH),x86_64)
 binary: dist/smc
+else
+binary:
+	@echo "make binary: ARCH=$(ARCH) is not built (x86_64 or aarch64)" >&2; exit 2
+endif
+
+dist/smc-aarch64: $(SOURCES) $(ARM64_BUILD_FILES)
+	bash build/system-deps.sh arm64
+	flock .pyi-work/.lock-aarch64 bash build/arm64/binary.sh $(WORKER_BUNDLE)
 
 dist/smc-hostpy: $(HOSTPY_VENV)/.ok $(SOURCES)
 	@mkdir -p .pyi-work-hostpy
@@ -87,4 +103,4 @@ images: dist/smc
 	SMC_BINARY=$(CURDIR)/dist/smc bash build/images.sh
 
 clean:
-	rm -rf dist .pyi-work .pyi-work-hostpy
+	rm -rf dist .pyi-work .pyi-work-hostpy .pyi-work-aarch64

@@ -19,12 +19,28 @@
 # directory, so the repository stays clean. Tags: smc-example-<name>:test (SMC_IMAGE_TAG changes
 # the `test` part). The binary is dist/smc from `make binary`, or SMC_BINARY when set;
 # the scratch image uses dist/smc-static from build/static-binary.sh (or SMC_STATIC_BINARY).
+#
+# SMC_ARCH=aarch64: the same examples for linux/arm64 (docker build --platform linux/arm64, RUN
+# steps under qemu-user), with dist/smc-aarch64 (`make binary ARCH=aarch64`, or SMC_BINARY) as the
+# context's smc, FROM smc-base:arm64 (build/arm64/rootfs.sh: Debian 12 arm64 + nginx-light; the
+# staged Dockerfiles' `FROM smc-base:latest` is rewritten to it, as a user's FROM names a multi-arch
+# image instead), wheels for manylinux2014_aarch64, tags smc-example-<name>:<tag>-arm64. Not for
+# arm64: scratch (staticx), distros and byo-flask (x86_64 roots).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CACHE_DIR=${CACHE_DIR:-$HOME/.cache/smc}
 TAG=${SMC_IMAGE_TAG:-test}
 ALL=(tabular sklearn scratch mme fastapi streaming tiny-engine distros byo-flask)
+ARCH=${SMC_ARCH:-x86_64}
+case $ARCH in
+    x86_64) WHEEL_ARCH=x86_64 ;;
+    aarch64)
+        PLATFORM=linux/arm64 WHEEL_ARCH=aarch64 TAG=$TAG-arm64
+        ALL=(tabular sklearn mme fastapi streaming tiny-engine)
+        ;;
+    *) echo "images: SMC_ARCH=$ARCH is not built (x86_64 or aarch64)" >&2; exit 2 ;;
+esac
 DISTROS=(bullseye bookworm trixie)
 # What examples/byo-flask's Dockerfile comment says its base stands for (`apt-get install` on debian:12).
 FLASK_BASE_PACKAGES=nginx-light,python3,python3-flask,python3-pandas,python3-sklearn
@@ -50,20 +66,26 @@ quietly() {
 
 binary=${SMC_BINARY:-}
 if [[ -z $binary ]]; then
-    quietly make -s binary
+    quietly make -s binary ARCH="$ARCH"
     binary=dist/smc
+    [[ $ARCH == aarch64 ]] && binary=dist/smc-aarch64
 fi
-bash build/base-image.sh
+if [[ $ARCH == aarch64 ]]; then
+    quietly bash build/arm64/rootfs.sh nginx-light smc-base:arm64
+else
+    bash build/base-image.sh
+fi
 
 wheels_for() {
     # Wheels of a pinned requirements.txt, fetched on the host (docker build may have no route to
     # the package index, or not trust this network's proxy) and cached by the file's content.
     local requirements=$1 dest
     dest=$CACHE_DIR/wheels-$(sha256sum "$requirements" | cut -c1-12)
+    [[ $ARCH == x86_64 ]] || dest=$dest-$ARCH
     if [[ ! -f $dest/.ok ]]; then
         python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
             --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
-            --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any \
+            --platform manylinux_2_28_$WHEEL_ARCH --platform manylinux2014_$WHEEL_ARCH --platform any \
             -r "$requirements" -d "$dest"
         touch "$dest/.ok"
     fi
@@ -79,6 +101,11 @@ build_distros() {
 
 build() {
     local name=$1 context=$staging/$1 dockerfile=Dockerfile
+    if [[ $ARCH != x86_64 ]]; then
+        case $name in
+            scratch | distros | byo-flask) echo "images: '$name' is built for x86_64 only" >&2; exit 2 ;;
+        esac
+    fi
     [[ $name == distros ]] && { build_distros; return; }
     case $name in
         tabular | sklearn | mme | engine | fastapi | streaming | tiny-engine)
@@ -109,7 +136,12 @@ build() {
     fi
     local image=smc-example-$name:$TAG started=$SECONDS previous
     previous=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
-    quietly docker build -f "$context/$dockerfile" -t "$image" "$context"
+    local platform=()
+    if [[ $ARCH != x86_64 ]]; then
+        sed -i 's/^FROM smc-base:latest/FROM smc-base:arm64/' "$context/$dockerfile"
+        platform=(--platform "$PLATFORM")
+    fi
+    quietly docker build "${platform[@]}" -f "$context/$dockerfile" -t "$image" "$context"
     # The image this tag named before is ours and now untagged: remove it (and its build stages)
     # instead of leaving a dangling copy per rebuild. Still in use by a container: keep it.
     if [[ -n $previous && $previous != "$(docker image inspect -f '{{.Id}}' "$image")" ]]; then

@@ -5,6 +5,7 @@
 #   bash build/system-deps.sh bench    # `make bench` (Java is optional: without it the MMS rows are skipped)
 #   bash build/system-deps.sh images   # `make images`: debootstrap (smc-base), patchelf (the scratch image's binary)
 #   bash build/system-deps.sh binary   # build/python/: the embedded interpreter (tclsh for SQLite, curl for the sources)
+#   bash build/system-deps.sh arm64    # `make binary ARCH=aarch64` and tests/arm64: qemu-user, debootstrap
 #   bash build/system-deps.sh --list GROUP   # print the group's packages, install nothing
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -22,7 +23,8 @@ case "${1:-demo}" in
     bench) packages+=(wrk util-linux) ;;  # util-linux: unshare, for the MMS rows
     images) packages+=(debootstrap patchelf) ;;
     binary) packages=(make patch curl xz-utils bzip2 tcl pkg-config) ;;
-    *) echo "system-deps: unknown group ${1} (demo, test, bench, images or binary)" >&2; exit 2 ;;
+    arm64) packages=(make patch curl xz-utils bzip2 tcl pkg-config qemu-user-static binfmt-support debootstrap) ;;
+    *) echo "system-deps: unknown group ${1} (demo, test, bench, images, binary or arm64)" >&2; exit 2 ;;
 esac
 if ((list)); then
     echo "${packages[*]}"

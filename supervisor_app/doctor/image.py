@@ -5,6 +5,7 @@ shows (ENTRYPOINT form, SageMaker's capability labels), then the in-image checks
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -13,7 +14,12 @@ from typing import Any
 from supervisor_app import process
 from supervisor_app.doctor.findings import Finding, fail, ok, warn
 from supervisor_app.doctor.labels import BIND_TO_PORT_LABEL, MULTI_MODEL_LABEL
+
 _DOCKER_TIMEOUT_S = 120.0
+# uname -m of a Linux binary -> Docker's (OCI's) name for the same architecture.
+_DOCKER_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+# The binary to COPY into an image of each Docker architecture (`make binary [ARCH=aarch64]`).
+_BINARY_FOR = {"amd64": "dist/smc (make binary)", "arm64": "dist/smc-aarch64 (make binary ARCH=aarch64)"}
 
 
 def check_image(image: str, modes: set[str], environ: Mapping[str, str]) -> list[Finding]:
@@ -21,7 +27,9 @@ def check_image(image: str, modes: set[str], environ: Mapping[str, str]) -> list
     if docker is None:
         return [fail("image", "docker not found on PATH", "install the Docker CLI, or run `smc doctor` inside the image")]
     env = process.foreign_env(environ)
-    inspected = _run([docker, "image", "inspect", "--format", "{{json .Config}}", image], env)
+    # One call for both: the config (entrypoint, labels, env) and the architecture it was built for.
+    inspected = _run([docker, "image", "inspect", "--format", '{"config": {{json .Config}}, "architecture": '
+                      '{{json .Architecture}}}', image], env)
     if inspected.returncode != 0:
         return [
             fail(
@@ -30,12 +38,45 @@ def check_image(image: str, modes: set[str], environ: Mapping[str, str]) -> list
                 "build or tag the image first (docker build -t NAME .), then pass that NAME",
             )
         ]
-    config: dict[str, Any] = json.loads(inspected.stdout or "{}") or {}
+    described: dict[str, Any] = json.loads(inspected.stdout or "{}") or {}
+    config: dict[str, Any] = described.get("config") or {}
     findings = [check_entrypoint(config), *check_labels(config)]
     entrypoint = config.get("Entrypoint") or []
     smc_path = entrypoint[0] if entrypoint and "smc" in entrypoint[0].rsplit("/", 1)[-1] else "smc"
-    findings += _inside(docker, image, smc_path, modes, env)
-    return findings
+    inside, inside_machine = _inside(docker, image, smc_path, modes, env)
+    image_arch = str(described.get("architecture") or "")
+    if inside_machine:
+        architecture = check_architecture(image_arch, inside_machine, "its smc")
+    else:
+        # The image's smc did not run (or is older than the "machine" field): this smc stands in.
+        standing_in = "this smc (the image's did not report its own)"
+        architecture = check_architecture(image_arch, platform.machine(), standing_in)
+    return [architecture, *findings, *inside]
+
+
+def check_architecture(image_arch: str, binary_machine: str, binary: str = "this smc") -> Finding:
+    """The image's architecture (Docker's name: amd64, arm64) against an smc's (uname -m: x86_64,
+    aarch64): the image's own smc as it reported itself when it ran (under qemu-user when the host
+    differs), else the one checking. An x86_64 smc in an arm64 image fails to start on Graviton
+    (exec format error)."""
+    binary_arch = _DOCKER_ARCH.get(binary_machine, binary_machine)
+    if not image_arch:
+        return warn("architecture", "docker reports no architecture for the image", "")
+    if image_arch == binary_arch:
+        return ok("architecture", f"image linux/{image_arch}, {binary} {binary_machine}")
+    wanted = _BINARY_FOR.get(image_arch)
+    if wanted is None:
+        hint = ("smc ships for linux/amd64 and linux/arm64 only: build the image with "
+                f"--platform linux/{binary_arch}")
+    else:
+        hint = (f"COPY {wanted} into this linux/{image_arch} image, or build the image for this binary "
+                f"with docker build --platform linux/{binary_arch}")
+    return fail(
+        "architecture",
+        f"the image is linux/{image_arch} but {binary} is {binary_machine} (linux/{binary_arch}): "
+        "an image must carry the smc built for its own architecture",
+        hint,
+    )
 
 
 def check_entrypoint(config: Mapping[str, Any]) -> Finding:
@@ -105,21 +146,27 @@ def check_multi_model_agreement(labels: Mapping[str, Any], env: list[str]) -> li
     return []
 
 
-def _inside(docker: str, image: str, smc_path: str, modes: set[str], env: dict[str, str]) -> list[Finding]:
+def _inside(
+    docker: str, image: str, smc_path: str, modes: set[str], env: dict[str, str]
+) -> tuple[list[Finding], str]:
+    """The in-image findings, and the machine the image's smc reported ("" when it did not run)."""
     argv = [docker, "run", "--rm", "--entrypoint", smc_path, image, "doctor", "--json", *sorted(modes)]
     result = _run(argv, env)
     try:
         report = json.loads(result.stdout)
-        return [Finding(**{"hint": "", "path": "", **f}) for f in report["findings"]]
+        findings = [Finding(**{"hint": "", "path": "", **f}) for f in report["findings"]]
+        return findings, str(report.get("machine") or "")
     except (ValueError, KeyError, TypeError):
         tail = (result.stderr or result.stdout).strip()[-500:]
         return [
             fail(
                 "in_image",
                 f"`smc doctor` could not run inside {image} (exit {result.returncode}): {tail}",
-                "COPY the smc binary into the image (e.g. /usr/local/bin/smc) and keep /tmp writable and exec",
+                "COPY the smc binary into the image (e.g. /usr/local/bin/smc) and keep /tmp writable and exec; "
+                "`exec format error`: the binary is for another architecture (see the architecture check), "
+                "or the image is and this host cannot run it (install qemu-user-static and binfmt-support)",
             )
-        ]
+        ], ""
 
 
 def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 from collections import Counter
 from collections.abc import Sequence
 
@@ -22,6 +23,9 @@ def render_json(findings: Sequence[Finding], base_dir: str) -> str:
         {
             "ok": counts[FAIL] == 0,
             "base_dir": base_dir,
+            # uname -m of the smc that ran the checks: `doctor --image` compares the image's
+            # architecture with the smc inside it, which reports it here.
+            "machine": platform.machine(),
             "summary": counts,
             "findings": [f.as_dict() for f in findings],
         },

@@ -57,3 +57,20 @@ def test_every_make_target_installs_its_own_system_packages():
     for script in ("base-image.sh", "static-binary.sh"):
         needed |= set(re.findall(r"missing \(apt-get install ([\w.-]+)\)", (ROOT / "build" / script).read_text()))
     assert needed and needed <= set(listed), (needed, listed)
+
+
+def test_make_binary_arch_aarch64_builds_dist_smc_aarch64_with_its_own_system_packages():
+    # -B: the commands even when dist/smc-aarch64 is up to date.
+    dry = subprocess.run(["make", "-n", "-B", "binary", "ARCH=aarch64"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert "bash build/system-deps.sh arm64" in dry and "build/arm64/binary.sh" in dry, dry
+    listed = subprocess.run(["bash", "build/system-deps.sh", "--list", "arm64"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split()
+    needed = {"qemu-user-static"}
+    for script in ("rootfs.sh", "qemu.sh"):
+        text = (ROOT / "build" / "arm64" / script).read_text()
+        needed |= set(re.findall(r"missing \(apt-get install ([\w.-]+)\)", text))
+    assert "debootstrap" in needed and needed <= set(listed), (needed, listed)
+    unknown = subprocess.run(["make", "-n", "binary", "ARCH=riscv64"], cwd=ROOT, capture_output=True,
+                             text=True)
+    assert "x86_64 or aarch64" in unknown.stdout + unknown.stderr
