@@ -20,7 +20,7 @@ from urllib.parse import unquote
 from supervisor_app.config.engine import AUTO_ROUTE
 from supervisor_app.serve.engine.adapters import Adapters
 from supervisor_app.serve.engine.router import RouteError, route_for
-from supervisor_app.serve.engine.unix_hop import UnixHop
+from supervisor_app.serve.engine.unix_hop import Request, UnixHop, read_request
 from supervisor_app.serve.engine.upstream import EngineGone, EnginePool, EngineSlow
 from supervisor_app.worker.adapter_requests import (
     ALIAS_HEADER,
@@ -35,54 +35,10 @@ from supervisor_app.worker.adapter_requests import (
 )
 
 SOCKET_NAME = "adapters.sock"
-_MAX_HEAD_BYTES = 64 * 1024
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "te", "upgrade",
                          "proxy-connection", "trailer"})
 # As nginx's map in nginx_conf.py: `route=/v1/...` in the custom attributes, no `..`.
 _ATTRIBUTE_ROUTE = re.compile(r"(?:^|[\s,;])route=(?!\S*\.\.)(/[A-Za-z0-9_./-]+)")
-
-
-class Request:
-    def __init__(self, method: str, target: str, headers: list[tuple[str, str]], body: bytearray) -> None:
-        self.method = method
-        self.path, _, self.query = target.partition("?")
-        self.headers = headers
-        self.body = body
-
-    def header(self, name: str) -> str | None:
-        lowered = name.lower()
-        return next((v for k, v in self.headers if k.lower() == lowered), None)
-
-
-def read_request(conn: socket.socket, pending: bytearray) -> Request | None:
-    """One request from nginx on a keep-alive connection (nginx sends Content-Length: it has
-    buffered the body), or None at the connection's end."""
-    while b"\r\n\r\n" not in pending:
-        if len(pending) > _MAX_HEAD_BYTES:
-            return None
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        pending += chunk
-    head_end = pending.index(b"\r\n\r\n") + 4
-    lines = bytes(pending[:head_end - 4]).decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) < 3:
-        return None
-    headers = []
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers.append((name.strip(), value.strip()))
-    length = int(next((v for k, v in headers if k.lower() == "content-length"), "0") or 0)
-    del pending[:head_end]
-    body = bytearray(pending[:length])
-    del pending[:length]
-    while len(body) < length:
-        chunk = conn.recv(min(1 << 20, length - len(body)))
-        if not chunk:
-            return None
-        body += chunk
-    return Request(parts[0], parts[1], headers, body)
 
 
 def _answer(status: int, payload: Any, content_type: str = "application/json") -> bytes:
@@ -157,7 +113,7 @@ class AdapterProxy(UnixHop):
         """Answer one invocation naming an adapter; True when `conn` may carry another request."""
         if self.sessions is not None and request.path == "/invocations":
             # With sessions on, an invocation naming an adapter is a session request like any other.
-            done = self.sessions.check(request.body, {k.lower(): v for k, v in request.headers})
+            done = self.sessions.check(request.body, request.lowered_headers())
             if done is not None:
                 conn.sendall(done)
                 return True
@@ -211,4 +167,4 @@ class AdapterProxy(UnixHop):
         return path + ("?" + request.query if request.query else ""), body
 
 
-__all__ = ["AdapterProxy", "SOCKET_NAME", "read_request"]
+__all__ = ["AdapterProxy", "SOCKET_NAME"]

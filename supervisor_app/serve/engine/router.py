@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from supervisor_app.serve.engine.unix_hop import UnixHop
+from supervisor_app.serve.engine.unix_hop import UnixHop, read_request
 
 # The fields looked for, in order: the first present wins (as vLLM's and TGI's /invocations try chat first).
 ROUTES: tuple[tuple[str, str], ...] = (
@@ -26,7 +26,6 @@ ROUTES: tuple[tuple[str, str], ...] = (
 )
 REDIRECT_PREFIX = "/_smc_engine"
 SOCKET_NAME = "router.sock"
-_MAX_HEAD_BYTES = 64 * 1024
 
 
 class RouteError(Exception):
@@ -65,43 +64,6 @@ def _redirect(path: str, query: str) -> bytes:
     return b"HTTP/1.1 200 OK\r\nX-Accel-Redirect: %s\r\nContent-Length: 0\r\n\r\n" % target.encode()
 
 
-def _read_request(conn: socket.socket, pending: bytearray) -> tuple[str, bytearray, dict[str, str]] | None:
-    """One request from nginx on a keep-alive connection: (target, body, headers by lower-case name),
-    or None at its end. nginx always sends Content-Length here (it buffers the body, chunked or not,
-    before this hop)."""
-    while b"\r\n\r\n" not in pending:
-        if len(pending) > _MAX_HEAD_BYTES:
-            return None
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        pending += chunk
-    head_end = pending.index(b"\r\n\r\n") + 4
-    lines = bytes(pending[:head_end]).decode("latin-1").split("\r\n")
-    target = lines[0].split(" ")[1] if len(lines[0].split(" ")) > 2 else "/"
-    length = 0
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-        if name.strip().lower() == "content-length":
-            length = int(value.strip() or 0)
-    del pending[:head_end]
-    # One buffer of the body's size, filled in place: growing one would briefly hold it twice.
-    body = bytearray(length)
-    have = min(length, len(pending))
-    body[:have] = pending[:have]
-    del pending[:have]
-    view = memoryview(body)
-    while have < length:
-        got = conn.recv_into(view[have:], min(1 << 20, length - have))
-        if not got:
-            return None
-        have += got
-    view.release()
-    return target, body, headers  # json.loads reads a bytearray as it is: no second copy of a large body
-
-
 def answer(target: str, body: bytes | bytearray, headers: dict[str, str] | None = None) -> bytes:
     query = target.partition("?")[2]
     try:
@@ -124,10 +86,10 @@ class Router(UnixHop):
         with conn:
             try:
                 while True:
-                    request = _read_request(conn, pending)
+                    request = read_request(conn, pending)
                     if request is None:
                         return
-                    reply = self.answer(*request)
+                    reply = self.answer(request.target, request.body, request.lowered_headers())
                     request = None  # not held while the connection waits for its next request
                     conn.sendall(reply)
             except (OSError, ValueError):
