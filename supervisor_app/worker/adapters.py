@@ -45,7 +45,7 @@ from supervisor_app.worker.adapter_requests import (
     parse_registration,
     unknown_adapter,
 )
-from supervisor_app.worker.mme.registry import Registry, follow
+from supervisor_app.worker.mme.registry import Registry, failures, follow
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -268,11 +268,8 @@ class AdapterApp:
             self.log.warning("adapter_sync_slow", behind=behind, target=target, waited_s=self.sync_timeout_s,
                              why="busy workers load or unload after the request they are in")
 
-        siblings = follow(self.registry, target, self.sync, self.workers, self.sync_timeout_s,
-                          lambda: self.heartbeat(), slow)
-        if name is None:
-            return {}
-        return {pid: state["failed"][name] for pid, state in siblings.items() if name in state.get("failed", {})}
+        return failures(follow(self.registry, target, self.sync, self.workers, self.sync_timeout_s,
+                               lambda: self.heartbeat(), slow), name)
 
 
 def with_adapters(app: Callable[..., Iterable[bytes]], hooks: dict[str, Callable[..., Any]], model: Any,

@@ -34,7 +34,7 @@ from supervisor_app.errors import AppLoadError
 from supervisor_app.worker.mme import memory
 from supervisor_app.worker.mme import models as model_module
 from supervisor_app.worker.mme.models import LoadedModel
-from supervisor_app.worker.mme.registry import Registry, follow
+from supervisor_app.worker.mme.registry import Registry, failures, follow
 from supervisor_app.worker.mme.requests import RequestError, check_name, page, parse_load
 from supervisor_app.worker.wsgi import App, error_body
 
@@ -348,11 +348,8 @@ class MmeApp:
             self.log.warning("mme_sync_slow", behind=behind, target=target, waited_s=self.sync_timeout_s,
                              why="busy workers load or unload before their next request")
 
-        siblings = follow(self.registry, target, self.sync, self.workers, self.sync_timeout_s,
-                          lambda: self.heartbeat(), slow)
-        if name is None:
-            return {}
-        return {pid: state["failed"][name] for pid, state in siblings.items() if name in state.get("failed", {})}
+        return failures(follow(self.registry, target, self.sync, self.workers, self.sync_timeout_s,
+                               lambda: self.heartbeat(), slow), name)
 
 
 def _query(text: str) -> dict[str, str]:

@@ -137,6 +137,13 @@ def follow(registry: Registry, target: int, sync: Callable[[], None], workers: i
 _BOOTING_WAIT_S = 5.0
 
 
+def failures(siblings: dict[int, dict[str, Any]], name: str | None) -> dict[int, str]:
+    """{pid: why} for the workers (follow()'s states) that could not load `name`."""
+    if name is None:
+        return {}
+    return {pid: state["failed"][name] for pid, state in siblings.items() if name in state.get("failed", {})}
+
+
 def _alive(pid: int) -> bool:
     if pid <= 0:
         return False
