@@ -22,6 +22,7 @@ SOURCES := $(shell find supervisor_app -name '*.py') spec/smc.spec requirements/
 # PyInstaller run in an arm64 root under qemu-user emulation).
 ARCH ?= x86_64
 ARM64_BUILD_FILES := $(wildcard build/arm64/*)
+ARCH_BINARY := $(if $(filter aarch64,$(ARCH)),dist/smc-aarch64,dist/smc)
 
 .PHONY: venvs binary test demo bench images clean help
 
@@ -30,7 +31,7 @@ help:
 	@echo "make test    build dist/smc and run the test suite against it"
 	@echo "make binary  build the one-file binary dist/smc (ARCH=aarch64: dist/smc-aarch64, under emulation)"
 	@echo "make bench   print size and start-up numbers (bench/)"
-	@echo "make images  build smc-base and the example images smc-example-*:test (scratch: staticx dist/smc-static)"
+	@echo "make images  build smc-base and the example images smc-example-*:test (scratch: staticx dist/smc-static; ARCH=aarch64: the arm64 ones)"
 
 $(BUILD_VENV)/.ok: requirements/build.txt requirements/runtime.txt $(PYTHON_BUILD_FILES)
 	bash build/system-deps.sh binary
@@ -75,9 +76,11 @@ binary:
 	@echo "make binary: ARCH=$(ARCH) is not built (x86_64 or aarch64)" >&2; exit 2
 endif
 
-dist/smc-aarch64: $(SOURCES) $(ARM64_BUILD_FILES)
+# After the first full build under emulation, a change to smc's own code alone is re-packed into
+# it from dist/smc in seconds (build/arm64/binary.sh says when); anything else builds it in full.
+dist/smc-aarch64: dist/smc $(SOURCES) $(ARM64_BUILD_FILES)
 	bash build/system-deps.sh arm64
-	flock .pyi-work/.lock-aarch64 bash build/arm64/binary.sh $(WORKER_BUNDLE)
+	flock .pyi-work/.lock-aarch64 bash build/arm64/binary.sh $(WORKER_BUNDLE) dist/smc $(BUILD_VENV)/bin/python
 
 dist/smc-hostpy: $(HOSTPY_VENV)/.ok $(SOURCES)
 	@mkdir -p .pyi-work-hostpy
@@ -98,9 +101,10 @@ bench: dist/smc dist/smc-hostpy $(TEST_VENV)/.ok
 	bash build/system-deps.sh bench
 	$(PY) bench/suite.py --smc dist/smc --baseline dist/smc-hostpy $(if $(shell command -v java),,--skip-mms)
 
-images: dist/smc
+# ARCH=aarch64: the examples for linux/arm64 with dist/smc-aarch64 (build/images.sh says which).
+images: $(ARCH_BINARY)
 	bash build/system-deps.sh images
-	SMC_BINARY=$(CURDIR)/dist/smc bash build/images.sh
+	SMC_ARCH=$(ARCH) SMC_BINARY=$(CURDIR)/$(ARCH_BINARY) bash build/images.sh
 
 clean:
 	rm -rf dist .pyi-work .pyi-work-hostpy .pyi-work-aarch64

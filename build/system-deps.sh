@@ -23,7 +23,7 @@ case "${1:-demo}" in
     bench) packages+=(wrk util-linux) ;;  # util-linux: unshare, for the MMS rows
     images) packages+=(debootstrap patchelf) ;;
     binary) packages=(make patch curl xz-utils bzip2 tcl pkg-config) ;;
-    arm64) packages=(make patch curl xz-utils bzip2 tcl pkg-config qemu-user-static binfmt-support debootstrap) ;;
+    arm64) packages=(make patch curl xz-utils bzip2 tcl pkg-config qemu-user-static binfmt-support debootstrap binutils-aarch64-linux-gnu) ;;
     *) echo "system-deps: unknown group ${1} (demo, test, bench, images, binary or arm64)" >&2; exit 2 ;;
 esac
 if ((list)); then

@@ -2,10 +2,11 @@
 job, serve with /ping and one invocation, and SIGTERM, in an arm64 Debian 12 image; and the glibc
 2.17 baseline of every ELF file the binary carries.
 
-Not in `make test` by default: it needs dist/smc-aarch64 (`make binary ARCH=aarch64`, minutes under
-emulation) and skips without it. Run it with
+It needs dist/smc-aarch64 and skips without it: CI (.ci/run) runs `make binary ARCH=aarch64` before
+`make test`, so it runs there; by hand, after that build (SMC_ARM64_BINARY names another binary):
     make test PYTEST_ARGS="tests/arm64 -q"
-after that build (SMC_ARM64_BINARY names another binary). Timings under emulation say nothing of
+The build is a full one under emulation the first time (minutes), then seconds while only smc's
+own code changes (build/arm64/binary.sh, repack.py). Timings under emulation say nothing of
 Graviton's speed; the bounds below are for a hung process, not for performance."""
 
 from __future__ import annotations

@@ -74,3 +74,16 @@ def test_make_binary_arch_aarch64_builds_dist_smc_aarch64_with_its_own_system_pa
     unknown = subprocess.run(["make", "-n", "binary", "ARCH=riscv64"], cwd=ROOT, capture_output=True,
                              text=True)
     assert "x86_64 or aarch64" in unknown.stdout + unknown.stderr
+
+
+def test_make_images_arch_aarch64_builds_the_arm64_examples_with_the_arm64_binary():
+    dry = subprocess.run(["make", "-n", "-B", "images", "ARCH=aarch64"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert "build/arm64/binary.sh" in dry, dry
+    assert f"SMC_ARCH=aarch64 SMC_BINARY={ROOT}/dist/smc-aarch64 bash build/images.sh" in dry, dry
+
+
+def test_ci_builds_the_arm64_binary_so_its_smoke_test_runs():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make binary ARCH=aarch64$", ci, re.MULTILINE)
+    assert ci.index("make binary ARCH=aarch64") < ci.index("make test")
