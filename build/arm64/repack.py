@@ -155,7 +155,7 @@ def plan(base: Pkg, base_pyz: Pyz, new: Pkg, new_pyz: Pyz, pyz_index: int) -> Pk
         raise RepackError(f"the new binary lacks {sorted(missing)}: not a build of spec/smc.spec")
     modules = [item for item in base_pyz.items if not own_module(item.name)]
     modules += [item for item in new_pyz.items if own_module(item.name)]
-    modules.sort(key=lambda item: item.name)  # PyInstaller's order: the same tree re-packs to the same bytes
+    modules.sort(key=lambda item: item.name)  # the order PyInstaller writes them in
     pyz_item = base.items[pyz_index]
     raw = write_pyz(Pyz(tuple(modules), base_pyz.bytecode_magic))
     pyz_item = replace(pyz_item, data=zlib.compress(raw, 9) if pyz_item.compressed else raw, length=len(raw))
