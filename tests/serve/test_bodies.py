@@ -60,7 +60,10 @@ def test_big_bodies_read_in_linear_time_with_no_limit(start_server):
             assert json.loads(body)["length"] == size_mb * MIB and json.loads(body)["type"] == "bytes"
             timings[size_mb] = min(elapsed, timings.get(size_mb, elapsed))
     ratio = timings[100] / timings[25]
-    assert ratio < 8, timings  # linear is 4; the old `bytes +=` read was 15; loose for a loaded machine
+    # Linear is 4; the old `bytes +=` read was 15. When 25 MB takes ~10 ms (buffers absorb most of
+    # it), the ratio is noise (8.5 seen in a CI rehearsal, 100 MB in 0.11 s): then 100 MB in under
+    # 0.3 s is read in linear time too.
+    assert ratio < 8 or timings[100] < 0.3, timings
 
 
 def test_one_gigabyte_body_costs_about_one_body_of_memory(start_server):
