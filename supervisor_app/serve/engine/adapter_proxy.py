@@ -20,7 +20,7 @@ from urllib.parse import unquote
 from supervisor_app.config.engine import AUTO_ROUTE
 from supervisor_app.serve.engine.adapters import Adapters
 from supervisor_app.serve.engine.router import RouteError, route_for
-from supervisor_app.serve.engine.unix_hop import Request, UnixHop, read_request
+from supervisor_app.serve.engine.unix_hop import Request, UnixHop
 from supervisor_app.serve.engine.upstream import EngineGone, EnginePool, EngineSlow
 from supervisor_app.worker.adapter_requests import (
     ALIAS_HEADER,
@@ -71,20 +71,11 @@ class AdapterProxy(UnixHop):
         super().stop()
         self.pool.close()
 
-    def _serve(self, conn: socket.socket) -> None:
-        pending = bytearray()
-        with conn:
-            try:
-                while True:
-                    request = read_request(conn, pending)
-                    if request is None:
-                        return
-                    if request.path == "/adapters" or request.path.startswith("/adapters/"):
-                        conn.sendall(self.control(request))
-                    elif not self.invoke(request, conn):
-                        return
-            except (OSError, ValueError):
-                return
+    def handle(self, request: Request, conn: socket.socket) -> bool:
+        if request.path == "/adapters" or request.path.startswith("/adapters/"):
+            conn.sendall(self.control(request))
+            return True
+        return self.invoke(request, conn)
 
     # -- /adapters ----------------------------------------------------------------------------------
     def control(self, request: Request) -> bytes:

@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from supervisor_app.serve.engine.unix_hop import UnixHop, read_request
+from supervisor_app.serve.engine.unix_hop import Request, UnixHop
 
 # The fields looked for, in order: the first present wins (as vLLM's and TGI's /invocations try chat first).
 ROUTES: tuple[tuple[str, str], ...] = (
@@ -81,19 +81,9 @@ class Router(UnixHop):
         super().__init__(path)
         self.answer = answer  # (target, body, headers) -> the raw HTTP reply; sessions.py has another
 
-    def _serve(self, conn: socket.socket) -> None:
-        pending = bytearray()
-        with conn:
-            try:
-                while True:
-                    request = read_request(conn, pending)
-                    if request is None:
-                        return
-                    reply = self.answer(request.target, request.body, request.lowered_headers())
-                    request = None  # not held while the connection waits for its next request
-                    conn.sendall(reply)
-            except (OSError, ValueError):
-                return
+    def handle(self, request: Request, conn: socket.socket) -> bool:
+        conn.sendall(self.answer(request.target, request.body, request.lowered_headers()))
+        return True
 
 
 def check_engine_routes(host: str, port: int, timeout_s: float, warn: Callable[..., None],

@@ -97,7 +97,20 @@ class UnixHop:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        """Answer the requests of one nginx connection, then close it."""
+        """Answer the requests of one nginx keep-alive connection in turn, then close it."""
+        pending = bytearray()
+        with conn:
+            try:
+                while True:
+                    request = read_request(conn, pending)
+                    if request is None or not self.handle(request, conn):
+                        return
+                    request = None  # a body is not held while the connection waits for its next request
+            except (OSError, ValueError):
+                return
+
+    def handle(self, request: Request, conn: socket.socket) -> bool:
+        """Answer one request on conn; False closes the connection."""
         raise NotImplementedError
 
 
