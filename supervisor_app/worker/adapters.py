@@ -166,9 +166,7 @@ class AdapterApp:
                 raise AdapterError(409, f"adapter {name!r} is already loaded; DELETE /adapters/{name} first "
                                         "to load another src under that name")
             snapshot.staged[name] = {"src": request.src, "path": path, "owner": os.getpid()}
-            snapshot.generation += 1
-            self.registry.write(snapshot)
-            staged = snapshot.generation
+            staged = self.registry.publish(snapshot)
         self.registry.signal_siblings()  # they load it while this worker does
         why = self._load_here(name, path)
         if why is None:
@@ -183,9 +181,7 @@ class AdapterApp:
             snapshot = self.registry.read()
             snapshot.staged.pop(name, None)
             snapshot.models[name] = {"src": request.src, "path": path}
-            snapshot.generation += 1
-            self.registry.write(snapshot)
-            committed = snapshot.generation
+            committed = self.registry.publish(snapshot)
         self._follow(committed, None)
         self.log.info("adapter_loaded", adapter=name, src=request.src, workers=self.workers,
                       load_s=round(time.monotonic() - started, 4))
@@ -197,9 +193,7 @@ class AdapterApp:
             if name not in snapshot.models:
                 raise AdapterError(404, f"adapter {name!r} is not loaded")
             del snapshot.models[name]
-            snapshot.generation += 1
-            self.registry.write(snapshot)
-            target = snapshot.generation
+            target = self.registry.publish(snapshot)
         started = time.monotonic()
         self._follow(target, None)
         self.log.info("adapter_unloaded", adapter=name, unload_s=round(time.monotonic() - started, 4))
@@ -209,9 +203,7 @@ class AdapterApp:
         with self.registry.locked():
             snapshot = self.registry.read()
             snapshot.staged.pop(name, None)
-            snapshot.generation += 1
-            self.registry.write(snapshot)
-            target = snapshot.generation
+            target = self.registry.publish(snapshot)
         self._follow(target, None)
 
     # -- this worker, in step with the registry ----------------------------------------------------------

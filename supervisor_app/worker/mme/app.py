@@ -171,9 +171,7 @@ class MmeApp:
             if name in snapshot.models or name in snapshot.live_staged():
                 return _error(start_response, 409, f"Model {name} is already registered.")
             snapshot.staged[name] = {**entry, "owner": os.getpid()}
-            snapshot.generation += 1
-            self.registry.write(snapshot)
-            staged = snapshot.generation
+            staged = self.registry.publish(snapshot)
         self.registry.signal_siblings()  # they load it while this worker does
         before = memory.rss_bytes(os.getpid())
         status, why = 0, ""
@@ -207,9 +205,7 @@ class MmeApp:
             snapshot = self.registry.read()
             snapshot.staged.pop(name, None)
             snapshot.models[name] = entry
-            snapshot.generation += 1
-            self.registry.write(snapshot)
-            committed = snapshot.generation
+            committed = self.registry.publish(snapshot)
         self._follow(committed, None)
         self.log.info("mme_model_loaded", model=name, url=request.url, load_s=round(load_s, 4),
                       total_s=round(time.monotonic() - started, 4), rss_mib=round(per_worker / _MIB, 1))
@@ -220,9 +216,7 @@ class MmeApp:
         with self.registry.locked():
             snapshot = self.registry.read()
             snapshot.staged.pop(name, None)
-            snapshot.generation += 1
-            self.registry.write(snapshot)
-            target = snapshot.generation
+            target = self.registry.publish(snapshot)
         self._drop(name)
         self._follow(target, None)
 
@@ -247,9 +241,7 @@ class MmeApp:
             if name not in snapshot.models:
                 return _error(start_response, 404, f"Model not found: {name}")
             del snapshot.models[name]
-            snapshot.generation += 1
-            self.registry.write(snapshot)
-            target = snapshot.generation
+            target = self.registry.publish(snapshot)
         started = time.monotonic()
         self.registry.signal_siblings()  # they free it while this worker does
         self._drop(name)

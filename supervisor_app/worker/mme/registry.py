@@ -75,6 +75,13 @@ class Registry:
                                     "staged": snapshot.live_staged()}))
         os.replace(temp, self.file)
 
+    def publish(self, snapshot: Snapshot) -> int:
+        """Write the changed snapshot as the next generation, which every worker then applies (call
+        with the lock held); returns that generation, for follow()."""
+        snapshot.generation += 1
+        self.write(snapshot)
+        return snapshot.generation
+
     # -- workers ---------------------------------------------------------------------------------
     def report(self, generation: int, failed: dict[str, str]) -> None:
         """This worker has applied `generation`; `failed` names the models it could not load."""
