@@ -65,21 +65,12 @@ def _bad_gateway_map(engine: str) -> str:
     }}"""
 
 
-def _router_upstream(socket_path: Path | None) -> str:
+def _hop_upstream(name: str, socket_path: Path | None) -> str:
+    """One of smc's own hops (routing, adapters) on its unix socket, when it runs."""
     if socket_path is None:
         return ""
     return f"""
-    upstream smc_router {{
-        server unix:{socket_path} max_fails=0;
-        keepalive 16;
-    }}"""
-
-
-def _adapter_upstream(socket_path: Path | None) -> str:
-    if socket_path is None:
-        return ""
-    return f"""
-    upstream smc_adapters {{
+    upstream {name} {{
         server unix:{socket_path} max_fails=0;
         keepalive 16;
     }}"""
@@ -245,7 +236,7 @@ http {{
         server {_upstream_host(s.engine_host)}:{s.engine_port} max_fails=0;
         keepalive 64;
         keepalive_timeout 60s;
-    }}{_router_upstream(s.router_socket)}{_adapter_upstream(s.adapter_socket)}
+    }}{_hop_upstream("smc_router", s.router_socket)}{_hop_upstream("smc_adapters", s.adapter_socket)}
 
     server {{
         listen {s.port} deferred backlog=1024;
